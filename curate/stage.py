@@ -1,0 +1,93 @@
+"""The contract every curation stage follows.
+
+A stage is one class. Heavy setup (models, codecs) happens in ``__init__`` so that Ray builds it once
+per actor; ``__call__`` takes a columnar batch (``dict[str, list | np.ndarray]``, all columns the same
+length) and returns it with the columns in ``outputs`` added. Stages never touch Ray: ``curate.runner``
+is the one adapter that maps them over a Ray Dataset, and tests call them on plain dicts.
+
+Failures are data. Each row carries ``status`` (``ok`` | ``filtered`` | ``failed``) and ``reason``.
+A stage only works on rows that are ``ok`` (or ``ok``/``filtered`` for scorers: scores are kept for
+filtered clips so thresholds can be re-applied later); it never raises for one bad row: it marks the row
+``failed`` with a reason naming the stage and the error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+Batch = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one instance of a stage needs; the runner turns this into Ray actor options."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int = 8
+    # None = stateless task pool; an int = that many long-lived actors (models load once each).
+    concurrency: int | None = None
+
+
+class Stage:
+    """Base class: declare ``name``, ``inputs``, ``outputs``, ``resources``; implement ``process_row``
+    or override ``__call__`` for true batching."""
+
+    name: ClassVar[str] = "stage"
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    # which row statuses this stage works on; others pass through untouched
+    acts_on: ClassVar[tuple[str, ...]] = ("ok",)
+
+    def resources(self) -> Resources:
+        return Resources()
+
+    def process_row(self, row: dict) -> dict:
+        """Return the values of ``outputs`` for one row (may also set ``status``/``reason``)."""
+        raise NotImplementedError
+
+    def default_outputs(self) -> dict:
+        """Values for ``outputs`` on rows the stage skips or fails (must keep the column types stable)."""
+        return {k: None for k in self.outputs}
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = batch_len(batch)
+        rows = [row_at(batch, i) for i in range(n)]
+        out_rows = []
+        for row in rows:
+            out = dict(self.default_outputs())
+            if row.get("status", "ok") in self.acts_on:
+                try:
+                    out.update(self.process_row(row))
+                except Exception as exc:  # one bad row must never fail the job
+                    out["status"] = "failed"
+                    out["reason"] = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
+            row.update(out)
+            out_rows.append(row)
+        return rows_to_batch(out_rows, like=batch)
+
+
+def batch_len(batch: Batch) -> int:
+    for v in batch.values():
+        return len(v)
+    return 0
+
+
+def row_at(batch: Batch, i: int) -> dict:
+    return {k: v[i] for k, v in batch.items()}
+
+
+def rows_to_batch(rows: list[dict], like: Batch | None = None) -> Batch:
+    """Columnar batch from row dicts; keeps the column order of ``like`` first."""
+    keys: list[str] = list(like.keys()) if like else []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def to_list(col: Any) -> list:
+    return col.tolist() if isinstance(col, np.ndarray) and col.dtype != object else list(col)

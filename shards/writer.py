@@ -1,0 +1,116 @@
+"""Atomic, size-targeted WebDataset tar writer.
+
+A shard is written to ``<name>.tar.tmp`` and renamed to ``<name>.tar`` only when complete, so a killed
+job never leaves a half-written tar under a final name. ``on_commit`` is called with the shard name and
+the keys it holds right after the rename: the manifest records a sample as landed only then.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from reelforge.shards.spec import DEFAULT_TARGET_BYTES, SHARD_PATTERN
+
+
+@dataclass
+class ShardWriterConfig:
+    target_bytes: int = DEFAULT_TARGET_BYTES
+    prefix: str = "shard"
+
+    def __post_init__(self):
+        if self.target_bytes < 1024:
+            raise ValueError(f"target_bytes must be >= 1024, got {self.target_bytes}")
+
+
+@dataclass
+class CommittedShard:
+    name: str
+    keys: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+class ShardWriter:
+    def __init__(self, out_dir: str | Path, cfg: ShardWriterConfig | None = None,
+                 on_commit: Callable[[CommittedShard], None] | None = None, start_index: int | None = None):
+        self.cfg = cfg or ShardWriterConfig()
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.on_commit = on_commit
+        self.index = start_index if start_index is not None else self._next_free_index()
+        self._tar: tarfile.TarFile | None = None
+        self._tmp_path: Path | None = None
+        self._current: CommittedShard | None = None
+        self.committed: list[CommittedShard] = []
+        # a crash leaves *.tmp files behind: they were never committed, so remove them
+        for stale in self.out_dir.glob(f"{self.cfg.prefix}-*.tar.tmp"):
+            stale.unlink()
+
+    def _next_free_index(self) -> int:
+        used = [int(p.stem.rsplit("-", 1)[1]) for p in self.out_dir.glob(f"{self.cfg.prefix}-*.tar")
+                if p.stem.rsplit("-", 1)[1].isdigit()]
+        return max(used) + 1 if used else 0
+
+    def current_name(self) -> str:
+        return SHARD_PATTERN.format(prefix=self.cfg.prefix, index=self.index)
+
+    def _open(self) -> None:
+        name = self.current_name()
+        self._tmp_path = self.out_dir / (name + ".tmp")
+        self._tar = tarfile.open(self._tmp_path, "w", format=tarfile.USTAR_FORMAT)
+        self._current = CommittedShard(name=name)
+
+    def write(self, key: str, members: dict[str, bytes]) -> str:
+        """Add one sample; returns the name of the shard it will land in."""
+        if "." in key or "/" in key:
+            raise ValueError(f"sample key must not contain '.' or '/': {key!r}")
+        if self._tar is None:
+            self._open()
+        now = time.time()
+        for ext, data in members.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(data)
+            info.mtime = now
+            info.mode = 0o644
+            self._tar.addfile(info, io.BytesIO(data))
+            self._current.bytes += len(data) + 512
+        self._current.keys.append(key)
+        name = self._current.name
+        if self._current.bytes >= self.cfg.target_bytes:
+            self.flush()
+        return name
+
+    def flush(self) -> CommittedShard | None:
+        """Close and commit the open shard (if any)."""
+        if self._tar is None:
+            return None
+        self._tar.close()
+        with open(self._tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        final = self.out_dir / self._current.name
+        os.replace(self._tmp_path, final)
+        shard = self._current
+        self.committed.append(shard)
+        self._tar, self._tmp_path, self._current = None, None, None
+        self.index += 1
+        if self.on_commit:
+            self.on_commit(shard)
+        return shard
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.close()
+        elif self._tar is not None:  # failed mid-shard: leave nothing under a final name
+            self._tar.close()
+            self._tmp_path.unlink(missing_ok=True)
+            self._tar = None

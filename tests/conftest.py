@@ -1,0 +1,28 @@
+"""Shared fixtures: the ../shared folder (skipped cleanly when absent) and generated sample videos."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("REELFORGE_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "media").is_dir():
+        pytest.skip(f"../shared is absent ({SHARED}): real-media tests need it beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_media(shared_dir) -> Path:
+    return shared_dir / "media"
+
+
+@pytest.fixture(scope="session")
+def ground_truth(shared_media) -> dict:
+    return json.loads((shared_media / "GROUND_TRUTH.json").read_text())
