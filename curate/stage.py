@@ -41,7 +41,11 @@ class Stage:
     # which row statuses this stage works on; others pass through untouched
     acts_on: ClassVar[tuple[str, ...]] = ("ok",)
 
-    def resources(self) -> Resources:
+    @classmethod
+    def resources(cls, *config) -> Resources:
+        """What one instance needs, decided from the same config objects the constructor takes —
+        a classmethod so the runner can plan actors without building (and loading models on) the
+        driver."""
         return Resources()
 
     def process_row(self, row: dict) -> dict:

@@ -37,3 +37,26 @@ REQUIRED_JSON_FIELDS = (
 
 SHARD_PATTERN = "{prefix}-{index:06d}.tar"
 DEFAULT_TARGET_BYTES = 256 * 1024 * 1024
+
+# --- added with the index, reader and tools (issue 5) -------------------------------------------------
+
+SHARDS_SUBDIR = "shards"          # DIR/shards/*.tar
+CLIPS_FILE = "clips.parquet"      # written by the build: one row per clip
+INDEX_FILE = "index.parquet"      # written by build_index: one row per sample in a shard
+INDEX_FORMAT_ID = "reelforge.index.v1"
+
+# Optional JSON fields with a fixed meaning.
+CAPTIONS_FIELD = "captions"          # {version_name: caption text}; `<key>.txt` is the default version
+CAPTION_SOURCE_FIELD = "caption_source"
+
+# Member extensions the index records offsets for (``latent.npy`` -> column prefix ``latent``).
+INDEXED_EXTS = (VIDEO_EXT, IMAGE_EXT, META_EXT, CAPTION_EXT, LATENT_EXT)
+
+# Sample kinds: a video sample has ``mp4``; an image sample has ``jpg`` (and is a 1-frame clip).
+KIND_VIDEO = "video"
+KIND_IMAGE = "image"
+
+
+def member_column(ext: str) -> str:
+    """Index column prefix for a member extension: ``mp4`` -> ``mp4``, ``latent.npy`` -> ``latent``."""
+    return ext.split(".")[0]

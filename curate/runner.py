@@ -1,0 +1,83 @@
+"""The one module of ``curate`` that touches Ray: it maps stages over a Ray Dataset.
+
+Each stage becomes one ``map_batches``: stages that declare ``concurrency`` run as that many long-lived
+actors (models load once per actor), the others as stateless tasks. Batches cross the boundary as
+plain ``dict[str, list]`` (see ``curate.stage``), converted here to and from Ray's numpy batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from reelforge.curate.stage import Batch, Stage
+
+
+@dataclass
+class StageSpec:
+    """A stage class and the arguments of its constructor; built lazily on each Ray worker."""
+
+    cls: type[Stage]
+    args: tuple = ()
+
+
+def _from_ray(batch: dict[str, np.ndarray]) -> Batch:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, np.ndarray) and v.dtype != object and v.ndim == 1:
+            out[k] = v.tolist()
+        else:
+            out[k] = list(v)
+    return out
+
+
+def _to_ray(batch: Batch) -> dict[str, np.ndarray]:
+    out = {}
+    for k, col in batch.items():
+        vals = list(col)
+        if all(isinstance(v, np.ndarray) for v in vals) and len({v.shape for v in vals}) == 1 and vals:
+            out[k] = np.stack(vals)  # fixed-shape tensor column
+            continue
+        arr = np.empty(len(vals), dtype=object)
+        arr[:] = vals if not any(isinstance(v, (list, tuple)) for v in vals) else [_as_obj(v) for v in vals]
+        out[k] = arr
+    return out
+
+
+def _as_obj(v: Any) -> Any:
+    return np.asarray(v, dtype=object) if isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) else v
+
+
+class _StageActor:
+    def __init__(self, cls: type[Stage], args: tuple):
+        self.stage = cls(*args)
+
+    def __call__(self, batch):
+        return _to_ray(self.stage(_from_ray(batch)))
+
+
+def _stage_task(batch, cls: type[Stage], args: tuple):
+    return _to_ray(cls(*args)(_from_ray(batch)))
+
+
+def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
+    """Stream the rows that come out of ``specs`` applied to ``items`` (order not preserved)."""
+    import ray
+
+    if not items:
+        return
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
+    for spec in specs:
+        res = spec.cls.resources(*spec.args)
+        common = dict(batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
+        if res.num_gpus:
+            common["num_gpus"] = res.num_gpus
+        if res.concurrency:
+            ds = ds.map_batches(_StageActor, fn_constructor_args=(spec.cls, spec.args),
+                                concurrency=res.concurrency, **common)
+        else:
+            ds = ds.map_batches(_stage_task, fn_args=(spec.cls, spec.args), **common)
+    for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
+        row = {k: v[0] for k, v in batch.items()}
+        yield {k: (v.tolist() if isinstance(v, np.generic) else v) for k, v in row.items()}
