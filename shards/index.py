@@ -124,6 +124,10 @@ def _rows_to_table(rows: list[dict]) -> pa.Table:
 def _join_clips(table: pa.Table, clips: pa.Table) -> pa.Table:
     """Left-join clips.parquet on clip_id; clips columns win where both have a value."""
     clips = clips.drop_columns([c for c in clips.column_names if c in _OWN and c != "clip_id"])
+    for i, f in enumerate(clips.schema):  # an all-null column has type null, which joins cannot carry
+        if pa.types.is_null(f.type):
+            clips = clips.set_column(i, f.name, clips[f.name].cast(pa.string()))
+    clips = clips.set_column(clips.column_names.index("clip_id"), "clip_id", clips["clip_id"].cast(pa.string()))
     clips = clips.rename_columns([c if c == "clip_id" else f"{c}__clips" for c in clips.column_names])
     clips = clips.append_column("_in_clips", pa.array([True] * clips.num_rows, pa.bool_()))
     table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))

@@ -67,7 +67,23 @@ def scan_tar(path: str | Path) -> TarScan:
                 samples[-1].members[ext] = TarMember(info.name, key, ext, info.offset_data, info.size)
     except (tarfile.TarError, EOFError, OSError) as exc:
         error = f"unreadable tar: {type(exc).__name__}: {exc}"
+    if error is None:
+        error = _check_end_marker(path, samples, file_size)
     return TarScan(path, file_size, samples, error)
+
+
+def _check_end_marker(path: Path, samples: list[TarSample], file_size: int) -> str | None:
+    """A tar cut at a header boundary reads as a shorter valid tar; only the missing end-of-archive
+    marker (two zero blocks after the last member) gives it away."""
+    end = 0
+    for s in samples:
+        for m in s.members.values():
+            end = max(end, m.offset + (m.size + 511) // 512 * 512)
+    with open(path, "rb") as f:
+        tail = os.pread(f.fileno(), 1024, end)
+    if len(tail) < 1024 or tail.strip(b"\0"):
+        return f"truncated: no end-of-archive marker after byte {end} (file size {file_size})"
+    return None
 
 
 def read_member(path: str | Path, offset: int, size: int) -> bytes:

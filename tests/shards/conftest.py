@@ -94,7 +94,7 @@ TEST_BUCKETS = BucketTable(
 
 def standard_clips() -> tuple[list[dict], list[dict]]:
     """12 square-ish clips (-> 'sq', bs 2), 9 wide clips (-> 'wide', bs 3), 8 images (-> 'img', bs 4)."""
-    clips = [clip_row(f"sq{i:02d}", 48, 48, 12, 8) for i in range(12)]
+    clips = [clip_row(f"sq{i:02d}", 40, 40, 12, 8) for i in range(12)]
     clips += [clip_row(f"wd{i:02d}", 64, 40, 12, 16) for i in range(9)]
     images = [{"clip_id": f"im{i:02d}", "width": 40, "height": 40, "caption_source": "alt"} for i in range(8)]
     return clips, images
