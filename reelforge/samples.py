@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -267,7 +266,7 @@ def _draw_object(img: np.ndarray, kind: str, center: tuple[float, float], radius
 def _draw_text(img: np.ndarray, text: str) -> None:
     """Subtitle-like: centered in the bottom third, white with a dark outline."""
     h, w = img.shape[:2]
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.55 * h / 240
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.7 * h / 240
     thick = max(1, round(1.5 * h / 240))
     tw = cv2.getTextSize(text, font, size, thick)[0][0]
     if tw > 0.92 * w:  # long line: shrink to fit rather than clip
@@ -412,17 +411,21 @@ _TEXTURE_WORDS = {"gradient": "{} gradient", "noise": "mottled {} texture", "che
 _JOIN_WORDS = {"cut": "cut to", "fade": "fade through black to", "dissolve": "dissolve to"}
 
 
+def _a(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
 def describe_shot(s: ShotSpec) -> str:
-    bg = _TEXTURE_WORDS[s.background].format(color_name(s.color))
-    thing = f"a {color_name(s.obj_color)} {s.obj}" if s.obj else ""
+    bg = _a(_TEXTURE_WORDS[s.background].format(color_name(s.color)))
+    thing = _a(f"{color_name(s.obj_color)} {s.obj}") if s.obj else ""
     if s.motion == "object":
-        text = f"a {thing[2:]} moves {s.direction} across a {bg}"
+        text = f"{thing} moves {s.direction} across {bg}"
     elif s.motion == "pan":
-        text = f"the camera pans {s.direction} across a {bg}" + (f" past {thing}" if thing else "")
+        text = f"the camera pans {s.direction} across {bg}" + (f" past {thing}" if thing else "")
     elif s.motion == "jitter":
-        text = f"a shaky handheld shot of a {bg}" + (f" with {thing}" if thing else "")
+        text = f"a shaky handheld shot of {bg}" + (f" with {thing}" if thing else "")
     else:
-        text = f"a still shot of a {bg}" + (f" with {thing}" if thing else "")
+        text = f"a still shot of {bg}" + (f" with {thing}" if thing else "")
     if s.brightness < 0.35:
         text += ", very dark"
     elif s.brightness < 0.7:
@@ -446,9 +449,8 @@ def describe_video(spec: VideoSpec) -> str:
     head += " with a steady tone" if spec.audio else ""
     parts = [spec.shots[0].describe()]
     parts += [f"{_JOIN_WORDS[t]} {s.describe()}" for t, s in zip(spec.transitions, spec.shots[1:])]
-    if len(parts) == 1:
-        return f"{head}: {parts[0]}."
-    return f"{head} in {len(parts)} shots: {'; '.join(parts)}."
+    body = f"{head}: {parts[0]}" if len(parts) == 1 else f"{head} in {len(parts)} shots: {'; '.join(parts)}"
+    return body if body.rstrip('"').endswith((".", "!", "?")) else body + "."
 
 
 def _flow(s: ShotSpec) -> str | None:
