@@ -26,7 +26,7 @@ from reelforge.shards.tarscan import scan_tar
 log = logging.getLogger(__name__)
 
 # Columns the index owns; a JSON field or clips.parquet column of the same name never overrides them.
-_OWN = {"key", "shard", "kind", "bucket", "caption_versions", "has_caption"} | {
+OWN_COLUMNS = {"key", "shard", "kind", "bucket", "caption_versions", "has_caption"} | {
     f"{member_column(e)}_{s}" for e in INDEXED_EXTS for s in ("offset", "size")}
 _IGNORED_JSON = {"status", "reason", "error_message", "format", CAPTIONS_FIELD}
 
@@ -73,7 +73,7 @@ def _sample_row(f, shard: str, sample) -> dict:
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
             captions = obj.get(CAPTIONS_FIELD) if isinstance(obj.get(CAPTIONS_FIELD), dict) else {}
-            row["_json"] = {k: v for k, v in obj.items() if k not in _IGNORED_JSON and k not in _OWN
+            row["_json"] = {k: v for k, v in obj.items() if k not in _IGNORED_JSON and k not in OWN_COLUMNS
                             and (v is None or isinstance(v, (str, int, float, bool)))}
         except (ValueError, UnicodeDecodeError) as exc:
             row["_status"], row["_reason"] = "failed", f"bad {META_EXT} member: {exc}"
@@ -122,16 +122,23 @@ def _rows_to_table(rows: list[dict]) -> pa.Table:
 
 
 def _join_clips(table: pa.Table, clips: pa.Table) -> pa.Table:
-    """Left-join clips.parquet on clip_id; clips columns win where both have a value."""
-    clips = clips.drop_columns([c for c in clips.column_names if c in _OWN and c != "clip_id"])
+    """Left-join clips.parquet; clips columns win where both have a value.
+
+    The join is on ``clip_id``, or on (``shard``, ``key``) when clips.parquet has a ``key`` column
+    (imported shards, whose tar keys need not be unique across shards); then its clip_id wins too.
+    """
+    by_member = "key" in clips.column_names and "shard" in clips.column_names
+    keys = ["shard", "key"] if by_member else ["clip_id"]
+    clips = clips.drop_columns([c for c in clips.column_names if c in OWN_COLUMNS and c not in keys])
     for i, f in enumerate(clips.schema):  # an all-null column has type null, which joins cannot carry
         if pa.types.is_null(f.type):
             clips = clips.set_column(i, f.name, clips[f.name].cast(pa.string()))
-    clips = clips.set_column(clips.column_names.index("clip_id"), "clip_id", clips["clip_id"].cast(pa.string()))
-    clips = clips.rename_columns([c if c == "clip_id" else f"{c}__clips" for c in clips.column_names])
+    for k in keys + ["clip_id"]:
+        clips = clips.set_column(clips.column_names.index(k), k, clips[k].cast(pa.string()))
+    clips = clips.rename_columns([c if c in keys else f"{c}__clips" for c in clips.column_names])
     clips = clips.append_column("_in_clips", pa.array([True] * clips.num_rows, pa.bool_()))
     table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
-    joined = table.join(clips, keys="clip_id", join_type="left outer").sort_by("_row").drop_columns(["_row"])
+    joined = table.join(clips, keys=keys, join_type="left outer").sort_by("_row").drop_columns(["_row"])
     for c in [c for c in joined.column_names if c.endswith("__clips")]:
         base = c[: -len("__clips")]
         col = joined[c]
