@@ -112,12 +112,17 @@ class VideoShardDataset(IterableDataset):
     def __len__(self) -> int:
         return len(self.plan())
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
+    def set_epoch(self, epoch: int, position: int | None = None) -> None:
+        """Go to ``epoch``. Calling it with the current epoch keeps the position (so a trainer that calls
+        ``set_epoch(start_epoch)`` after ``load_state_dict`` still resumes mid-epoch); pass ``position``
+        to force one."""
+        if position is None:
+            position = self.position if epoch == self.epoch else 0
+        self.epoch, self.position = epoch, position
 
     def roll_epoch_if_done(self) -> None:
         if self.position >= len(self.plan()):
-            self.set_epoch(self.epoch + 1)
+            self.set_epoch(self.epoch + 1, position=0)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "world_size": self.world_size,

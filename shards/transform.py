@@ -18,7 +18,7 @@ def frame_indices(num_frames: int, stride: float, count: int, rng: np.random.Gen
         raise ValueError(f"clip has {num_frames} frames, needs {math.floor(span) + 1} for {count} at stride {stride:.2f}")
     slack = max(0.0, slack)
     offset = rng.uniform(0.0, slack) if rng is not None else slack / 2
-    return [min(num_frames - 1, int(round(offset + i * stride))) for i in range(count)]
+    return [min(num_frames - 1, int(math.floor(offset + i * stride + 0.5))) for i in range(count)]  # not round(): banker's rounding makes uneven steps
 
 
 def cover_size(width: int, height: int, bucket: BucketConfig) -> tuple[int, int]:

@@ -107,6 +107,12 @@ def test_mid_epoch_resume_is_equivalent(tiny_dataset, workers):
     assert all(torch.equal(x["video"], y["video"]) for x, y in zip(got, full))
     assert got[-1]["epoch"] == 1
 
+    # a trainer that calls set_epoch(start_epoch) after loading the state still resumes mid-epoch
+    again = VideoShardDataset(tiny_dataset, cfg, rank=1, world_size=2, seed=7)
+    again.load_state_dict(state)
+    again.set_epoch(0)
+    assert [b["clip_id"] for b in again] == [b["clip_id"] for b in full[4:len(again)]]
+
 
 def test_state_from_another_world_size_is_refused(tiny_dataset):
     state = VideoShardDataset(tiny_dataset, ReaderConfig(), 0, 2).state_dict()
