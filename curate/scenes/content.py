@@ -26,7 +26,11 @@ _STRAIGHTNESS = 0.7
 # ... and no single step of it may hold more than this share of its end-to-end distance
 _MAX_STEP_SHARE = 0.4
 _DISSOLVE_SPANS = (48, 32, 24, 16, 10, 6)  # frames, longest first
-_FLAT_STD = 4.0  # luma std under which a picture has no layout to compare (structure is skipped)
+# a dissolve's frames may sit this far (share of its end-to-end distance, + 2 for noise) from the
+# blend of its two ends
+_BLEND_RESIDUAL = 0.2
+_FLAT_STD = 4.0
+_DISSOLVE_RATE = 1.5  # a dissolve's change per frame over that of the frames around it  # luma std under which a picture has no layout to compare (structure is skipped)
 
 
 def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Transition]]:
@@ -62,37 +66,45 @@ def _fades(kidx: np.ndarray, luma: np.ndarray, flat: np.ndarray, cfg: SceneConfi
         e = k
         while e + 1 < n and black[e + 1]:
             e += 1
-        # walk away from the black run while luma keeps rising (a fade), at most max frames, and
-        # stop where the rise flattens out: a fade ends, a slow brightening of the shot is not it
-        a = k
-        top = 0.0
-        while a > 0 and kidx[k] - kidx[a - 1] <= cfg.max_transition_frames:
-            rise = (luma[a - 1] - luma[a]) / (kidx[a] - kidx[a - 1])
-            if rise <= 0.2 or rise > cfg.cut_threshold:  # flat, or a hard cut into the black
-                break
-            top = max(top, rise)
-            if luma[a] > cfg.black_luma and rise < 0.15 * top:
-                break
-            a -= 1
-        b = e
-        top = 0.0
-        while b + 1 < n and kidx[b + 1] - kidx[e] <= cfg.max_transition_frames:
-            rise = (luma[b + 1] - luma[b]) / (kidx[b + 1] - kidx[b])
-            if rise <= 0.2 or rise > cfg.cut_threshold:
-                break
-            top = max(top, rise)
-            if luma[b] > cfg.black_luma and rise < 0.15 * top:
-                break
-            b += 1
+        a = _ramp_end(kidx, luma, k, -1, cfg)
+        b = _ramp_end(kidx, luma, e, +1, cfg)
         ramp = max(kidx[k] - kidx[a], kidx[b] - kidx[e])
         # the ramp must reach real picture, not just wobble inside the dark
         rise = max(luma[a], luma[b]) - luma[k:e + 1].mean()
         if ramp >= cfg.min_transition_frames and rise >= cfg.black_luma:
             # the fade covers the ramps and the black: start at the first darkened frame; end after
             # the last brightening frame, or after the black when the video ends in it
-            out.append(Transition(int(kidx[a]), int(kidx[b]) + 1, "fade"))
+            # kidx[a] / kidx[b] are the last / first undimmed frames of the shots around the fade
+            start = int(kidx[a]) + 1 if a < k else int(kidx[k])
+            end = int(kidx[b]) if b > e else int(kidx[e]) + 1
+            out.append(Transition(start, end, "fade"))
         k = e + 1
     return out
+
+
+def _ramp_end(kidx: np.ndarray, luma: np.ndarray, k: int, way: int, cfg: SceneConfig) -> int:
+    """Walk from black frame k (in known-frame units) in direction ``way`` while luma keeps rising
+    like a fade: at most max_transition_frames, stopping where the rise flattens (the shot itself)
+    or at a lone jump (a hard cut into the black, not a fade)."""
+    n = len(kidx)
+    top, j = 0.0, k
+
+    def rise_at(i: int) -> float:  # luma gained per frame stepping from known i to i + way
+        return (luma[i + way] - luma[i]) / abs(int(kidx[i + way]) - int(kidx[i]))
+
+    while 0 <= j + way < n and abs(int(kidx[j + way]) - int(kidx[k])) <= cfg.max_transition_frames:
+        rise = rise_at(j)
+        if rise <= 0.2:
+            break
+        if rise > cfg.cut_threshold:
+            further = rise_at(j + way) if 0 <= j + 2 * way < n else 0.0
+            if further < 0.25 * rise:
+                break  # one jump, then flat: a cut
+        top = max(top, rise)
+        if luma[j] > cfg.black_luma and rise < 0.3 * top:
+            break
+        j += way
+    return j
 
 
 def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]:
@@ -115,9 +127,24 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
                 continue
             if steps[a:b].max() > _MAX_STEP_SHARE * d_ab:
                 continue  # one jump carries it: a cut (or a cut plus motion), not a dissolve
+            # every frame inside must be the blend of the two ends: a pan or zoom is not
+            ab = thumbs[b] - thumbs[a]
+            alpha = np.clip((thumbs[a + 1:b] - thumbs[a]) @ ab / float(ab @ ab), 0.0, 1.0)  # (b-a-1,)
+            blend = thumbs[a] + alpha[:, None] * ab
+            if float(distance(thumbs[a + 1:b], blend).max()) > _BLEND_RESIDUAL * d_ab + 2.0:
+                continue
             s_ab, contrast = structure_change(thumbs[a], thumbs[b])
-            if contrast >= _FLAT_STD and s_ab < cfg.cut_min_structure:
-                continue  # same layout at both ends: a lighting or colour change, not a new shot
+            if contrast < _FLAT_STD or s_ab < cfg.cut_min_structure:
+                # same layout at both ends: a lighting or colour change, not a new shot; and a blend
+                # into a flat picture is a fade (found above) or nothing
+                continue
+            # a dissolve changes the picture faster than the shots on either side of it do
+            gaps = np.diff(kidx).astype(np.float32)  # (K-1,) frames spanned by each step
+            rate = steps / gaps  # (K-1,) change per frame
+            inside = float(np.median(rate[a:b]))
+            outside = np.concatenate([rate[max(0, a - 6):a], rate[b:b + 6]])
+            if len(outside) and inside < _DISSOLVE_RATE * float(np.median(outside)):
+                continue
             best.append((d_ab, a, b))
         for d_ab, a, b in sorted(best, reverse=True):
             # trim to where the blend really moves: alpha = projection on the a→b line
@@ -144,12 +171,14 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         jump = float(steps[k])
         # local level of change: median step in a window around, this step left out
         # (not across a transition, and without other jumps as big as this one: other cuts)
+        # the busier side counts: a cut into (or out of) fast motion must stand out from it too
         lo = np.searchsorted(kidx, i - _LEVEL_WINDOW)
         hi = np.searchsorted(kidx, i + _LEVEL_WINDOW)
-        around = np.concatenate([steps[max(0, lo - 1):k], steps[k + 1:min(n - 1, hi)]])
-        where = np.concatenate([np.arange(max(0, lo - 1), k), np.arange(k + 1, min(n - 1, hi))])
-        keep = (around < jump) & ~taken[kidx[where]] & ~taken[kidx[where + 1]]
-        level = float(np.median(around[keep])) if keep.any() else 0.0
+        level = 0.0
+        for where in (np.arange(max(0, lo - 1), k), np.arange(k + 1, min(n - 1, hi))):
+            keep = where[(steps[where] < jump) & ~taken[kidx[where]] & ~taken[kidx[where + 1]]]
+            if len(keep):
+                level = max(level, float(np.median(steps[keep])))
         # a loud jump over the local level, or a smaller one in a very quiet shot
         loud = jump >= cfg.cut_ratio * level
         quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
@@ -162,6 +191,10 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         back = thumbs[k]
         later = np.flatnonzero((kidx > i) & (kidx <= i + cfg.flash_frames))
         if len(later) and float(distance(thumbs[later], back).min()) < cfg.flash_return * jump:
+            continue
+        # ... or the end of one: the new picture is what was there just before the flash
+        earlier = np.flatnonzero((kidx < int(kidx[k])) & (kidx >= int(kidx[k]) - cfg.flash_frames))
+        if len(earlier) and float(distance(thumbs[earlier], thumbs[k + 1]).min()) < cfg.flash_return * jump:
             continue
         if cuts and i - cuts[-1] < cfg.min_shot_frames:
             continue

@@ -72,18 +72,27 @@ def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d[..., :ny].mean(-1) + d[..., ny:ny + nc].mean(-1) + d[..., ny + nc:].mean(-1)
 
 
-def structure_change(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """1 - correlation of the luma thumbnails, and the smaller of their two contrasts (std).
+def structure_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """1 - correlation of two luma thumbnails, and the smaller of their two contrasts (std).
 
     Brightness and colour shifts leave it near 0 (the picture's layout is unchanged); a new shot
-    moves it towards 1. Meaningless on flat pictures: callers check the contrast.
-    ``a``, ``b``: (..., THUMB_DIM) → (...), (...)"""
-    ny = THUMB_W * THUMB_H
-    ya = a[..., :ny] - a[..., :ny].mean(-1, keepdims=True)
-    yb = b[..., :ny] - b[..., :ny].mean(-1, keepdims=True)
-    sa, sb = np.sqrt((ya * ya).mean(-1)), np.sqrt((yb * yb).mean(-1))
-    corr = (ya * yb).mean(-1) / np.maximum(sa * sb, 1e-6)
-    return 1.0 - corr, np.minimum(sa, sb)
+    moves it towards 1. Rows and columns that are flat and identical in both (letterbox and
+    pillarbox bars) are left out: they would make any two framed pictures look alike. Meaningless on
+    flat pictures: callers check the contrast. ``a``, ``b``: (THUMB_DIM,)"""
+    ya = a[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
+    yb = b[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
+
+    def same_flat(axis: int) -> np.ndarray:
+        return ((ya.std(axis) < 2) & (yb.std(axis) < 2) & (np.abs(ya.mean(axis) - yb.mean(axis)) < 2))
+
+    rows, cols = ~same_flat(1), ~same_flat(0)  # (H,), (W,) the live area
+    if not rows.any() or not cols.any():
+        return 0.0, 0.0
+    ya, yb = ya[rows][:, cols], yb[rows][:, cols]
+    ya, yb = ya - ya.mean(), yb - yb.mean()
+    sa, sb = float(np.sqrt((ya * ya).mean())), float(np.sqrt((yb * yb).mean()))
+    corr = float((ya * yb).mean()) / max(sa * sb, 1e-6)
+    return 1.0 - corr, min(sa, sb)
 
 
 def _open(path: str):
@@ -99,8 +108,12 @@ def _open(path: str):
     return container, stream
 
 
-def _fps(stream, pts: np.ndarray) -> float:
-    rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+def stream_rate(stream) -> Fraction | None:
+    """The stream's average frame rate; read it while the container is open (PyAV crashes after)."""
+    return stream.average_rate or stream.base_rate or stream.guessed_rate
+
+
+def _fps(rate: Fraction | None, pts: np.ndarray) -> float:
     if rate:
         return float(rate)
     if len(pts) > 1 and pts[-1] > pts[0]:
@@ -120,14 +133,14 @@ def read_features(path: str, refine_threshold: float, exact: bool = False) -> Fe
 def _read_exact(path: str) -> Features:
     """Decode every frame (the reference behaviour, and the fallback of the fast path)."""
     container, stream = _open(path)
+    rate = stream_rate(stream)
     times, thumbs = [], []
     try:
         with container:
             for i, frame in enumerate(container.decode(stream)):
                 # a frame without a timestamp gets one from its index, so the output stays usable
                 t = frame.time
-                times.append(t if t is not None else (times[-1] + 1 / float(stream.average_rate or 25))
-                             if times else 0.0)
+                times.append(t if t is not None else (times[-1] + 1 / float(rate or 25)) if times else 0.0)
                 thumbs.append(thumbnail(frame))
     except SceneDetectionError:
         raise
@@ -140,11 +153,12 @@ def _read_exact(path: str) -> Features:
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
     stacked = np.stack(thumbs)[order]
-    return Features(pts, stacked, np.ones(len(pts), bool), _fps(stream, pts), len(pts), "exact")
+    return Features(pts, stacked, np.ones(len(pts), bool), _fps(rate, pts), len(pts), "exact")
 
 
 def _read_fast(path: str, refine_threshold: float) -> Features:
     container, stream = _open(path)
+    rate = stream_rate(stream)
     tb = stream.time_base
     cc = stream.codec_context
     thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
@@ -233,4 +247,4 @@ def _read_fast(path: str, refine_threshold: float) -> Features:
             stacked[i] = thumbs[p]
     # exactly PyAV's frame.time: float(pts * time_base) on Fractions
     pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
-    return Features(pts, stacked, known, _fps(stream, pts), state["decoded"], "fast")
+    return Features(pts, stacked, known, _fps(rate, pts), state["decoded"], "fast")

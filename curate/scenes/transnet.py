@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import SceneConfig
-from .features import _fps, _open
+from .features import _fps, _open, stream_rate
 from .result import SceneDetectionError, SceneResult, Transition
 
 _WINDOW, _STEP, _PAD = 100, 50, 25
@@ -54,20 +54,21 @@ def _load_model(device: torch.device) -> torch.nn.Module:
 def read_small_frames(path: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(N, 27, 48, 3) uint8 RGB frames, (N,) float64 frame.time, fps; presentation order."""
     container, stream = _open(path)
+    rate = stream_rate(stream)
     frames, times = [], []
     try:
         with container:
             for frame in container.decode(stream):
                 small = frame.reformat(width=_W, height=_H, format="rgb24", interpolation="BICUBIC")
                 frames.append(small.to_ndarray())
-                times.append(frame.time if frame.time is not None else len(times) / float(stream.average_rate or 25))
+                times.append(frame.time if frame.time is not None else len(times) / float(rate or 25))
     except Exception as exc:
         raise SceneDetectionError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from exc
     if not frames:
         raise SceneDetectionError(f"{path}: no video frames could be decoded")
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
-    return np.stack(frames)[order], pts, _fps(stream, pts)
+    return np.stack(frames)[order], pts, _fps(rate, pts)
 
 
 class TransNetV2Detector:
