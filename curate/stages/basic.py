@@ -18,7 +18,8 @@ class BasicConfig:
     enabled: bool = True
     min_duration_s: float = 1.0
     max_duration_s: float = 120.0      # 0 = no upper bound
-    min_short_side: int = 128          # px of the source's short side
+    min_short_side: int = 120          # px of the source's short side (the sample videos go down to 160x120;
+                                       # raise to 360+ for real corpora)
     min_fps: float = 10.0
     max_fps: float = 121.0
     min_aspect: float = 0.5            # width / height of the output clip (portrait 1:2)
@@ -55,7 +56,8 @@ class BasicStage(Stage):
     def __init__(self, cfg: BasicConfig | None = None):
         self.cfg = cfg or BasicConfig()
 
-    def resources(self) -> Resources:
+    @classmethod
+    def resources(cls, cfg: BasicConfig | None = None) -> Resources:
         return Resources(num_cpus=0.25, batch_size=256)
 
     def process_row(self, row: dict) -> dict:

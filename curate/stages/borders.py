@@ -89,7 +89,8 @@ class BordersStage(Stage):
     def __init__(self, cfg: BordersConfig | None = None):
         self.cfg = cfg or BordersConfig()
 
-    def resources(self) -> Resources:
+    @classmethod
+    def resources(cls, cfg: BordersConfig | None = None) -> Resources:
         return Resources(num_cpus=1, batch_size=32)
 
     def process_row(self, row: dict) -> dict:

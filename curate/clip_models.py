@@ -1,0 +1,133 @@
+"""open_clip loading shared by the aesthetic, caption-match and dedup code.
+
+Every model goes through the path users take: ``open_clip.create_model_and_transforms(name,
+pretrained=<tag or local checkpoint>)``. A custom architecture (or the tiny random model the tests and
+the offline demo use) is a model-config JSON registered with ``open_clip.add_model_config`` and then
+named like any built-in. Models load once per process (one Ray actor) and are shared by every stage in
+it, keyed by (model, pretrained, device).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+# A ~3.5 M-parameter CLIP (almost all of it the 49k-token text embedding): small enough to build,
+# save and load in a test in well under a second, and the same code path as ViT-L-14.
+TINY_CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+_CACHE: dict[tuple[str, str, str], "ClipModel"] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else passes through."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' requested but torch sees no CUDA device")
+    return device
+
+
+def wants_gpu(device: str) -> bool:
+    """Whether a stage with this device setting should ask the scheduler for a GPU. Decided on the
+    driver, which may have none while the workers do, so an explicit "cuda" is trusted as is."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def register_model_config(path: str) -> str:
+    """Register an open_clip model-config JSON; returns the model name it is known by (the file stem)."""
+    import open_clip
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"open_clip model config not found: {p}")
+    cfg = json.loads(p.read_text())
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
+    if missing:
+        raise ValueError(f"{p}: not an open_clip model config (missing {missing})")
+    open_clip.add_model_config(p)
+    return p.stem
+
+
+class ClipModel:
+    """An open_clip model with its eval transform and tokenizer; encodes frames and texts to unit vectors."""
+
+    def __init__(self, model: str, pretrained: str, device: str = "cpu", model_config: str = ""):
+        import open_clip
+
+        if model_config:
+            registered = register_model_config(model_config)
+            if registered != model:
+                raise ValueError(f"model '{model}' does not match the registered config name '{registered}' "
+                                 f"({model_config}); name the model after the JSON file's stem")
+        if pretrained and not Path(pretrained).is_file() and "/" in pretrained:
+            raise FileNotFoundError(f"CLIP checkpoint not found: {pretrained}")
+        self.device = resolve_device(device)
+        try:
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                model, pretrained=pretrained or None, device=self.device)
+        except RuntimeError as exc:  # unknown tag offline, etc.: say which setting to change
+            raise RuntimeError(f"could not load open_clip model '{model}' with pretrained='{pretrained}': "
+                               f"{exc}") from exc
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model)
+        self.name = model
+
+    @torch.inference_mode()
+    def encode_images(self, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
+        out = []
+        for i in range(0, len(frames), batch_size):
+            x = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + batch_size]])
+            emb = self.model.encode_image(x.to(self.device))  # (B, D)
+            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """N strings -> (N, D) float32, L2-normalised."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)  # (B, context_length)
+            emb = self.model.encode_text(tokens)  # (B, D)
+            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        return torch.cat(out).numpy()
+
+
+def load_clip(model: str, pretrained: str, device: str = "cpu", model_config: str = "") -> ClipModel:
+    """The process-wide shared :class:`ClipModel` for these settings (built on first use)."""
+    key = (model, pretrained, resolve_device(device))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = ClipModel(model, pretrained, device=device, model_config=model_config)
+        return _CACHE[key]
+
+
+def save_random_clip(out_dir: str | Path, name: str = "reelforge-tiny-clip", seed: int = 0,
+                     config: dict | None = None) -> tuple[Path, Path]:
+    """Write a model-config JSON and a randomly initialised checkpoint for it; returns (config, checkpoint).
+
+    For tests and offline demos: load it with ``model=<name>, model_config=<config>,
+    pretrained=<checkpoint>``, the same calls a real checkpoint goes through.
+    """
+    import open_clip
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / f"{name}.json"
+    cfg_path.write_text(json.dumps(config or TINY_CLIP_CONFIG, indent=1))
+    register_model_config(str(cfg_path))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    ckpt = out / f"{name}.pt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    return cfg_path, ckpt

@@ -1,0 +1,161 @@
+"""Aesthetics: CLIP image embeddings of K frames per clip scored by a LAION aesthetic head.
+
+The clip embedding (L2-normalised mean of its frame embeddings) is also what dedup and retrieval use,
+so this stage outputs it even when no head is configured. The head sees each *frame* embedding (the
+heads were trained on single images) and the clip's score is the mean over frames.
+
+Two head formats are read, both as published by LAION:
+- the "improved aesthetic predictor" MLP (state-dict keys ``layers.{0,2,4,6,7}``): Linear(D,1024) ->
+  Dropout -> Linear(1024,128) -> Dropout -> Linear(128,64) -> Dropout -> Linear(64,16) -> Linear(16,1),
+  no activations (in eval mode it is one affine map, but we keep the published layout);
+- the original linear head (``weight`` (1, D), ``bias`` (1,)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from reelforge.curate.clip_models import load_clip, wants_gpu
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, row_at, rows_to_batch
+from reelforge.curate.stages.common import as_frames, bound_reason
+
+
+class ImprovedAestheticMLP(nn.Module):
+    """LAION improved aesthetic predictor (sac+logos+ava1, linear MSE)."""
+
+    def __init__(self, dim: int = 768):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(dim, 1024), nn.Dropout(0.2),
+            nn.Linear(1024, 128), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N,)
+        return self.layers(x).squeeze(-1)
+
+
+class LinearAestheticHead(nn.Module):
+    """LAION aesthetic predictor v1: one linear layer on the CLIP embedding."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N,)
+        return self.linear(x).squeeze(-1)
+
+
+def load_aesthetic_head(path: str | Path) -> nn.Module:
+    """Read either published head format from ``path`` (weights only); returns the module in eval mode."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"aesthetic head not found: {p}")
+    state = torch.load(p, map_location="cpu", weights_only=True)  # saved on GPU by LAION
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if "layers.0.weight" in state:
+        head: nn.Module = ImprovedAestheticMLP(dim=state["layers.0.weight"].shape[1])
+        head.load_state_dict(state)
+    elif "weight" in state and "bias" in state:
+        head = LinearAestheticHead(dim=state["weight"].shape[1])
+        head.linear.load_state_dict(state)
+    else:
+        raise ValueError(f"{p}: unknown aesthetic head format (keys: {sorted(state)[:6]})")
+    return head.eval()
+
+
+@dataclass
+class AestheticConfig:
+    enabled: bool = True
+    model: str = "ViT-L-14"        # any open_clip model name
+    pretrained: str = ""           # local checkpoint path or an open_clip pretrained tag; "" = skip stage
+    model_config: str = ""         # optional open_clip model-config JSON registered under its file stem
+    head: str = ""                 # LAION head .pth; "" = embeddings only, no score
+    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    min_score: float = 4.5         # keep threshold (improved head: pipelines use 4.5-5)
+    concurrency: int = 1           # actors (each loads the model once)
+    # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
+    # leave room for the decode tasks on a 2-core machine
+    num_cpus: float = 0.5
+    batch_size: int = 16           # clips per batch
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("aesthetic: model must name an open_clip model")
+        if self.concurrency < 1 or self.batch_size < 1:
+            raise ValueError("aesthetic: concurrency and batch_size must be >= 1")
+
+    def check(self, row: dict) -> str | None:
+        return bound_reason("aesthetic", "aesthetic", row.get("aesthetic"), lo=self.min_score)
+
+
+class AestheticStage(Stage):
+    name = "aesthetic"
+    inputs = ("frames",)
+    # aesthetic: mean head score over frames; clip_embedding: list[float] (D,), unit norm;
+    # aesthetic_skip: why the stage did not score (no weights configured), else None
+    outputs = ("aesthetic", "clip_embedding", "aesthetic_skip")
+    acts_on = ("ok", "filtered")
+
+    def __init__(self, cfg: AestheticConfig | None = None):
+        self.cfg = cfg or AestheticConfig()
+        self.clip = None
+        self.head = None
+        self.skip = None
+        if not self.cfg.pretrained:
+            self.skip = "aesthetic: no CLIP weights configured (aesthetic.pretrained is empty)"
+            return
+        self.clip = load_clip(self.cfg.model, self.cfg.pretrained, self.cfg.device, self.cfg.model_config)
+        if self.cfg.head:
+            self.head = load_aesthetic_head(self.cfg.head).to(self.clip.device)
+        else:
+            self.skip = "aesthetic: no aesthetic head configured (aesthetic.head is empty); embeddings only"
+
+    @classmethod
+    def resources(cls, cfg: AestheticConfig | None = None) -> Resources:
+        cfg = cfg or AestheticConfig()
+        if not cfg.pretrained:  # nothing to load: a cheap task that only records why it skipped
+            return Resources(num_cpus=0.25, batch_size=256)
+        gpu = bool(cfg.pretrained) and wants_gpu(cfg.device)
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=1.0 if gpu else 0.0, batch_size=cfg.batch_size,
+                         concurrency=cfg.concurrency)
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = [row_at(batch, i) for i in range(batch_len(batch))]
+        todo: list[tuple[int, np.ndarray]] = []
+        for i, row in enumerate(rows):
+            row.update({"aesthetic": None, "clip_embedding": None, "aesthetic_skip": self.skip})
+            if row.get("status", "ok") not in self.acts_on or self.clip is None:
+                continue
+            try:
+                todo.append((i, as_frames(row.get("frames"))))
+            except ValueError as exc:
+                row.update(status="failed", reason=f"aesthetic: {exc}")
+        if todo:
+            # one forward pass over every frame of the batch: (sum K, H, W, 3) -> (sum K, D)
+            emb = self.clip.encode_images(np.concatenate([f for _, f in todo]))
+            scores = self._score(emb)
+            start = 0
+            for i, frames in todo:
+                e = emb[start:start + len(frames)]  # (K, D)
+                clip_emb = e.mean(axis=0)
+                rows[i]["clip_embedding"] = (clip_emb / max(np.linalg.norm(clip_emb), 1e-12)).tolist()
+                if scores is not None:
+                    rows[i]["aesthetic"] = float(scores[start:start + len(frames)].mean())
+                start += len(frames)
+        return rows_to_batch(rows, like=batch)
+
+    @torch.inference_mode()
+    def _score(self, emb: np.ndarray) -> np.ndarray | None:
+        """(N, D) unit embeddings -> (N,) head scores, or None without a head."""
+        if self.head is None:
+            return None
+        x = torch.from_numpy(emb).to(self.clip.device)
+        return self.head(x).float().cpu().numpy()
