@@ -18,7 +18,7 @@ class SceneConfig:
     # a hard cut needs a frame-to-frame distance of at least this ...
     cut_threshold: float = 24.0
     # ... and this many times the typical (median) distance around it, so fast motion is not a cut
-    cut_ratio: float = 3.0
+    cut_ratio: float = 3.6
     # a quiet shot's cut can be smaller: a jump of cut_threshold / 3 counts when it is 3 * cut_ratio
     # times the local level (dark or low-contrast footage)
     # a cut must also change the picture's layout (1 - correlation of luma thumbnails) by at least

@@ -1,0 +1,108 @@
+"""Shot detection accuracy: generated videos (exact cuts) and ../shared media (reference cuts)."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from reelforge.curate.scenes import SceneConfig, SceneDetectionError, detect_scenes
+from reelforge.curate.scenes.features import read_features
+from reelforge.samples import generate_samples, load_ground_truth
+
+TOL = 2
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    return generate_samples(tmp_path_factory.mktemp("samples"), "test")
+
+
+def _boundaries(r):
+    return [(c, c) for c in r.cuts] + [(t.start, t.end) for t in r.transitions]
+
+
+def test_generated_cuts_exact_and_transitions(samples):
+    for path in samples:
+        truth = load_ground_truth(path)
+        r = detect_scenes(str(path), SceneConfig())
+        assert r.frames == truth["frames"], path.name
+        assert r.cuts == truth["cuts"], path.name  # hard cuts to the exact frame
+        for t in truth["transitions"]:
+            found = [x for x in r.transitions if abs(x.start - t["start"]) <= TOL and abs(x.end - t["end"]) <= TOL]
+            assert found, f"{path.name}: transition {t} not found in {r.transitions}"
+        assert len(r.transitions) == len(truth["transitions"]), (path.name, r.transitions)
+        for f in truth["flashes"]:
+            assert f not in r.cuts and f + 1 not in r.cuts
+
+
+def test_pts_match_pyav_frame_time(samples, shared_media):
+    paths = [str(p) for p in samples] + [str(shared_media / n) for n in (
+        "psd_testvideo.mp4", "psd_delayed_start.mp4", "decord_unordered.mov", "decord_flipping_a_pancake.mkv")]
+    for path in paths:
+        with av.open(path) as c:
+            times = sorted(f.time for f in c.decode(video=0))
+        r = detect_scenes(path, SceneConfig())
+        assert r.frames == len(times), path
+        np.testing.assert_array_equal(r.pts, np.asarray(times), err_msg=path)  # exact, not approximate
+
+
+def test_fast_path_thumbnails_equal_full_decode(shared_media):
+    path = str(shared_media / "psd_testvideo.mp4")
+    fast = read_features(path, refine_threshold=10.0)
+    full = read_features(path, refine_threshold=10.0, exact=True)
+    assert fast.mode == "fast" and fast.known.sum() < len(fast.pts)  # it really skipped frames
+    np.testing.assert_array_equal(fast.pts, full.pts)
+    np.testing.assert_array_equal(fast.thumbs[fast.known], full.thumbs[fast.known])
+
+
+def test_delayed_start_has_absolute_pts(shared_media):
+    r = detect_scenes(str(shared_media / "psd_delayed_start.mp4"), SceneConfig())
+    assert r.pts[0] == pytest.approx(1.075, abs=1e-3)
+
+
+def test_shared_media_recall_and_precision(shared_media, ground_truth):
+    hits = total = false = reported = 0
+    for name in ("sintel_trailer_10s.mp4", "sintel_trailer_30s.mp4", "psd_testvideo.mp4"):
+        gt = ground_truth[name]
+        r = detect_scenes(str(shared_media / name), SceneConfig())
+        bounds = _boundaries(r)
+        total += len(gt["consensus"])
+        hits += sum(any(a - TOL <= c <= b + TOL for a, b in bounds) for c in gt["consensus"])
+        # fades at the very start or end of a video separate no shots: not boundaries
+        inner = [(a, b) for a, b in bounds if a > 0 and b < r.frames]
+        reported += len(inner)
+        false += sum(not any(a - TOL <= u <= b + TOL for u in gt["union"]) for a, b in inner)
+    assert hits / total >= 0.95, f"recall {hits}/{total}"
+    assert (reported - false) / reported >= 0.95, f"precision {reported - false}/{reported}"
+
+
+def test_counter_has_no_cut(shared_media):
+    r = detect_scenes(str(shared_media / "psd_counter.mp4"), SceneConfig())
+    assert r.cuts == [] and r.transitions == []
+
+
+def test_fades_are_transitions(shared_media):
+    r = detect_scenes(str(shared_media / "psd_fades.mp4"), SceneConfig())
+    assert r.cuts == []
+    for black in (84, 167):  # the frames where the picture is black between fades
+        assert any(t.kind == "fade" and t.start <= black < t.end for t in r.transitions), r.transitions
+
+
+def test_corrupt_and_missing_files_raise_clear_errors(shared_media, tmp_path):
+    with pytest.raises(SceneDetectionError, match="cannot decode"):
+        detect_scenes(str(shared_media / "decord_corrupted.mp4"), SceneConfig())
+    with pytest.raises(SceneDetectionError, match="cannot open"):
+        detect_scenes(str(tmp_path / "missing.mp4"), SceneConfig())
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(SceneDetectionError):
+        detect_scenes(str(junk), SceneConfig())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="detector"):
+        SceneConfig(detector="magic")
+    with pytest.raises(ValueError, match="min_shot_frames"):
+        SceneConfig(min_shot_frames=0)
+    with pytest.raises(ValueError, match="device"):
+        SceneConfig(device="tpu")
