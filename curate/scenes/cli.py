@@ -1,0 +1,77 @@
+"""``reelforge scenes VIDEO… [--detector content|transnetv2] [--json]``: shot detection as a tool.
+
+``--json`` prints one JSON object per video and line: ``path``, ``status``, ``frames``, ``fps``,
+``start_time``, ``scene_starts`` (first frame of each new shot after a cut or a gradual transition,
+0 excluded), ``scene_starts_seconds``, ``transitions``. A file that cannot be read gives
+``{"path", "status": "failed", "reason"}`` and the command goes on; the exit code is 1 if any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import SceneConfig
+from .detect import detect_scenes
+from .result import SceneDetectionError, SceneResult
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("scenes", help="detect shot boundaries in videos (like `scenedetect`)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("--detector", choices=["content", "transnetv2"], default="content")
+    p.add_argument("--device", default="auto", help="transnetv2: auto | cpu | cuda")
+    p.add_argument("--min-shot-frames", type=int, default=SceneConfig.min_shot_frames)
+    p.add_argument("--json", action="store_true", help="one JSON object per video")
+    p.set_defaults(func=run)
+    return p
+
+
+def _scene_starts(r: SceneResult) -> list[int]:
+    """Cuts, and the end of every transition that separates two shots (not a fade at either end)."""
+    ends = [t.end for t in r.transitions if t.start > 0 and t.end < r.frames]
+    return sorted(set(r.cuts) | set(ends))
+
+
+def run(args) -> int:
+    cfg = SceneConfig(detector=args.detector, device=args.device, min_shot_frames=args.min_shot_frames)
+    detector = None
+    if cfg.detector == "transnetv2":
+        from .transnet import TransNetV2Detector
+
+        detector = TransNetV2Detector(cfg)  # load the weights once for all files
+    failed = 0
+    for path in args.videos:
+        try:
+            r = detector.detect(path) if detector else detect_scenes(path, cfg)
+        except SceneDetectionError as exc:
+            failed += 1
+            if args.json:
+                print(json.dumps({"path": path, "status": "failed", "reason": str(exc)}), flush=True)
+            else:
+                print(f"{path}: FAILED: {exc}", file=sys.stderr)
+            continue
+        obj = r.to_json()
+        starts = _scene_starts(r)
+        obj["scene_starts"] = starts
+        obj["scene_starts_seconds"] = [round(float(r.pts[i]), 6) for i in starts]
+        if args.json:
+            print(json.dumps(obj), flush=True)
+        else:
+            print(f"{path}: {r.frames} frames @ {r.fps:.3f} fps, {len(starts) + 1} shots")
+            for i, s in zip(starts, obj["scene_starts_seconds"]):
+                print(f"  shot starts at frame {i} ({s:.3f} s)")
+            for t in r.transitions:
+                print(f"  {t.kind} {t.start}-{t.end}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reelforge")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["scenes", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

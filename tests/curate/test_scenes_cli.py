@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import json
+
+from reelforge.curate.scenes.cli import main
+from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+
+def test_cli_json_one_object_per_video_and_failures_continue(tmp_path, capsys):
+    spec = VideoSpec("two", [ShotSpec(30, "stripes", (200, 40, 40)), ShotSpec(30, "noise", (40, 40, 200))],
+                     width=160, height=120, fps=25)
+    good = str(render_video(spec, tmp_path))
+    rc = main(["--json", str(tmp_path / "missing.mp4"), good])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rc == 1 and len(lines) == 2
+    assert lines[0]["status"] == "failed" and lines[0]["reason"]
+    assert lines[1]["status"] == "ok" and lines[1]["frames"] == 60 and lines[1]["fps"] == 25.0
+    assert lines[1]["scene_starts"] == [30] and lines[1]["scene_starts_seconds"] == [1.2]
