@@ -94,7 +94,7 @@ def time_raw(ds: VideoShardDataset, mp4s: dict[str, bytes]) -> tuple[int, float]
     for planned in ds.plan():
         bucket = ds.buckets[planned.bucket]
         for row_id in planned.rows:
-            row = ds.rows[row_id]
+            row = ds.row(row_id)
             rng = np.random.default_rng([ds.seed, ds.epoch, zlib.crc32(row["clip_id"].encode())])
             vr = open_video(mp4s[row["clip_id"]], num_threads=ds.cfg.decode_threads)
             idx = frame_indices(len(vr), ds.buckets.stride(row["fps"]), bucket.num_frames, rng)

@@ -126,30 +126,30 @@ def _join_clips(table: pa.Table, clips: pa.Table) -> pa.Table:
 
     The join is on ``clip_id``, or on (``shard``, ``key``) when clips.parquet has a ``key`` column
     (imported shards, whose tar keys need not be unique across shards); then its clip_id wins too.
+    Done with ``take`` rather than a hash join so columns of any type (lists, binary) come along.
     """
     by_member = "key" in clips.column_names and "shard" in clips.column_names
     keys = ["shard", "key"] if by_member else ["clip_id"]
     clips = clips.drop_columns([c for c in clips.column_names if c in OWN_COLUMNS and c not in keys])
-    for i, f in enumerate(clips.schema):  # an all-null column has type null, which joins cannot carry
-        if pa.types.is_null(f.type):
-            clips = clips.set_column(i, f.name, clips[f.name].cast(pa.string()))
-    for k in keys + ["clip_id"]:
-        clips = clips.set_column(clips.column_names.index(k), k, clips[k].cast(pa.string()))
-    clips = clips.rename_columns([c if c in keys else f"{c}__clips" for c in clips.column_names])
-    clips = clips.append_column("_in_clips", pa.array([True] * clips.num_rows, pa.bool_()))
-    table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
-    joined = table.join(clips, keys=keys, join_type="left outer").sort_by("_row").drop_columns(["_row"])
-    for c in [c for c in joined.column_names if c.endswith("__clips")]:
-        base = c[: -len("__clips")]
-        col = joined[c]
-        if base in joined.column_names:
+    first: dict[tuple, int] = {}
+    for i, k in enumerate(zip(*[clips[c].cast(pa.string()).to_pylist() for c in keys])):
+        first.setdefault(k, i)  # a clip listed twice: the first row counts
+    take = [first.get(k) for k in zip(*[table[c].to_pylist() for c in keys])]
+    matched = clips.drop_columns([c for c in keys if c != "clip_id"]).take(pa.array(take, pa.int64()))
+    out = table
+    for name in matched.column_names:
+        col = matched[name]
+        if pa.types.is_null(col.type):
+            continue
+        if name in out.column_names:
             try:
-                col = pc.coalesce(col, joined[base].cast(col.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                col = pc.coalesce(col, out[name].cast(col.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 pass  # types disagree: clips.parquet is authoritative
-            joined = joined.drop_columns([base])
-        joined = joined.drop_columns([c]).append_column(base, col)
-    return joined
+            out = out.set_column(out.column_names.index(name), name, col)
+        else:
+            out = out.append_column(name, col)
+    return out.append_column("_in_clips", pa.array([t is not None for t in take], pa.bool_()))
 
 
 def _finish_status(table: pa.Table, has_clips: bool) -> pa.Table:

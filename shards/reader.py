@@ -89,11 +89,14 @@ class VideoShardDataset(IterableDataset):
         self.unbucketed = table.filter(pc.is_null(table["bucket"])).num_rows
         table = table.filter(pc.is_valid(table["bucket"])).sort_by([("bucket", "ascending"), ("clip_id", "ascending"),
                                                                     ("shard", "ascending")])
-        cols = {c: (table[c].to_pylist() if c in table.column_names else [None] * table.num_rows) for c in _COLUMNS}
-        self.rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-        self._by_bucket: dict[str, list[int]] = {}
-        for i, r in enumerate(self.rows):
-            self._by_bucket.setdefault(r["bucket"], []).append(i)
+        for c in _COLUMNS:
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows, pa.int64()))
+        # kept as Arrow columns, not Python dicts: a million rows stay compact, and forked DataLoader
+        # workers share the buffers instead of copying pages that Python refcounts would touch
+        self.table = table.select(list(_COLUMNS)).combine_chunks()
+        buckets = np.asarray(self.table["bucket"].to_pylist(), dtype=object)
+        self._by_bucket = {b: np.flatnonzero(buckets == b).tolist() for b in sorted(set(buckets))}
         self.epoch, self.position = 0, 0
         self._plans: dict[int, list[PlannedBatch]] = {}
         self._files: OrderedDict[str, int] = OrderedDict()
@@ -138,6 +141,10 @@ class VideoShardDataset(IterableDataset):
             raise ValueError(f"reader state has {state['batches_per_epoch']} batches per epoch, this index gives "
                              f"{len(self.plan())}: the index or the bucket table changed")
 
+    def row(self, i: int) -> dict:
+        """Row ``i`` of the reader's sample table (the numbers a ``PlannedBatch`` holds)."""
+        return {c: self.table[c][i].as_py() for c in _COLUMNS}
+
     # --- iteration ------------------------------------------------------------------------------------
     def __iter__(self):
         self.roll_epoch_if_done()
@@ -157,7 +164,7 @@ class VideoShardDataset(IterableDataset):
         bucket = self.buckets[planned.bucket]
         videos, captions, ids, failed = [], [], [], []
         for row_id in planned.rows:
-            row = self.rows[row_id]
+            row = self.row(row_id)
             try:
                 videos.append(self._load_media(row, bucket, epoch))
                 captions.append(self._caption(row))

@@ -69,3 +69,20 @@ def test_truncated_tar_is_reported_not_raised(tmp_path):
     build_index(root, TEST_BUCKETS)
     rows = read_index(root).to_pylist()
     assert rows and rows[-1]["status"] == "failed"
+
+
+def test_clips_columns_of_any_type_are_carried(tmp_path):
+    import pyarrow as pa
+
+    from reelforge.shards.cli import main
+    root = write_dataset(tmp_path / "d", [clip_row("a", 40, 40, 12, 8), clip_row("b", 40, 40, 12, 8)])
+    t = pq.read_table(root / "clips.parquet")
+    t = t.append_column("tags", pa.array([["x", "y"], []], pa.list_(pa.string())))
+    t = t.append_column("thumb", pa.array([b"\x00\x01", None], pa.binary()))
+    t = t.set_column(t.column_names.index("aesthetic"), "aesthetic", pa.array([7.5, 3.0]))
+    pq.write_table(t, root / "clips.parquet")
+    assert main(["shards", "index", str(root)]) == 0
+    rows = {r["clip_id"]: r for r in read_index(root).to_pylist()}
+    assert rows["a"]["tags"] == ["x", "y"] and rows["a"]["thumb"] == b"\x00\x01"
+    assert rows["b"]["aesthetic"] == 3.0  # clips.parquet wins over the JSON member's 5.0
+    assert [r["clip_id"] for r in select(root, "aesthetic >= 5").to_pylist()] == ["a"]
