@@ -27,6 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+# buckets at least this big are verified block by block; smaller ones pair-wise, vectorised
+SMALL_BUCKET = 32
+
+
 @dataclass
 class DedupConfig:
     enabled: bool = True
@@ -115,16 +119,27 @@ def _search(clip_ids, emb, quality, cfg: DedupConfig) -> dict[str, tuple[str, fl
         signs = (np.asarray(emb[start:start + 65536], dtype=np.float32) @ planes) > 0  # (n, bands*bits)
         keys[start:start + len(signs)] = signs.reshape(-1, cfg.bands, cfg.bits).astype(np.int64) @ weights
 
-    # candidate pairs verified by exact cosine; neighbours[i] = [(j, cos)]
+    # candidate pairs verified by exact cosine; neighbours[i] = {j: cos}
     neighbours: dict[int, dict[int, float]] = defaultdict(dict)
-    for b in range(cfg.bands):
-        order = np.argsort(keys[:, b], kind="stable")
-        sorted_keys = keys[order, b]
-        bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
-        for members in np.split(order, bounds):
-            if len(members) < 2:
-                continue
-            _verify_bucket(members, emb, cfg, neighbours)
+    for band in range(cfg.bands):
+        order = np.argsort(keys[:, band], kind="stable")  # (N,) rows sorted by bucket
+        sorted_keys = keys[order, band]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])  # bucket starts
+        sizes = np.diff(np.r_[starts, n])
+        # small buckets (almost all of them): pairs (k, k+d) in sorted order that share a bucket,
+        # verified in one vectorised gather per offset d
+        for d in range(1, min(int(sizes.max()), SMALL_BUCKET)):
+            same = sorted_keys[d:] == sorted_keys[:-d]
+            big = np.repeat(sizes >= SMALL_BUCKET, sizes)[:-d]  # those go through the block path
+            idx = np.flatnonzero(same & ~big)
+            for lo in range(0, len(idx), 65536):
+                i, j = order[idx[lo:lo + 65536]], order[idx[lo:lo + 65536] + d]
+                cos = np.einsum("nd,nd->n", _normalised(emb[i]), _normalised(emb[j]))  # (pairs,)
+                hit = cos >= cfg.threshold
+                for a_, b_, c in zip(i[hit], j[hit], cos[hit]):
+                    neighbours[int(a_)][int(b_)] = neighbours[int(b_)][int(a_)] = float(min(c, 1.0))
+        for start, size in zip(starts[sizes >= SMALL_BUCKET], sizes[sizes >= SMALL_BUCKET]):
+            _verify_bucket(order[start:start + size], emb, cfg, neighbours)
 
     q = np.full(n, -np.inf)
     if quality is not None:

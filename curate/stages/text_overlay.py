@@ -7,7 +7,8 @@ is a row of high-contrast, thin, similar-height strokes; and an overlay stays pu
 changes, so requiring a pixel to be text in most sampled frames rejects scene texture that moves and
 keeps subtitles (the words change, the band does not).
 
-Per frame (resized to a 256-px height): morphological gradient -> Otsu threshold -> horizontal closing
+Per frame (resized to a 256-px height): top-hat and black-hat (thin bright or dark strokes) -> Otsu
+threshold -> horizontal closing
 joins letters into lines -> connected components kept when they look like a line of text (height 1.5-25%
 of the frame, wider than 2x its height, a row through it crosses several strokes, moderate fill). The clip's
 ``text_area`` is the fraction of the frame covered by pixels flagged in at least ``persist_frac`` of
@@ -24,6 +25,7 @@ from reelforge.curate.stage import Resources, Stage
 from reelforge.curate.stages.common import as_frames, bound_reason, crop_in_frames, to_luma
 
 WORK_HEIGHT = 256
+STROKE_KERNEL = 9          # px at WORK_HEIGHT: wider than a subtitle stroke, narrower than scene shapes
 MIN_CONTRAST = 40          # gradient (8-bit) below this is never a glyph edge
 MIN_STROKES = 3            # strokes a box must cross to be a word, not the edge of a shape
 
@@ -42,9 +44,13 @@ def _crossings(patch: np.ndarray) -> int:
 def text_mask(gray: np.ndarray) -> np.ndarray:
     """(H, W) uint8 at WORK_HEIGHT -> bool (H, W): pixels inside boxes that look like lines of text."""
     h, w = gray.shape
-    grad = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-    otsu, _ = cv2.threshold(grad, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    _, edges = cv2.threshold(grad, max(float(otsu), MIN_CONTRAST), 255, cv2.THRESH_BINARY)
+    # top-hat / black-hat keep bright / dark structures thinner than the kernel (strokes) and drop
+    # larger shapes and their edges (checkerboards, objects, gradients)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE_KERNEL, STROKE_KERNEL))
+    thin = np.maximum(cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel),
+                      cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel))
+    otsu, _ = cv2.threshold(thin, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    _, edges = cv2.threshold(thin, max(float(otsu), MIN_CONTRAST), 255, cv2.THRESH_BINARY)
     mask = np.zeros((h, w), dtype=bool)
     # letters sit about a letter-width apart: two closing widths join small (subtitle) and large
     # (title) lettering into lines
