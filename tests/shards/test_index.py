@@ -7,7 +7,7 @@ from reelforge.shards.index import build_index, index_buckets, read_index, selec
 from reelforge.shards.query import QueryError, parse_where
 from reelforge.shards.tarscan import read_member, scan_tar
 
-from conftest import TEST_BUCKETS, clip_row, write_dataset
+from shard_fixtures import TEST_BUCKETS, clip_row, write_dataset
 
 
 def test_index_has_every_sample_with_offsets(tiny_dataset):

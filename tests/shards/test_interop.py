@@ -15,7 +15,7 @@ from reelforge.shards.reader import ReaderConfig, VideoShardDataset
 from reelforge.shards.tarscan import scan_tar
 from reelforge.shards.verify import verify_dataset
 
-from conftest import TEST_BUCKETS, encode_jpg, encode_mp4, make_frames
+from shard_fixtures import TEST_BUCKETS, encode_jpg, encode_mp4, make_frames
 
 
 def write_tool_shard(path, samples):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
 from reelforge.shards.tarscan import read_member
 from reelforge.shards.transform import image_to_bucket
 
-from conftest import TEST_BUCKETS, clip_row, make_frames, write_dataset
+from shard_fixtures import TEST_BUCKETS, clip_row, make_frames, write_dataset
 
 # 4 images dropped: sq 6 + wide 3 + img 1 = 10 batches, which 2 ranks split evenly with no padding
 EVEN = "clip_id NOT IN ('im04', 'im05', 'im06', 'im07')"
@@ -173,3 +174,15 @@ def test_reader_config_validation():
         BucketTable(buckets=[BucketConfig(32, 32, 4, 2, "x"), BucketConfig(16, 16, 4, 2, "x")])
     with pytest.raises(ValueError, match="even"):
         BucketConfig(33, 32, 4, 2)
+
+
+def test_reader_config_loads_from_yaml_tree():
+    import yaml
+
+    from reelforge.config import ConfigError, from_dict
+    tree = {"buckets": yaml.safe_load(open(Path(__file__).resolve().parents[2] / "configs/buckets/default.yaml")),
+            "where": "aesthetic >= 5", "remainder": "drop"}
+    cfg = from_dict(ReaderConfig, tree)
+    assert isinstance(cfg.buckets, BucketTable) and cfg.buckets["144x256x17"].batch_size == 7
+    with pytest.raises(ConfigError, match="remainder"):
+        from_dict(ReaderConfig, {"remainder": "wrap"})

@@ -9,7 +9,7 @@ from reelforge.shards.index import build_index
 from reelforge.shards.stats import dataset_stats
 from reelforge.shards.verify import verify_dataset
 
-from conftest import TEST_BUCKETS, clip_row, write_dataset
+from shard_fixtures import TEST_BUCKETS, clip_row, write_dataset
 
 
 @pytest.fixture()
