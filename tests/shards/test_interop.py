@@ -122,3 +122,14 @@ def test_our_shards_read_with_plain_webdataset(tiny_dataset):
     assert len(samples) == 29
     assert sum("mp4" in s for s in samples) == 21 and sum("jpg" in s for s in samples) == 8
     assert sum(len(scan_tar(t).samples) for t in tars) == 29
+
+
+def test_export_of_imported_shards_is_spec_conformant(v2d_dir, tmp_path):
+    import_shards([v2d_dir], tmp_path / "ds", buckets=TEST_BUCKETS)
+    summary = export_shards(tmp_path / "ds", tmp_path / "train")
+    assert summary["samples"] == 5  # the bad member's sample stays behind
+    assert verify_dataset(tmp_path / "train").ok
+    sample = next(iter(wds.WebDataset(str(next((tmp_path / "train" / "shards").glob("*.tar"))), shardshuffle=False)))
+    meta = json.loads(sample["json"])
+    assert meta["format"] == "reelforge.shard.v1" and meta["url"].startswith("https://example.com/")
+    assert {"clip_id", "num_frames", "fps", "width", "height", "duration_s"} <= set(meta)
