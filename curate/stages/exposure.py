@@ -83,8 +83,11 @@ class ExposureConfig:
                 raise ValueError(f"exposure: {k} must be in [0, 1], got {v}")
         if self.min_mean >= self.max_mean:
             raise ValueError(f"exposure: min_mean={self.min_mean} must be < max_mean={self.max_mean}")
-        if self.min_sharpness < 0:
-            raise ValueError("exposure: min_sharpness must be >= 0")
+        if not 0.0 <= self.min_sharpness <= 1.0:
+            # a step edge scores 0.5 (0.71 on a diagonal): anything above 1 would drop every clip
+            raise ValueError(f"exposure: min_sharpness is an inverse edge width in 1/px and must be in [0, 1], "
+                             f"got {self.min_sharpness} (Laplacian-variance thresholds apply to the "
+                             f"laplacian_var column, which is not filtered on)")
 
     def check(self, row: dict) -> str | None:
         return first_reason(

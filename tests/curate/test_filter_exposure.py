@@ -77,3 +77,5 @@ def test_crop_box_excludes_bars():
 def test_config_validation():
     with pytest.raises(ValueError, match="min_mean"):
         ExposureConfig(min_mean=0.9, max_mean=0.5)
+    with pytest.raises(ValueError, match="inverse edge width"):
+        ExposureConfig(min_sharpness=20.0)  # a Laplacian-variance threshold would drop every clip
