@@ -40,6 +40,17 @@ class SceneConfig:
     dissolve_threshold: float = 20.0
     # decode every frame instead of the reference-frames-first fast path (slower, for debugging)
     exact: bool = False
+    # fast path: a reference packet this many times the chunk's median inter packet is a "spike"
+    # (likely a cut): the frames just before it are decoded in the first pass
+    spike_ratio: float = 4.0
+    # fast path: chunks of GOPs without spikes decode only their keyframes (checked against the
+    # next chunk; decoded after all when the picture moved)
+    skip_quiet: bool = True
+    # fast path: skip the in-loop deblocking filter and allow non-bit-exact speedups
+    fast_decode: bool = True
+    # PyAV thread_type: "AUTO" (frame + slice threads), "SLICE", "FRAME" or "NONE" (one core: the
+    # cheapest in CPU time, best when every core already runs a worker)
+    decode_threads: str = "AUTO"
 
     # --- transnetv2
     transnet_threshold: float = 0.5
@@ -67,6 +78,10 @@ class SceneConfig:
             raise ValueError(
                 "need 1 <= min_transition_frames <= max_transition_frames, got "
                 f"{self.min_transition_frames}, {self.max_transition_frames}")
+        if self.spike_ratio <= 1.0:
+            raise ValueError(f"spike_ratio must be > 1, got {self.spike_ratio}")
+        if self.decode_threads not in ("AUTO", "SLICE", "FRAME", "NONE"):
+            raise ValueError(f"decode_threads must be AUTO, SLICE, FRAME or NONE, got {self.decode_threads!r}")
         if not 0.0 < self.transnet_threshold < 1.0:
             raise ValueError(f"transnet_threshold must be in (0, 1), got {self.transnet_threshold}")
         if self.transnet_batch_windows < 1:

@@ -109,6 +109,7 @@ def _ramp_end(kidx: np.ndarray, luma: np.ndarray, k: int, way: int, cfg: SceneCo
 
 def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]:
     cum = np.concatenate([[0.0], np.cumsum(steps)])  # (K,) path length from known frame 0
+    rate = steps / np.diff(kidx).astype(np.float32)  # (K-1,) change per frame of each step
     n = len(kidx)
     found: list[Transition] = []
     used = taken.copy()
@@ -116,17 +117,24 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
         if span > cfg.max_transition_frames or span < cfg.min_transition_frames:
             continue
         ends = np.searchsorted(kidx, kidx + span)  # (K,) first known frame >= start + span
+        starts = np.flatnonzero((ends < n) & (ends - np.arange(n) >= 2))
+        if not len(starts):
+            continue
+        # the cheap tests for all windows at once: far enough apart, and a straight path
+        d_all = distance(thumbs[starts], thumbs[ends[starts]])  # (S,)
+        straight = (d_all >= cfg.dissolve_threshold) & (d_all >= _STRAIGHTNESS * (cum[ends[starts]] - cum[starts]))
         best: list[tuple[float, int, int]] = []
-        for a in range(n):
+        for a, d_ab in zip(starts[straight].tolist(), d_all[straight].tolist()):
             b = int(ends[a])
-            if b >= n or b - a < 2:
-                continue
-            d_ab = float(distance(thumbs[a], thumbs[b]))
-            path = cum[b] - cum[a]
-            if d_ab < cfg.dissolve_threshold or d_ab < _STRAIGHTNESS * path:
-                continue
+            if used[kidx[a] + 1:kidx[b]].any():
+                continue  # inside a fade or a longer dissolve already found
             if steps[a:b].max() > _MAX_STEP_SHARE * d_ab:
                 continue  # one jump carries it: a cut (or a cut plus motion), not a dissolve
+            # a dissolve changes the picture faster than the shots on either side of it do
+            inside = float(np.median(rate[a:b]))
+            outside = np.concatenate([rate[max(0, a - 6):a], rate[b:b + 6]])
+            if len(outside) and inside < _DISSOLVE_RATE * float(np.median(outside)):
+                continue
             # every frame inside must be the blend of the two ends: a pan or zoom is not
             ab = thumbs[b] - thumbs[a]
             alpha = np.clip((thumbs[a + 1:b] - thumbs[a]) @ ab / float(ab @ ab), 0.0, 1.0)  # (b-a-1,)
@@ -137,13 +145,6 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             if contrast < _FLAT_STD or s_ab < cfg.cut_min_structure:
                 # same layout at both ends: a lighting or colour change, not a new shot; and a blend
                 # into a flat picture is a fade (found above) or nothing
-                continue
-            # a dissolve changes the picture faster than the shots on either side of it do
-            gaps = np.diff(kidx).astype(np.float32)  # (K-1,) frames spanned by each step
-            rate = steps / gaps  # (K-1,) change per frame
-            inside = float(np.median(rate[a:b]))
-            outside = np.concatenate([rate[max(0, a - 6):a], rate[b:b + 6]])
-            if len(outside) and inside < _DISSOLVE_RATE * float(np.median(outside)):
                 continue
             best.append((d_ab, a, b))
         for d_ab, a, b in sorted(best, reverse=True):

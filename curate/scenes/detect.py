@@ -13,7 +13,7 @@ def detect_scenes(path: str, cfg: SceneConfig) -> SceneResult:
         from .transnet import detect_transnet  # imports torch: only when asked for
 
         return detect_transnet(path, cfg)
-    feat = read_features(path, cfg.refine_threshold, exact=cfg.exact)
+    feat = read_features(path, cfg)
     cuts, transitions = detect_content(feat, cfg)
     return SceneResult(path=path, frames=len(feat.pts), fps=feat.fps, pts=feat.pts,
                        cuts=cuts, transitions=transitions)

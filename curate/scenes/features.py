@@ -33,6 +33,9 @@ _PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj44
 # GOPs are gathered into chunks of at least this many packets: each chunk ends with a decoder
 # drain, which stalls frame threading, so chunks of tiny GOPs would waste the threads
 _CHUNK_MIN_PACKETS = 48
+# a gap between decoded frames is refined when its distance is this many times that of the gaps
+# around it (and above refine_threshold)
+_REFINE_RATIO = 2.0
 
 
 @dataclass
@@ -95,7 +98,7 @@ def structure_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return 1.0 - corr, min(sa, sb)
 
 
-def _open(path: str):
+def _open(path: str, threads: str = "AUTO"):
     try:
         container = av.open(path)
     except Exception as exc:  # PyAV raises many different errors for non-video input
@@ -104,7 +107,7 @@ def _open(path: str):
         container.close()
         raise SceneDetectionError(f"{path} has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = threads
     return container, stream
 
 
@@ -121,18 +124,18 @@ def _fps(rate: Fraction | None, pts: np.ndarray) -> float:
     return 0.0
 
 
-def read_features(path: str, refine_threshold: float, exact: bool = False) -> Features:
-    if not exact:
+def read_features(path: str, cfg: "SceneConfig") -> Features:
+    if not cfg.exact:
         try:
-            return _read_fast(path, refine_threshold)
+            return _FastReader(path, cfg).read()
         except _NeedsExact:
             pass
-    return _read_exact(path)
+    return _read_exact(path, cfg.decode_threads)
 
 
-def _read_exact(path: str) -> Features:
+def _read_exact(path: str, threads: str = "AUTO") -> Features:
     """Decode every frame (the reference behaviour, and the fallback of the fast path)."""
-    container, stream = _open(path)
+    container, stream = _open(path, threads)
     rate = stream_rate(stream)
     times, thumbs = [], []
     try:
@@ -156,95 +159,229 @@ def _read_exact(path: str) -> Features:
     return Features(pts, stacked, np.ones(len(pts), bool), _fps(rate, pts), len(pts), "exact")
 
 
-def _read_fast(path: str, refine_threshold: float) -> Features:
-    container, stream = _open(path)
-    rate = stream_rate(stream)
-    tb = stream.time_base
-    cc = stream.codec_context
-    thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
-    all_pts: list[int] = []
-    state = {"decoded": 0, "last": None}  # last: (pts, thumb) of the latest known frame so far
+def _nal_length_size(stream) -> int | None:
+    """Bytes of the NAL length prefix of H.264 (avcC) / HEVC (hvcC) packets; None for Annex B or
+    other codecs (then which packets are references is unknown)."""
+    extra = stream.codec_context.extradata
+    if not extra or extra[0] != 1:
+        return None
+    name = stream.codec_context.name
+    if name == "h264" and len(extra) > 4:
+        return (extra[4] & 3) + 1
+    if name == "hevc" and len(extra) > 21:
+        return (extra[21] & 3) + 1
+    return None
 
-    def decode_chunk(packets: list, wanted: set[int] | None) -> None:
-        """Decode one chunk; ``wanted=None`` → coarse (refs only), else refs + these pts."""
+
+def _is_reference(data: memoryview, codec: str, nal_len: int) -> bool:
+    """Whether the first picture slice of a length-prefixed packet is a reference picture."""
+    pos, n = 0, len(data)
+    while pos + nal_len < n:
+        size = int.from_bytes(data[pos:pos + nal_len], "big")
+        head = data[pos + nal_len]
+        if codec == "h264":
+            if (head & 0x1F) in (1, 5):  # coded slice (non-IDR / IDR)
+                return (head >> 5) & 3 != 0  # nal_ref_idc
+        else:
+            kind = (head >> 1) & 0x3F
+            if kind < 32:  # VCL: the even types below 16 are sub-layer non-reference pictures
+                return not (kind < 16 and kind % 2 == 0)
+        pos += nal_len + size
+    return True
+
+
+class _FastReader:
+    """The coarse/refine reader described at the top of this file, one chunk of GOPs at a time.
+
+    Three things keep it from decoding what it does not need:
+    - quiet chunks (no packet-size spike) decode only their keyframes; if the next chunk's first
+      frame then differs from the last keyframe, the chunk is decoded after all;
+    - the non-reference frames right after a spiking reference packet (a cut, mostly: the first
+      reference frame after a cut is coded almost intra) are decoded in the coarse pass already;
+    - a refinement pass stops after the last packet it needs.
+    """
+
+    def __init__(self, path: str, cfg):
+        self.path, self.cfg = path, cfg
+        self.thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
+        self.decoded = 0
+
+    # --- decoding
+
+    def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
+        """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
+        the others with ``skip_frame=default_skip``."""
+        cc = self.cc
         for pkt in packets:
-            cc.skip_frame = "NONREF" if wanted is None or pkt.pts not in wanted else "DEFAULT"
+            cc.skip_frame = "DEFAULT" if pkt.pts in full else default_skip
             for frame in cc.decode(pkt):
-                _take(frame)
+                self._take(frame)
         cc.skip_frame = "DEFAULT"
         for frame in cc.decode(None):  # drain: frame threading holds frames back
-            _take(frame)
+            self._take(frame)
         cc.flush_buffers()
 
-    def _take(frame) -> None:
+    def _take(self, frame) -> None:
         if frame.pts is None:
             raise _NeedsExact
-        state["decoded"] += 1
-        if frame.pts not in thumbs:
-            thumbs[frame.pts] = thumbnail(frame)
+        self.decoded += 1
+        if frame.pts not in self.thumbs:
+            self.thumbs[frame.pts] = thumbnail(frame)
 
-    def process(packets: list) -> None:
-        decode_chunk(packets, None)
-        # walk this chunk's frames in presentation order; a gap between two decoded frames whose
-        # thumbnails differ may hide a cut: ask for its skipped frames
+    # --- per chunk
+
+    def _spikes(self, packets: list, refs: list[bool | None]) -> list[int]:
+        """Indices of reference packets much bigger than the chunk's usual inter frame."""
+        inter = [p.size for p, r in zip(packets, refs) if not p.is_keyframe and r is not False]
+        if not inter:
+            return []
+        keys = [p.size for p in packets if p.is_keyframe]
+        floor = max(self.cfg.spike_ratio * float(np.median(inter)),
+                    0.05 * float(np.median(keys)) if keys else 0.0)
+        return [i for i, (p, r) in enumerate(zip(packets, refs))
+                if not p.is_keyframe and r is not False and p.size > floor]
+
+    def _after_spikes(self, packets: list, refs: list[bool | None], spikes: list[int]) -> set[int]:
+        """pts of the non-reference packets that follow each spike in decode order up to the next
+        reference frame shown after it: the B-frames shown just before the spiking frame, where
+        the cut is (reference B-frames in between are decoded anyway)."""
+        out: set[int] = set()
+        for i in spikes:
+            shown = packets[i].pts
+            for j in range(i + 1, min(len(packets), i + 1 + 32)):
+                p = packets[j]
+                if refs[j] is None:  # unknown codec layout: the next few packets
+                    if j - i > 4:
+                        break
+                    out.add(p.pts)
+                elif refs[j] and p.pts > shown:
+                    break  # the next P (or I) frame: the B-frames of the spike's gap are behind
+                elif not refs[j]:
+                    out.add(p.pts)
+        return out
+
+    def _refine(self, packets: list, left) -> None:
+        """Decode again the skipped frames of gaps whose two ends differ much more than decoded
+        frames around them do (or that have no left end).
+
+        Relative to the neighbours, because in fast motion every gap differs: a cut (or the start
+        of a transition) still stands out from them; steady motion does not need every frame."""
         order = sorted(p.pts for p in packets)
-        wanted: set[int] = set()
-        last = state["last"]
-        pending: list[int] = []  # undecoded pts since `last`
+        known = [(None, left)] if left is not None else []
+        gaps: list[tuple[int, list[int]]] = []  # (index into known of the gap's right end, pts)
+        pending: list[int] = []
         for p in order:
-            th = thumbs.get(p)
+            th = self.thumbs.get(p)
             if th is None:
                 pending.append(p)
                 continue
-            if pending and last is not None and distance(last[1], th) > refine_threshold:
-                wanted.update(pending)
-            elif pending and last is None:  # undecoded frames before the first decoded one
-                wanted.update(pending)
+            if pending:
+                gaps.append((len(known), pending))
+            known.append((p, th))
             pending = []
-            last = (p, th)
-        if pending:  # skipped frames at the end of the chunk: always look at them (rare: open GOP)
-            wanted.update(pending)
-        if wanted:
-            decode_chunk(packets, wanted)
-            if any(p not in thumbs for p in wanted):
-                raise _NeedsExact  # e.g. open-GOP leading frames that need the previous chunk
-        state["last"] = last if last is not None else state["last"]
-        for p in order[::-1]:
-            if p in thumbs:
-                state["last"] = (p, thumbs[p])
-                break
-
-    try:
-        with container:
-            chunk: list = []
-            for pkt in container.demux(stream):
-                if pkt.size == 0:  # demuxer's end-of-stream marker
+        wanted: set[int] = set(pending)  # undecoded frames at the end of the chunk (open GOP)
+        if known:
+            th = np.stack([t for _, t in known])
+            d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
+            for i, pts in gaps:
+                if i == 0 or left is None and i == 0:
+                    wanted.update(pts)  # undecoded frames before the first decoded one
                     continue
-                if pkt.pts is None:
-                    raise _NeedsExact
-                if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
-                    process(chunk)
-                    chunk = []
-                chunk.append(pkt)
-                all_pts.append(pkt.pts)
-            if chunk:
-                process(chunk)
-    except _NeedsExact:
-        raise
-    except Exception as exc:
-        raise SceneDetectionError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from exc
-    if not all_pts:
-        raise SceneDetectionError(f"{path}: no video frames could be decoded")
-    ipts = np.sort(np.asarray(all_pts, np.int64))
-    if np.any(np.diff(ipts) == 0):
-        raise _NeedsExact  # duplicate timestamps: presentation order is ambiguous
-    if set(thumbs) - set(all_pts):
-        raise _NeedsExact  # decoder invented timestamps the packets do not have
-    known = np.array([p in thumbs for p in ipts.tolist()], bool)
-    stacked = np.zeros((len(ipts), THUMB_DIM), np.float32)
-    for i, p in enumerate(ipts.tolist()):
-        if known[i]:
-            stacked[i] = thumbs[p]
-    # exactly PyAV's frame.time: float(pts * time_base) on Fractions
-    pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
-    return Features(pts, stacked, known, _fps(rate, pts), state["decoded"], "fast")
+                around = np.concatenate([d[max(1, i - 4):i], d[i + 1:i + 5]])
+                level = float(np.median(around)) if len(around) else 0.0
+                if d[i] > self.cfg.refine_threshold and d[i] > _REFINE_RATIO * level:
+                    wanted.update(pts)
+        if not wanted:
+            return
+        last = max(i for i, p in enumerate(packets) if p.pts in wanted)
+        self._decode(packets[:last + 1], wanted, self._coarse_skip)
+        if any(p not in self.thumbs for p in wanted):
+            raise _NeedsExact  # e.g. open-GOP leading frames that need the previous chunk
+
+    def _process(self, packets: list, left, quiet_ok: bool) -> bool:
+        """Coarse pass (+ refinement) over one chunk; returns True when it was skipped as quiet."""
+        refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
+                for p in packets]
+        spikes = self._spikes(packets, refs)
+        if quiet_ok and not spikes:
+            keys = [p for p in packets if p.is_keyframe]
+            self._decode(keys, set(), "DEFAULT")
+            kth = [self.thumbs.get(p.pts) for p in keys]
+            steady = all(t is not None for t in kth) and all(
+                distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:]))
+            if steady and (left is None or distance(left, kth[0]) <= self.cfg.refine_threshold):
+                return True
+        self._decode(packets, self._after_spikes(packets, refs, spikes), self._coarse_skip)
+        self._refine(packets, left)
+        return False
+
+    def _last_known(self, packets: list):
+        for p in sorted((p.pts for p in packets), reverse=True):
+            if p in self.thumbs:
+                return self.thumbs[p]
+        return None
+
+    def read(self) -> Features:
+        container, stream = _open(self.path, self.cfg.decode_threads)
+        rate = stream_rate(stream)
+        tb = stream.time_base
+        self.cc = stream.codec_context
+        self.codec = self.cc.name
+        self.nal_len = _nal_length_size(stream)
+        # no reference frame is skipped, so skipping the loop filter only blurs block edges a bit:
+        # invisible in a 64x36 thumbnail, and ~20% less decoding
+        self._coarse_skip = "NONREF"
+        if self.cfg.fast_decode:
+            self.cc.options = {"skip_loop_filter": "all"}
+            self.cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
+        all_pts: list[int] = []
+        try:
+            with container:
+                prev: list | None = None  # the previous chunk, if it was skipped as quiet
+                prev_left = None  # last known thumbnail before the previous chunk
+                left = None  # last known thumbnail so far
+                chunk: list = []
+
+                def flush(chunk: list, last: bool) -> None:
+                    nonlocal prev, prev_left, left
+                    skipped = self._process(chunk, left, quiet_ok=self.cfg.skip_quiet and not last)
+                    if prev is not None:
+                        # the quiet chunk before must lead into this one without a jump
+                        first = next((self.thumbs[p] for p in sorted(x.pts for x in chunk) if p in self.thumbs), None)
+                        before = self._last_known(prev)
+                        if first is None or before is None or distance(before, first) > self.cfg.refine_threshold:
+                            self._process(prev, prev_left, quiet_ok=False)
+                    prev, prev_left = (chunk, left) if skipped else (None, None)
+                    left = self._last_known(chunk) if self._last_known(chunk) is not None else left
+
+                for pkt in container.demux(stream):
+                    if pkt.size == 0:  # demuxer's end-of-stream marker
+                        continue
+                    if pkt.pts is None:
+                        raise _NeedsExact
+                    if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
+                        flush(chunk, last=False)
+                        chunk = []
+                    chunk.append(pkt)
+                    all_pts.append(pkt.pts)
+                if chunk:
+                    flush(chunk, last=True)
+        except _NeedsExact:
+            raise
+        except Exception as exc:
+            raise SceneDetectionError(f"cannot decode {self.path}: {type(exc).__name__}: {exc}") from exc
+        if not all_pts:
+            raise SceneDetectionError(f"{self.path}: no video frames could be decoded")
+        ipts = np.sort(np.asarray(all_pts, np.int64))
+        if np.any(np.diff(ipts) == 0):
+            raise _NeedsExact  # duplicate timestamps: presentation order is ambiguous
+        if set(self.thumbs) - set(all_pts):
+            raise _NeedsExact  # decoder invented timestamps the packets do not have
+        known = np.array([p in self.thumbs for p in ipts.tolist()], bool)
+        stacked = np.zeros((len(ipts), THUMB_DIM), np.float32)
+        for i, p in enumerate(ipts.tolist()):
+            if known[i]:
+                stacked[i] = self.thumbs[p]
+        # exactly PyAV's frame.time: float(pts * time_base) on Fractions
+        pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
+        return Features(pts, stacked, known, _fps(rate, pts), self.decoded, "fast")
