@@ -83,14 +83,21 @@ class ClipModel:
         self.name = model
 
     @torch.inference_mode()
-    def encode_images(self, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB -> (N, D) float32, L2-normalised."""
+    def encode_images(self, frames: np.ndarray | list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB (or N arrays of any sizes) -> (N, D) float32, L2-normalised."""
         out = []
         for i in range(0, len(frames), batch_size):
             x = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + batch_size]])
             emb = self.model.encode_image(x.to(self.device))  # (B, D)
             out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+    def encode_groups(self, groups: list[np.ndarray]) -> list[np.ndarray]:
+        """Frames of several clips (each (K_i, H_i, W_i, 3), sizes may differ) in one batched pass ->
+        per clip (K_i, D). Clips differ in size within a batch; preprocessing resizes each frame."""
+        flat = [f for g in groups for f in g]
+        emb = self.encode_images(flat)  # (sum K_i, D)
+        return np.split(emb, np.cumsum([len(g) for g in groups])[:-1])
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:

@@ -139,18 +139,26 @@ class AestheticStage(Stage):
             except ValueError as exc:
                 row.update(status="failed", reason=f"aesthetic: {exc}")
         if todo:
-            # one forward pass over every frame of the batch: (sum K, H, W, 3) -> (sum K, D)
-            emb = self.clip.encode_images(np.concatenate([f for _, f in todo]))
-            scores = self._score(emb)
-            start = 0
-            for i, frames in todo:
-                e = emb[start:start + len(frames)]  # (K, D)
-                clip_emb = e.mean(axis=0)
+            try:  # one forward pass over every frame of the batch
+                groups = self.clip.encode_groups([f for _, f in todo])
+            except Exception:  # find the row that breaks it; the others still get scored
+                groups = [self._encode_one(rows[i], f) for i, f in todo]
+            for (i, _), emb in zip(todo, groups):
+                if emb is None:
+                    continue
+                clip_emb = emb.mean(axis=0)  # (D,)
                 rows[i]["clip_embedding"] = (clip_emb / max(np.linalg.norm(clip_emb), 1e-12)).tolist()
+                scores = self._score(emb)
                 if scores is not None:
-                    rows[i]["aesthetic"] = float(scores[start:start + len(frames)].mean())
-                start += len(frames)
+                    rows[i]["aesthetic"] = float(scores.mean())
         return rows_to_batch(rows, like=batch)
+
+    def _encode_one(self, row: dict, frames: np.ndarray) -> np.ndarray | None:
+        try:
+            return self.clip.encode_images(frames)
+        except Exception as exc:
+            row.update(status="failed", reason=f"aesthetic: {type(exc).__name__}: {exc}"[:500])
+            return None
 
     @torch.inference_mode()
     def _score(self, emb: np.ndarray) -> np.ndarray | None:

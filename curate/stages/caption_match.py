@@ -77,13 +77,22 @@ class CaptionMatchStage(Stage):
             elif row.get("clip_embedding") is not None:
                 todo.append((i, caption, np.asarray(row["clip_embedding"], dtype=np.float32)[None]))
         if frame_jobs:
-            emb = self.clip.encode_images(np.concatenate([f for _, f in frame_jobs]))  # (sum K, D)
-            start = 0
-            for i, frames in frame_jobs:
-                todo.append((i, rows[i]["caption"].strip(), emb[start:start + len(frames)]))
-                start += len(frames)
+            try:
+                groups = self.clip.encode_groups([f for _, f in frame_jobs])
+            except Exception:  # find the row that breaks it; the others still get scored
+                groups = [self._encode_one(rows[i], f) for i, f in frame_jobs]
+            for (i, _), emb in zip(frame_jobs, groups):
+                if emb is not None:
+                    todo.append((i, rows[i]["caption"].strip(), emb))
         if todo:
-            text = self.clip.encode_texts([c for _, c, _ in todo])  # (N, D)
+            text = self.clip.encode_texts([c for _, c, _ in todo])  # (N, D); the tokenizer truncates
             for (i, _, img), t in zip(todo, text):
                 rows[i]["caption_match"] = float((img @ t).mean())
         return rows_to_batch(rows, like=batch)
+
+    def _encode_one(self, row: dict, frames: np.ndarray) -> np.ndarray | None:
+        try:
+            return self.clip.encode_images(frames)
+        except Exception as exc:
+            row.update(status="failed", reason=f"caption_match: {type(exc).__name__}: {exc}"[:500])
+            return None

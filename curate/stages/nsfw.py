@@ -64,23 +64,30 @@ class NsfwStage(Stage):
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [row_at(batch, i) for i in range(batch_len(batch))]
-        todo: list[tuple[int, int]] = []  # (row index, number of frames)
-        images: list[np.ndarray] = []
+        todo: list[tuple[int, np.ndarray]] = []  # (row index, picked frames (n, H, W, 3))
         for i, row in enumerate(rows):
             row["nsfw"] = None
             if row.get("status", "ok") not in self.acts_on:
                 continue
             try:
-                picked = pick_frames(as_frames(row.get("frames")), self.cfg.frames_per_clip)
+                todo.append((i, pick_frames(as_frames(row.get("frames")), self.cfg.frames_per_clip)))
             except ValueError as exc:
                 row.update(status="failed", reason=f"nsfw: {exc}")
-                continue
-            todo.append((i, len(picked)))
-            images.extend(picked)
-        if images:
-            preds = self.classifier.classify_batch(images, max_workers=self.cfg.threads)
-            start = 0
-            for i, n in todo:
-                rows[i]["nsfw"] = float(max(p.nsfw for p in preds[start:start + n]))
-                start += n
+        if todo:
+            try:  # one onnxruntime call for the whole batch (frames are resized to 224 first)
+                preds = self.classifier.classify_batch([f for _, frames in todo for f in frames],
+                                                       max_workers=self.cfg.threads)
+                per_row = np.split(np.array([p.nsfw for p in preds]), np.cumsum([len(f) for _, f in todo])[:-1])
+            except Exception:  # find the row that breaks it; the others still get scored
+                per_row = [self._score_one(rows[i], frames) for i, frames in todo]
+            for (i, _), scores in zip(todo, per_row):
+                if scores is not None:
+                    rows[i]["nsfw"] = float(np.max(scores))
         return rows_to_batch(rows, like=batch)
+
+    def _score_one(self, row: dict, frames: np.ndarray) -> np.ndarray | None:
+        try:
+            return np.array([p.nsfw for p in self.classifier.classify_batch(list(frames))])
+        except Exception as exc:
+            row.update(status="failed", reason=f"nsfw: {type(exc).__name__}: {exc}"[:500])
+            return None

@@ -118,3 +118,10 @@ def test_missing_files_are_clear_errors(tiny):
 def test_resources_ask_for_an_actor(tiny):
     res = AestheticStage.resources(_cfg(tiny, concurrency=3))
     assert res.concurrency == 3 and res.num_gpus == 0.0
+
+
+def test_clips_of_different_sizes_share_a_batch(tiny):
+    rows = [shot_row(ShotSpec(4, "noise", (10, 200, 10), None, motion="static"), width=w, height=h, clip_id=str(w))
+            for w, h in ((320, 240), (480, 270), (160, 120))]
+    out = AestheticStage(_cfg(tiny))({k: [r[k] for r in rows] for k in rows[0]})
+    assert out["status"] == ["ok"] * 3 and all(len(e) == 64 for e in out["clip_embedding"])

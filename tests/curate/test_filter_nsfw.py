@@ -48,3 +48,10 @@ def test_pick_frames_is_even_and_bounded():
 def test_config_validation():
     with pytest.raises(ValueError, match="max_nsfw"):
         NsfwConfig(max_nsfw=2.0)
+
+
+def test_clips_of_different_sizes_share_a_batch(stage):
+    rows = [shot_row(ShotSpec(4, "noise", (10, 200, 10), None, motion="static"), width=w, height=h, clip_id=str(w))
+            for w, h in ((320, 240), (480, 270))]
+    out = stage({k: [r[k] for r in rows] for k in rows[0]})
+    assert out["status"] == ["ok", "ok"] and all(isinstance(v, float) for v in out["nsfw"])
