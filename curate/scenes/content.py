@@ -169,6 +169,10 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         i = int(kidx[k + 1])  # the first frame of the new shot
         if taken[i] or taken[int(kidx[k])]:
             continue
+        if i - int(kidx[k]) > 1:
+            # frames between were not decoded: the reader judged this gap too small (relative to
+            # the motion around it) to hide a cut, so it is motion seen from afar, not a cut
+            continue
         jump = float(steps[k])
         # local level of change: median step in a window around, this step left out
         # (not across a transition, and without other jumps as big as this one: other cuts)

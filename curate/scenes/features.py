@@ -36,6 +36,9 @@ _CHUNK_MIN_PACKETS = 48
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
 # around it (and above refine_threshold)
 _REFINE_RATIO = 2.0
+# a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
+# is coded mostly intra, so it weighs like a keyframe
+_SPIKE_KEY_SHARE = 0.05
 
 
 @dataclass
@@ -237,7 +240,7 @@ class _FastReader:
             return []
         keys = [p.size for p in packets if p.is_keyframe]
         floor = max(self.cfg.spike_ratio * float(np.median(inter)),
-                    0.05 * float(np.median(keys)) if keys else 0.0)
+                    _SPIKE_KEY_SHARE * float(np.median(keys)) if keys else 0.0)
         return [i for i, (p, r) in enumerate(zip(packets, refs))
                 if not p.is_keyframe and r is not False and p.size > floor]
 

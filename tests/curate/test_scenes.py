@@ -111,3 +111,24 @@ def test_config_validation():
         SceneConfig(min_shot_frames=0)
     with pytest.raises(ValueError, match="device"):
         SceneConfig(device="tpu")
+
+
+def test_long_generated_video_exact_through_skipped_gops(tmp_path):
+    """Several 2-second GOPs: quiet GOPs are skipped, cuts fall inside GOPs (fixed GOP, no scenecut)."""
+    from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+    spec = VideoSpec("long", [
+        ShotSpec(70, "blobs", (200, 80, 40), "circle", motion="object"),
+        ShotSpec(55, "stripes", (40, 90, 200), None, motion="pan", direction="left"),
+        ShotSpec(80, "gradient", (60, 160, 60), "square", motion="static"),
+        ShotSpec(40, "checker", (220, 200, 60), "circle", motion="jitter", flash_at=20),
+        ShotSpec(60, "noise", (120, 40, 160), "circle", motion="object", direction="up"),
+    ], transitions=["cut", "cut", "dissolve", "cut"], width=320, height=180, fps=25, seed=3)
+    path = str(render_video(spec, tmp_path))
+    truth = load_ground_truth(path)
+    for cfg in (SceneConfig(), SceneConfig(decode_threads="NONE"), SceneConfig(exact=True)):
+        r = detect_scenes(path, cfg)
+        assert r.cuts == truth["cuts"], cfg
+        (t,) = truth["transitions"]
+        # a dissolve into a shaking shot: its last frames are within the shake, ends within 3 frames
+        assert any(abs(x.start - t["start"]) <= TOL and abs(x.end - t["end"]) <= 3 for x in r.transitions), r.transitions
