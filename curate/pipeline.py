@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import numpy as np
 from tqdm import tqdm
 
 from reelforge.cluster import RayConfig, init_ray
@@ -172,8 +172,8 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
 
     clips = manifest.committed_clips()
     rows = clips.to_pylist() if clips is not None else []
-    emb_rows = [{"clip_id": r["clip_id"], "embedding": r.get(EMBEDDING_COLUMN)} for r in rows
-                if r.get(EMBEDDING_COLUMN) is not None]
+    emb_rows = [{"clip_id": r["clip_id"], "embedding": r[EMBEDDING_COLUMN]} for r in rows
+                if isinstance(r.get(EMBEDDING_COLUMN), (list, np.ndarray)) and len(r[EMBEDDING_COLUMN])]
     for r in rows:
         r.pop(EMBEDDING_COLUMN, None)
     rows = apply_filters(rows, cfg.curate.filters)

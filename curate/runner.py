@@ -6,12 +6,12 @@ plain ``dict[str, list]`` (see ``curate.stage``), converted here to and from Ray
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
 
-from reelforge.curate.stage import Batch, Stage
+from reelforge.curate.stage import Batch, Resources, Stage
 
 
 @dataclass
@@ -61,6 +61,21 @@ def _stage_task(batch, cls: type[Stage], args: tuple):
     return _to_ray(cls(*args)(_from_ray(batch)))
 
 
+def fit_to_cluster(plans: list[Resources], total_cpus: float) -> list[Resources]:
+    """Shrink CPU requests so the pipeline can always make progress.
+
+    Actors hold their CPUs for the whole run: if a model stage's actors took every core, the task
+    stages feeding them could never be scheduled and the job would hang. Actors therefore get at most
+    half the cluster between them, and each task at most what the actors leave free (Ray's CPU counts
+    are scheduling units, so a fraction still runs at full speed).
+    """
+    actor_cpus = sum(r.num_cpus * r.concurrency for r in plans if r.concurrency)
+    scale = min(1.0, 0.5 * total_cpus / actor_cpus) if actor_cpus else 1.0
+    free = max(total_cpus - actor_cpus * scale, 0.25)
+    return [replace(r, num_cpus=r.num_cpus * scale) if r.concurrency else replace(r, num_cpus=min(r.num_cpus, free))
+            for r in plans]
+
+
 def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
     """Stream the rows that come out of ``specs`` applied to ``items`` (order not preserved)."""
     import ray
@@ -68,16 +83,26 @@ def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
     if not items:
         return
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
-    for spec in specs:
-        res = spec.cls.resources(*spec.args)
+    plans = fit_to_cluster([spec.cls.resources(*spec.args) for spec in specs],
+                           float(ray.cluster_resources().get("CPU", 1.0)))
+    for spec, res in zip(specs, plans):
         common = dict(batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
         if res.num_gpus:
             common["num_gpus"] = res.num_gpus
         if res.concurrency:
             ds = ds.map_batches(_StageActor, fn_constructor_args=(spec.cls, spec.args),
-                                concurrency=res.concurrency, **common)
+                                compute=ray.data.ActorPoolStrategy(size=res.concurrency), **common)
         else:
             ds = ds.map_batches(_stage_task, fn_args=(spec.cls, spec.args), **common)
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
-        row = {k: v[0] for k, v in batch.items()}
-        yield {k: (v.tolist() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        yield {k: _plain(v[0]) for k, v in batch.items()}
+
+
+def _plain(v: Any) -> Any:
+    """Undo Ray's containers: numpy scalars → Python, object arrays (lists, list of dicts) → lists.
+    Numeric arrays (frames) stay arrays."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return [_plain(x) for x in v]
+    return v

@@ -1,0 +1,118 @@
+"""``reelforge`` — one command, subcommands for each job.
+
+    reelforge demo [--output DIR]                   sample videos → build, on a local Ray
+    reelforge build CONFIG --input IN --output DIR [--set key=value …] [--refilter]
+    reelforge scenes VIDEO… [--detector content|transnetv2] [--json]
+    reelforge shards verify|stats|import|export …
+    reelforge samples OUT_DIR [--preset demo|test]
+
+The same commands run unchanged under ``ray job submit -- reelforge …``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reelforge.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUILD_CONFIG = ROOT / "configs" / "build" / "default.yaml"
+
+
+def _load_build_config(path, overrides):
+    from reelforge.curate.pipeline import BuildConfig
+
+    return load_config(BuildConfig, path, overrides)
+
+
+def cmd_build(args) -> int:
+    cfg = _load_build_config(args.config, args.set)
+    if args.refilter:
+        from reelforge.curate.filters import refilter
+
+        result = refilter(args.output, cfg.curate.filters)
+        print(json.dumps(result, indent=2))
+        return 0
+    if not args.input:
+        raise ConfigError("--input is required (a folder, a glob, @list.txt or an fsspec URL)")
+    from reelforge.curate.pipeline import run_build
+
+    summary = run_build(args.input, args.output, cfg, refresh=args.refresh)
+    return 0 if summary["inputs"] else 1
+
+
+def cmd_samples(args) -> int:
+    from reelforge.samples import generate_samples
+
+    paths = generate_samples(args.out_dir, preset=args.preset, seed=args.seed)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The README's main job: generate sample videos, then build a dataset from them on a local Ray."""
+    from reelforge.curate.pipeline import run_build
+    from reelforge.samples import generate_samples
+
+    out = Path(args.output)
+    raw = out / "raw"
+    print(f"generating sample videos in {raw} …")
+    generate_samples(raw, preset=args.preset)
+    cfg = _load_build_config(args.config, args.set)
+    run_build([str(raw)], out / "dataset", cfg)
+    print(f"\ndataset written to {out / 'dataset'}  (videos.parquet, clips.parquet, shards/)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reelforge", description="Open video-data engine for text-to-video models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="curate raw videos into WebDataset shards")
+    b.add_argument("config", nargs="?", default=str(DEFAULT_BUILD_CONFIG), help="build config YAML")
+    b.add_argument("--input", "-i", action="append", help="folder, glob, @list.txt or URL (repeatable)")
+    b.add_argument("--output", "-o", required=True, help="dataset directory")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    b.add_argument("--refilter", action="store_true", help="re-apply filter thresholds to an existing dataset")
+    b.add_argument("--refresh", action="store_true", help="re-probe and re-split every input")
+    b.set_defaults(func=cmd_build)
+
+    d = sub.add_parser("demo", help="generate sample videos and build a dataset from them")
+    d.add_argument("--output", "-o", default="out/demo")
+    d.add_argument("--config", default=str(ROOT / "configs" / "build" / "demo.yaml"))
+    d.add_argument("--preset", default="demo", choices=["demo", "test"])
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("samples", help="write the deterministic sample videos with ground truth")
+    s.add_argument("out_dir")
+    s.add_argument("--preset", default="demo", choices=["demo", "test"])
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_samples)
+
+    from reelforge.curate.scenes.cli import add_parser as add_scenes
+    from reelforge.shards.cli import add_parser as add_shards
+
+    add_scenes(sub)
+    add_shards(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"reelforge: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"reelforge: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
