@@ -76,8 +76,9 @@ class TransNetV2Detector:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model = _load_model(self.device)
+        self.batch = cfg.transnet_batch_windows or (16 if self.device.type == "cuda" else 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """(N, 27, 48, 3) uint8 → (N,) float32 probability that each frame is a shot's last frame."""
         n = len(frames)
@@ -87,8 +88,8 @@ class TransNetV2Detector:
         padded = torch.cat([video[:1].expand(_PAD, -1, -1, -1), video, video[-1:].expand(tail, -1, -1, -1)])
         starts = list(range(0, len(padded) - _WINDOW + 1, _STEP))
         out = []
-        for i in range(0, len(starts), self.cfg.transnet_batch_windows):
-            batch = torch.stack([padded[s:s + _WINDOW] for s in starts[i:i + self.cfg.transnet_batch_windows]])
+        for i in range(0, len(starts), self.batch):
+            batch = torch.stack([padded[s:s + _WINDOW] for s in starts[i:i + self.batch]])  # (B, 100, 27, 48, 3)
             single, _ = self.model(batch.to(self.device))  # (B, 100, 1) logits
             out.append(torch.sigmoid(single[:, _PAD:_PAD + _STEP, 0]).reshape(-1).float().cpu())
         return torch.cat(out)[:n].numpy()
