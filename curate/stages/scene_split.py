@@ -31,9 +31,13 @@ class SceneSplit(Stage):
             self._transnet = TransNetV2Detector(scenes)
             self._gpu = self._transnet.device.type == "cuda"
 
-    def resources(self) -> Resources:
-        if self.scenes.detector == "transnetv2":
-            return Resources(num_cpus=1.0, num_gpus=1.0 if self._gpu else 0.0, batch_size=1, concurrency=1)
+    @classmethod
+    def resources(cls, scenes: SceneConfig, clips: ClipPolicyConfig | None = None) -> Resources:
+        if scenes.detector == "transnetv2":
+            import torch
+
+            gpu = scenes.device == "cuda" or (scenes.device == "auto" and torch.cuda.is_available())
+            return Resources(num_cpus=1.0, num_gpus=1.0 if gpu else 0.0, batch_size=1, concurrency=1)
         # the decoder uses frame threads: two cores keep it busy
         return Resources(num_cpus=2.0, batch_size=1)
 
