@@ -42,15 +42,17 @@ class SceneConfig:
     exact: bool = False
     # fast path: a reference packet this many times the chunk's median inter packet is a "spike"
     # (likely a cut): the frames just before it are decoded in the first pass
-    spike_ratio: float = 4.0
+    spike_ratio: float = 3.0
     # fast path: chunks of GOPs without spikes decode only their keyframes (checked against the
     # next chunk; decoded after all when the picture moved)
     skip_quiet: bool = True
     # fast path: skip the in-loop deblocking filter and allow non-bit-exact speedups
     fast_decode: bool = True
-    # PyAV thread_type: "AUTO" (frame + slice threads), "SLICE", "FRAME" or "NONE" (one core: the
-    # cheapest in CPU time, best when every core already runs a worker)
-    decode_threads: str = "AUTO"
+    # fast path: chunks of GOPs decoded at once, one decoder each (0 = min(2, cpu count))
+    decode_workers: int = 0
+    # PyAV thread_type inside each decoder: "NONE" (the cheapest in CPU time: the fast path gets its
+    # parallelism from decode_workers), "AUTO" (frame + slice threads), "SLICE" or "FRAME"
+    decode_threads: str = "NONE"
 
     # --- transnetv2
     transnet_threshold: float = 0.5
@@ -82,6 +84,8 @@ class SceneConfig:
                 f"{self.min_transition_frames}, {self.max_transition_frames}")
         if self.spike_ratio <= 1.0:
             raise ValueError(f"spike_ratio must be > 1, got {self.spike_ratio}")
+        if self.decode_workers < 0:
+            raise ValueError(f"decode_workers must be >= 0 (0 = auto), got {self.decode_workers}")
         if self.decode_threads not in ("AUTO", "SLICE", "FRAME", "NONE"):
             raise ValueError(f"decode_threads must be AUTO, SLICE, FRAME or NONE, got {self.decode_threads!r}")
         if not 0.0 < self.transnet_threshold < 1.0:

@@ -21,6 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import av
 import cv2
 import numpy as np
@@ -36,9 +40,10 @@ _CHUNK_MIN_PACKETS = 48
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
 # around it (and above refine_threshold)
 _REFINE_RATIO = 2.0
+_WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
 # a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
 # is coded mostly intra, so it weighs like a keyframe
-_SPIKE_KEY_SHARE = 0.05
+_SPIKE_KEY_SHARE = 0.02
 
 
 @dataclass
@@ -133,7 +138,7 @@ def read_features(path: str, cfg: "SceneConfig") -> Features:
             return _FastReader(path, cfg).read()
         except _NeedsExact:
             pass
-    return _read_exact(path, cfg.decode_threads)
+    return _read_exact(path)  # every frame: frame threads pay off here
 
 
 def _read_exact(path: str, threads: str = "AUTO") -> Features:
@@ -202,32 +207,53 @@ class _FastReader:
     - the non-reference frames right after a spiking reference packet (a cut, mostly: the first
       reference frame after a cut is coded almost intra) are decoded in the coarse pass already;
     - a refinement pass stops after the last packet it needs.
+
+    Chunks start at keyframes and are decoded independently, so ``decode_workers`` threads decode
+    several at once, each with its own decoder (PyAV releases the GIL while decoding); then the
+    boundaries between chunks are checked in order.
     """
 
     def __init__(self, path: str, cfg):
         self.path, self.cfg = path, cfg
         self.thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
         self.decoded = 0
+        self._local = threading.local()
+        self._opened: list = []
 
     # --- decoding
+
+    def _ctx(self):
+        """This thread's decoder: the codec context of its own opening of the file (never demuxed),
+        so it has exactly the stream's parameters."""
+        cc = getattr(self._local, "cc", None)
+        if cc is None:
+            container, stream = _open(self.path, self.cfg.decode_threads)
+            self._opened.append(container)
+            cc = self._local.cc = stream.codec_context
+            if self.cfg.fast_decode:
+                # no reference frame is skipped, so skipping the loop filter only blurs block edges
+                # a little: invisible in a 64x36 thumbnail, and ~15% less decoding
+                cc.options = {"skip_loop_filter": "all"}
+                cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
+        return cc
 
     def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
         """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
         the others with ``skip_frame=default_skip``."""
-        cc = self.cc
+        cc = self._ctx()
         for pkt in packets:
             cc.skip_frame = "DEFAULT" if pkt.pts in full else default_skip
             for frame in cc.decode(pkt):
                 self._take(frame)
         cc.skip_frame = "DEFAULT"
-        for frame in cc.decode(None):  # drain: frame threading holds frames back
+        for frame in cc.decode(None):  # drain: the decoder holds frames back for reordering
             self._take(frame)
         cc.flush_buffers()
 
     def _take(self, frame) -> None:
         if frame.pts is None:
             raise _NeedsExact
-        self.decoded += 1
+        self.decoded += 1  # approximate under threads: for reporting only
         if frame.pts not in self.thumbs:
             self.thumbs[frame.pts] = thumbnail(frame)
 
@@ -263,14 +289,14 @@ class _FastReader:
                     out.add(p.pts)
         return out
 
-    def _refine(self, packets: list, left) -> None:
+    def _refine(self, packets: list) -> None:
         """Decode again the skipped frames of gaps whose two ends differ much more than decoded
-        frames around them do (or that have no left end).
+        frames around them do (or that come before the chunk's first decoded frame).
 
         Relative to the neighbours, because in fast motion every gap differs: a cut (or the start
         of a transition) still stands out from them; steady motion does not need every frame."""
         order = sorted(p.pts for p in packets)
-        known = [(None, left)] if left is not None else []
+        known: list[np.ndarray] = []
         gaps: list[tuple[int, list[int]]] = []  # (index into known of the gap's right end, pts)
         pending: list[int] = []
         for p in order:
@@ -280,15 +306,15 @@ class _FastReader:
                 continue
             if pending:
                 gaps.append((len(known), pending))
-            known.append((p, th))
+            known.append(th)
             pending = []
         wanted: set[int] = set(pending)  # undecoded frames at the end of the chunk (open GOP)
         if known:
-            th = np.stack([t for _, t in known])
+            th = np.stack(known)
             d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
             for i, pts in gaps:
-                if i == 0 or left is None and i == 0:
-                    wanted.update(pts)  # undecoded frames before the first decoded one
+                if i == 0:
+                    wanted.update(pts)  # undecoded frames before the first decoded one (open GOP)
                     continue
                 around = np.concatenate([d[max(1, i - 4):i], d[i + 1:i + 5]])
                 level = float(np.median(around)) if len(around) else 0.0
@@ -297,11 +323,11 @@ class _FastReader:
         if not wanted:
             return
         last = max(i for i, p in enumerate(packets) if p.pts in wanted)
-        self._decode(packets[:last + 1], wanted, self._coarse_skip)
+        self._decode(packets[:last + 1], wanted, "NONREF")
         if any(p not in self.thumbs for p in wanted):
             raise _NeedsExact  # e.g. open-GOP leading frames that need the previous chunk
 
-    def _process(self, packets: list, left, quiet_ok: bool) -> bool:
+    def _process(self, packets: list, quiet_ok: bool) -> bool:
         """Coarse pass (+ refinement) over one chunk; returns True when it was skipped as quiet."""
         refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
                 for p in packets]
@@ -310,69 +336,69 @@ class _FastReader:
             keys = [p for p in packets if p.is_keyframe]
             self._decode(keys, set(), "DEFAULT")
             kth = [self.thumbs.get(p.pts) for p in keys]
-            steady = all(t is not None for t in kth) and all(
-                distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:]))
-            if steady and (left is None or distance(left, kth[0]) <= self.cfg.refine_threshold):
+            if all(t is not None for t in kth) and all(
+                    distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:])):
                 return True
-        self._decode(packets, self._after_spikes(packets, refs, spikes), self._coarse_skip)
-        self._refine(packets, left)
+        self._decode(packets, self._after_spikes(packets, refs, spikes), "NONREF")
+        self._refine(packets)
         return False
 
-    def _last_known(self, packets: list):
-        for p in sorted((p.pts for p in packets), reverse=True):
-            if p in self.thumbs:
-                return self.thumbs[p]
-        return None
+    def _edge(self, packets: list, last: bool):
+        """Thumbnail of the chunk's last (or first) decoded frame in presentation order."""
+        order = sorted((p.pts for p in packets), reverse=last)
+        return next((self.thumbs[p] for p in order if p in self.thumbs), None)
+
+    def _run_window(self, pool, chunks: list[list]) -> None:
+        """Decode a window of chunks in parallel, then redo the quiet ones whose picture moved.
+
+        A window's last chunk is never skipped: nothing decoded after it to check it against."""
+        quiet_ok = [self.cfg.skip_quiet and i + 1 < len(chunks) for i in range(len(chunks))]
+        skipped = list(pool.map(self._process, chunks, quiet_ok))
+        redo = []
+        for i, chunk in enumerate(chunks[:-1]):
+            if not skipped[i]:
+                continue
+            before, after = self._edge(chunk, last=True), self._edge(chunks[i + 1], last=False)
+            if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
+                redo.append(chunk)
+        list(pool.map(self._process, redo, [False] * len(redo)))
 
     def read(self) -> Features:
         container, stream = _open(self.path, self.cfg.decode_threads)
         rate = stream_rate(stream)
         tb = stream.time_base
-        self.cc = stream.codec_context
-        self.codec = self.cc.name
+        self.codec = stream.codec_context.name
         self.nal_len = _nal_length_size(stream)
-        # no reference frame is skipped, so skipping the loop filter only blurs block edges a bit:
-        # invisible in a 64x36 thumbnail, and ~20% less decoding
-        self._coarse_skip = "NONREF"
-        if self.cfg.fast_decode:
-            self.cc.options = {"skip_loop_filter": "all"}
-            self.cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
+        workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
         all_pts: list[int] = []
         try:
-            with container:
-                prev: list | None = None  # the previous chunk, if it was skipped as quiet
-                prev_left = None  # last known thumbnail before the previous chunk
-                left = None  # last known thumbnail so far
+            with container, ThreadPoolExecutor(workers) as pool:
+                chunks: list[list] = []
                 chunk: list = []
-
-                def flush(chunk: list, last: bool) -> None:
-                    nonlocal prev, prev_left, left
-                    skipped = self._process(chunk, left, quiet_ok=self.cfg.skip_quiet and not last)
-                    if prev is not None:
-                        # the quiet chunk before must lead into this one without a jump
-                        first = next((self.thumbs[p] for p in sorted(x.pts for x in chunk) if p in self.thumbs), None)
-                        before = self._last_known(prev)
-                        if first is None or before is None or distance(before, first) > self.cfg.refine_threshold:
-                            self._process(prev, prev_left, quiet_ok=False)
-                    prev, prev_left = (chunk, left) if skipped else (None, None)
-                    left = self._last_known(chunk) if self._last_known(chunk) is not None else left
-
                 for pkt in container.demux(stream):
                     if pkt.size == 0:  # demuxer's end-of-stream marker
                         continue
                     if pkt.pts is None:
                         raise _NeedsExact
                     if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
-                        flush(chunk, last=False)
+                        chunks.append(chunk)
                         chunk = []
+                        if len(chunks) == _WINDOW_CHUNKS:
+                            self._run_window(pool, chunks)
+                            chunks = []
                     chunk.append(pkt)
                     all_pts.append(pkt.pts)
                 if chunk:
-                    flush(chunk, last=True)
+                    chunks.append(chunk)
+                if chunks:
+                    self._run_window(pool, chunks)
         except _NeedsExact:
             raise
         except Exception as exc:
             raise SceneDetectionError(f"cannot decode {self.path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            for c in self._opened:
+                c.close()
         if not all_pts:
             raise SceneDetectionError(f"{self.path}: no video frames could be decoded")
         ipts = np.sort(np.asarray(all_pts, np.int64))
