@@ -49,8 +49,8 @@ class TranscodeConfig:
 def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Scale (width, height) so the longest side is <= max_side; both even (yuv420p needs it)."""
     scale = min(1.0, max_side / max(width, height))
-    w = max(2, int(round(width * scale / 2)) * 2)
-    h = max(2, int(round(height * scale / 2)) * 2)
+    w = max(2, int(width * scale) // 2 * 2)
+    h = max(2, int(height * scale) // 2 * 2)
     return w, h
 
 

@@ -1,0 +1,90 @@
+"""Transcode on plain dicts: exact frame counts, upright rotation, square pixels, fps cap, letterbox crop."""
+from __future__ import annotations
+
+import io
+
+import av
+import decord
+import numpy as np
+import pytest
+
+from reelforge.curate.stages.probe import probe_file
+from reelforge.curate.stages.transcode import Transcode, TranscodeConfig, output_size
+from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+
+def _pts(path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(c.streams.video[0])]
+
+
+def _row(path, start, end):
+    p = probe_file(str(path))
+    ts = _pts(path)
+    return {"video_path": str(path), "start_frame": start, "end_frame": end, "start_pts": ts[start],
+            "end_pts": ts[end - 1], "rotation": p["rotation"], "sar": p["sar"], "src_fps": p["fps"],
+            "status": "ok", "reason": ""}
+
+
+def _run(row, **cfg):
+    out = Transcode(TranscodeConfig(**cfg))({k: [v] for k, v in row.items()})
+    return {k: v[0] for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    spec = VideoSpec("tc", [ShotSpec(30, color=(200, 60, 40)), ShotSpec(30, color=(30, 90, 220), motion="pan")],
+                     width=320, height=240, fps=30.0, letterbox=30)
+    return render_video(spec, tmp_path_factory.mktemp("tc"))
+
+
+def test_exact_span_plays_and_matches_metadata(video):
+    out = _run(_row(video, 5, 25))
+    assert out["status"] == "ok" and out["num_frames"] == 20
+    vr = decord.VideoReader(io.BytesIO(out["mp4"]))
+    assert len(vr) == 20 and vr[0].shape == (out["height"], out["width"], 3)
+    with av.open(io.BytesIO(out["mp4"])) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    assert out["frames"].shape[0] == 8 and out["frames"].dtype == np.uint8
+    assert out["frame_times"][0] == 0.0 and out["duration_s"] == pytest.approx(20 / 30)
+    # the first decoded frame is the span's first frame: the red shot, not a neighbour
+    assert vr[0].asnumpy()[100:140, 100:200, 0].mean() > vr[0].asnumpy()[100:140, 100:200, 2].mean()
+
+
+def test_fps_cap_and_max_side(video):
+    out = _run(_row(video, 0, 30), max_fps=15, max_side=160)
+    assert out["fps"] == pytest.approx(15) and out["num_frames"] == 15
+    assert max(out["width"], out["height"]) <= 160 and out["width"] % 2 == 0 and out["height"] % 2 == 0
+
+
+def test_letterbox_crop(video):
+    out = _run(_row(video, 0, 30), crop_borders=True)
+    assert out["crop_box"] is not None
+    x0, y0, x1, y1 = out["crop_box"]
+    assert abs(y0 - 30) <= 2 and abs((240 - y1) - 30) <= 2
+    assert out["height"] < 240
+
+
+def test_output_size_even_and_never_upscaled():
+    assert output_size(853, 480, 1024) == (852, 480)
+    assert output_size(1920, 1080, 640) == (640, 360)
+    assert output_size(3, 3, 100) == (2, 2)
+
+
+def test_rotation_non_square_pixels_and_start_offset(shared_media):
+    rot = _run(_row(shared_media / "decord_video_90.mov", 0, 3))
+    assert (rot["width"], rot["height"]) == (320, 568)  # stored 568x320, shown upright
+    sar = _run(_row(shared_media / "psd_issue-195-aspect-ratio.mp4", 0, 10))
+    assert sar["width"] / sar["height"] == pytest.approx(1024 / 576, rel=0.01)
+    late = _run(_row(shared_media / "psd_delayed_start.mp4", 3, 13))
+    assert late["num_frames"] == 10
+
+
+def test_undecodable_source_is_a_failed_row(video, tmp_path):
+    row = _row(video, 0, 10)
+    bad = tmp_path / "gone.mp4"
+    bad.write_text("not a video\n" * 100)
+    row["video_path"] = str(bad)
+    out = _run(row)
+    assert out["status"] == "failed" and out["reason"].startswith("transcode:")
