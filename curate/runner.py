@@ -6,6 +6,7 @@ plain ``dict[str, list]`` (see ``curate.stage``), converted here to and from Ray
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -39,14 +40,14 @@ def _to_ray(batch: Batch) -> dict[str, np.ndarray]:
         if all(isinstance(v, np.ndarray) for v in vals) and len({v.shape for v in vals}) == 1 and vals:
             out[k] = np.stack(vals)  # fixed-shape tensor column
             continue
+        if any(isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) for v in vals):
+            # lists of records (e.g. planned clip spans) cross as JSON: Arrow cannot type them when
+            # some rows are empty, and pickled fallbacks are slow and noisy
+            vals = [json.dumps(v) if isinstance(v, (list, tuple)) else v for v in vals]
         arr = np.empty(len(vals), dtype=object)
-        arr[:] = vals if not any(isinstance(v, (list, tuple)) for v in vals) else [_as_obj(v) for v in vals]
+        arr[:] = vals
         out[k] = arr
     return out
-
-
-def _as_obj(v: Any) -> Any:
-    return np.asarray(v, dtype=object) if isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) else v
 
 
 class _StageActor:
