@@ -1,8 +1,10 @@
 """``reelforge scenes VIDEO… [--detector content|transnetv2] [--json]``: shot detection as a tool.
 
 ``--json`` prints one JSON object per video and line: ``path``, ``status``, ``frames``, ``fps``,
-``start_time``, ``scene_starts`` (first frame of each new shot after a cut or a gradual transition,
-0 excluded), ``scene_starts_seconds``, ``transitions``. A file that cannot be read gives
+``start_time``, ``scene_starts`` (first frame of each new shot after a hard cut, 0 excluded: what
+``scenedetect`` lists), ``scene_starts_seconds``, ``transitions`` (fades and dissolves, kind, start,
+end exclusive: their frames belong to no shot) and ``shots`` ([start, end) of each stretch of
+picture between cuts and transitions). A file that cannot be read gives
 ``{"path", "status": "failed", "reason"}`` and the command goes on; the exit code is 1 if any failed.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 
 from .config import SceneConfig
 from .detect import detect_scenes
-from .result import SceneDetectionError, SceneResult
+from .result import SceneDetectionError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,12 +27,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     p.set_defaults(func=run)
     return p
-
-
-def _scene_starts(r: SceneResult) -> list[int]:
-    """Cuts, and the end of every transition that separates two shots (not a fade at either end)."""
-    ends = [t.end for t in r.transitions if t.start > 0 and t.end < r.frames]
-    return sorted(set(r.cuts) | set(ends))
 
 
 def run(args) -> int:
@@ -52,13 +48,11 @@ def run(args) -> int:
                 print(f"{path}: FAILED: {exc}", file=sys.stderr)
             continue
         obj = r.to_json()
-        starts = _scene_starts(r)
-        obj["scene_starts"] = starts
-        obj["scene_starts_seconds"] = [round(float(r.pts[i]), 6) for i in starts]
+        starts = obj["scene_starts"]
         if args.json:
             print(json.dumps(obj), flush=True)
         else:
-            print(f"{path}: {r.frames} frames @ {r.fps:.3f} fps, {len(starts) + 1} shots")
+            print(f"{path}: {r.frames} frames @ {r.fps:.3f} fps, {len(r.shots())} shots")
             for i, s in zip(starts, obj["scene_starts_seconds"]):
                 print(f"  shot starts at frame {i} ({s:.3f} s)")
             for t in r.transitions:

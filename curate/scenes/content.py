@@ -167,8 +167,8 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
     cuts: list[int] = []
     for k in np.flatnonzero(steps >= cfg.cut_threshold / 3):
         i = int(kidx[k + 1])  # the first frame of the new shot
-        if taken[i] or taken[int(kidx[k])]:
-            continue
+        if taken[i] and taken[int(kidx[k])]:
+            continue  # inside a transition; a jump into or out of one (cut to black) still counts
         if i - int(kidx[k]) > 1:
             # frames between were not decoded: the reader judged this gap too small (relative to
             # the motion around it) to hide a cut, so it is motion seen from afar, not a cut

@@ -57,7 +57,7 @@ class SceneResult:
             "frames": int(self.frames),
             "fps": float(self.fps),
             "start_time": float(pts[0]) if len(pts) else 0.0,
-            "scene_starts": [int(c) for c in self.cuts],  # the CLI adds transition ends
+            "scene_starts": [int(c) for c in self.cuts],
             "scene_starts_seconds": [round(float(pts[c]), 6) for c in self.cuts],
             "transitions": [
                 {"kind": t.kind, "start": t.start, "end": t.end,
@@ -65,4 +65,5 @@ class SceneResult:
                  "end_seconds": round(float(pts[t.end - 1]), 6)}
                 for t in self.transitions
             ],
+            "shots": [[int(a), int(b)] for a, b in self.shots()],
         }

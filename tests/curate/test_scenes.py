@@ -67,6 +67,7 @@ def test_delayed_start_has_absolute_pts(shared_media):
 
 def test_shared_media_recall_and_precision(shared_media, ground_truth):
     hits = total = false = reported = 0
+    cut_hits = cut_false = cut_reported = 0
     for name in ("sintel_trailer_10s.mp4", "sintel_trailer_30s.mp4", "psd_testvideo.mp4"):
         gt = ground_truth[name]
         r = detect_scenes(str(shared_media / name), SceneConfig())
@@ -77,6 +78,12 @@ def test_shared_media_recall_and_precision(shared_media, ground_truth):
         inner = [(a, b) for a, b in bounds if a > 0 and b < r.frames]
         reported += len(inner)
         false += sum(not any(a - TOL <= u <= b + TOL for u in gt["union"]) for a, b in inner)
+        # the hard cuts alone (the CLI's scene_starts) against the references too
+        cut_hits += sum(any(abs(c - x) <= TOL for x in r.cuts) for c in gt["consensus"])
+        cut_reported += len(r.cuts)
+        cut_false += sum(not any(abs(u - x) <= TOL for u in gt["union"]) for x in r.cuts)
+    assert cut_hits / total >= 0.95, f"cut recall {cut_hits}/{total}"
+    assert (cut_reported - cut_false) / cut_reported >= 0.95, f"cut precision {cut_reported - cut_false}/{cut_reported}"
     assert hits / total >= 0.95, f"recall {hits}/{total}"
     assert (reported - false) / reported >= 0.95, f"precision {reported - false}/{reported}"
 
