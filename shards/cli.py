@@ -67,7 +67,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--no-decode", action="store_true", help="only check tar structure against the index")
     q.set_defaults(func=_cmd_verify)
 
-    q = sub.add_parser("stats", help="counts, buckets, hours, captions and score summaries from the index")
+    q = sub.add_parser("stats", help="counts, buckets, hours, captions and numeric-column summaries from the index")
     q.add_argument("dataset")
     q.add_argument("--buckets", help="preview another bucket table YAML")
     q.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ _NOT_SCORES = {"start_s", "end_s", "start_frame", "end_frame", "num_frames", "fp
 
 
 def dataset_stats(dataset: str | Path, buckets: BucketTable | None = None) -> dict:
-    """Counts by status/kind/bucket, batches per epoch per bucket, hours, caption coverage, score summaries.
+    """Counts by status/kind/bucket, batches per epoch per bucket, hours, caption coverage, numeric summaries.
 
     Buckets default to the table the index was built with; pass another table to preview a re-bucketing.
     """
@@ -40,10 +40,12 @@ def dataset_stats(dataset: str | Path, buckets: BucketTable | None = None) -> di
         "hours_ok": (pc.sum(ok["duration_s"]).as_py() or 0.0) / 3600 if "duration_s" in ok.column_names else None,
         "captioned_ok": pc.sum(ok["has_caption"].cast("int64")).as_py() or 0,
         "unbucketed_ok": per_bucket.pop(None, 0),
+        # batches per epoch over all ranks: "batches" with the reader's default remainder=pad, "full" with drop
         "buckets": {name: {"samples": n, "batch_size": buckets[name].batch_size if name in buckets else None,
-                           "batches": n // buckets[name].batch_size if name in buckets else None}
+                           "batches": -(-n // buckets[name].batch_size) if name in buckets else None,
+                           "full_batches": n // buckets[name].batch_size if name in buckets else None}
                     for name, n in sorted(per_bucket.items())},
-        "scores": {},
+        "numeric": {},  # min/mean/max of every numeric column of ok samples (scores and measurements)
     }
     for field in ok.schema:
         if field.name in _NOT_SCORES or field.name.endswith(("_offset", "_size")):
@@ -52,6 +54,6 @@ def dataset_stats(dataset: str | Path, buckets: BucketTable | None = None) -> di
             col = ok[field.name].cast("double")
             valid = [v for v in col.to_pylist() if v is not None and not math.isnan(v)]
             if valid:
-                out["scores"][field.name] = {"n": len(valid), "min": min(valid), "mean": sum(valid) / len(valid),
+                out["numeric"][field.name] = {"n": len(valid), "min": min(valid), "mean": sum(valid) / len(valid),
                                              "max": max(valid)}
     return out

@@ -56,8 +56,9 @@ def test_verify_catches_count_mismatch_and_corrupt_member(small, tmp_path):
 def test_stats(tiny_dataset, capsys):
     s = dataset_stats(tiny_dataset)
     assert s["samples"] == 29 and s["status"] == {"ok": 29}
-    assert s["buckets"]["sq"] == {"samples": 12, "batch_size": 2, "batches": 6}
+    assert s["buckets"]["sq"] == {"samples": 12, "batch_size": 2, "batches": 6, "full_batches": 6}
     assert s["buckets"]["img"]["batches"] == 2
-    assert s["scores"]["aesthetic"]["mean"] == pytest.approx(5.0)
+    assert s["buckets"]["wide"] == {"samples": 9, "batch_size": 3, "batches": 3, "full_batches": 3}
+    assert s["numeric"]["aesthetic"]["mean"] == pytest.approx(5.0)
     assert main(["shards", "stats", str(tiny_dataset), "--json"]) == 0
     assert '"samples": 29' in capsys.readouterr().out
