@@ -166,9 +166,8 @@ class VideoShardDataset(IterableDataset):
         for row_id in planned.rows:
             row = self.row(row_id)
             try:
-                videos.append(self._load_media(row, bucket, epoch))
-                captions.append(self._caption(row))
-                ids.append(row["clip_id"])
+                clip, caption = self._load_media(row, bucket, epoch), self._caption(row)
+                videos.append(clip), captions.append(caption), ids.append(row["clip_id"])
             except Exception as exc:  # one bad sample must not stop the rank (the others would hang)
                 failed.append(row["clip_id"])
                 log.warning("sample %s (%s) failed: %s: %s", row["clip_id"], row["shard"], type(exc).__name__, exc)
