@@ -16,7 +16,9 @@ from reelforge.curate.stages.common import as_frames, bound_reason
 @dataclass
 class NsfwConfig:
     enabled: bool = True
-    max_nsfw: float = 0.5      # drop clips whose max frame P(nsfw) exceeds this (the package's default)
+    # drop clips whose max frame P(nsfw) exceeds this. open_nsfw's authors read < 0.2 as safe and
+    # > 0.8 as likely NSFW; at 0.5 it flagged the (safe) pancake-flipping clip in ../shared/media
+    max_nsfw: float = 0.8
     frames_per_clip: int = 4   # evenly spaced among the K sampled frames (the model is ResNet-50 sized)
     # the reference preprocessing re-encodes each frame as JPEG; it matches published scores exactly
     jpeg_reencode: bool = True
