@@ -75,8 +75,9 @@ def _fades(kidx: np.ndarray, luma: np.ndarray, flat: np.ndarray, cfg: SceneConfi
             # the fade covers the ramps and the black: start at the first darkened frame; end after
             # the last brightening frame, or after the black when the video ends in it
             # kidx[a] / kidx[b] are the last / first undimmed frames of the shots around the fade
-            start = int(kidx[a]) + 1 if a < k else int(kidx[k])
-            end = int(kidx[b]) if b > e else int(kidx[e]) + 1
+            # (a ramp still going at either end of the video takes the end frame in too)
+            start = int(kidx[a]) + 1 if 0 < a < k else int(kidx[a])
+            end = int(kidx[b]) if e < b < n - 1 else int(kidx[b]) + 1
             out.append(Transition(start, end, "fade"))
         k = e + 1
     return out
@@ -185,7 +186,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
             if len(keep):
                 level = max(level, float(np.median(steps[keep])))
         # a loud jump over the local level, or a smaller one in a very quiet shot
-        loud = jump >= cfg.cut_ratio * level
+        loud = jump >= cfg.cut_threshold and jump >= cfg.cut_ratio * level
         quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
         if not loud and not quiet:
             continue

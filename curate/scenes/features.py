@@ -40,6 +40,8 @@ _CHUNK_MIN_PACKETS = 48
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
 # around it (and above refine_threshold)
 _REFINE_RATIO = 2.0
+# ... and at least this many bytes per pixel: in a still shot every small change is a "spike"
+_SPIKE_BYTES_PER_PIXEL = 1 / 400
 _WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
 # a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
 # is coded mostly intra, so it weighs like a keyframe
@@ -266,7 +268,8 @@ class _FastReader:
             return []
         keys = [p.size for p in packets if p.is_keyframe]
         floor = max(self.cfg.spike_ratio * float(np.median(inter)),
-                    _SPIKE_KEY_SHARE * float(np.median(keys)) if keys else 0.0)
+                    _SPIKE_KEY_SHARE * float(np.median(keys)) if keys else 0.0,
+                    self.pixels * _SPIKE_BYTES_PER_PIXEL)
         return [i for i, (p, r) in enumerate(zip(packets, refs))
                 if not p.is_keyframe and r is not False and p.size > floor]
 
@@ -369,6 +372,7 @@ class _FastReader:
         tb = stream.time_base
         self.codec = stream.codec_context.name
         self.nal_len = _nal_length_size(stream)
+        self.pixels = stream.codec_context.width * stream.codec_context.height
         workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
         all_pts: list[int] = []
         try:
