@@ -41,14 +41,38 @@ def raw(tmp_path_factory):
     return d
 
 
+SCORES = ("aspect_ratio", "border_area", "exposure_mean", "sharpness", "motion_mean", "text_area", "nsfw",
+          "aesthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialised open_clip model and a LAION-format linear head, saved in the real formats
+    and loaded by the build through the same path real weights take."""
+    import torch
+
+    from reelforge.curate.clip_models import TINY_CLIP_CONFIG, save_random_clip
+
+    d = tmp_path_factory.mktemp("clip")
+    cfg_path, ckpt = save_random_clip(d, "e2e-tiny-clip")
+    head = d / "head.pth"
+    torch.manual_seed(0)
+    torch.save({"weight": torch.randn(1, TINY_CLIP_CONFIG["embed_dim"]), "bias": torch.tensor([5.0])}, head)
+    return [f"curate.filters.aesthetic.model=e2e-tiny-clip", f"curate.filters.aesthetic.model_config={cfg_path}",
+            f"curate.filters.aesthetic.pretrained={ckpt}", f"curate.filters.aesthetic.head={head}",
+            "curate.filters.aesthetic.min_score=-1000",
+            # random CLIP weights put unrelated clips close together: only exact copies are duplicates
+            "curate.filters.dedup.threshold=0.99999"]
+
+
 def _cfg(extra=()):
     return load_config(BuildConfig, None, OVERRIDES + list(extra))
 
 
 @pytest.fixture(scope="module")
-def built(ray_local, raw, tmp_path_factory):
+def built(ray_local, raw, tiny_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")
-    summary = run_build([str(raw)], out, _cfg())
+    summary = run_build([str(raw)], out, _cfg(tiny_clip))
     return out, summary
 
 
@@ -92,23 +116,38 @@ def test_clips_table_and_shards_agree(built):
         vr = decord.VideoReader(io.BytesIO(sample["mp4"]))
         assert len(vr) == meta["num_frames"]
         assert (vr[0].shape[1], vr[0].shape[0]) == (meta["width"], meta["height"])
+        if in_shards[sample["__key__"]]["status"] == "ok":
+            assert all(meta.get(k) is not None for k in SCORES), meta
         if in_shards[sample["__key__"]]["caption"]:
             assert sample["txt"].decode() == in_shards[sample["__key__"]]["caption"]
     assert set(seen) == set(in_shards) and max(seen.values()) == 1
 
 
-def test_rerun_is_idempotent(built, raw):
+def test_every_score_column_filled_for_ok_clips(built):
+    out, summary = built
+    clips = pq.read_table(out / "clips.parquet").to_pylist()
+    ok = [c for c in clips if c["status"] == "ok"]
+    assert ok
+    for c in ok:
+        missing = [k for k in SCORES if c.get(k) is None]
+        assert not missing, (c["clip_id"], missing)
+    emb = pq.read_table(out / "embeddings.parquet")
+    assert set(emb.column("clip_id").to_pylist()) >= {c["clip_id"] for c in ok}
+    assert sum(summary["funnel"].values()) == sum(c["status"] == "filtered" for c in clips)
+
+
+def test_rerun_is_idempotent(built, raw, tiny_clip):
     out, summary = built
     before = pq.read_table(out / "clips.parquet").to_pylist()
     tars = sorted(p.name for p in (out / "shards").glob("*.tar"))
-    again = run_build([str(raw)], out, _cfg())
+    again = run_build([str(raw)], out, _cfg(tiny_clip))
     after = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in after) == sorted(c["clip_id"] for c in before)
     assert sorted(p.name for p in (out / "shards").glob("*.tar")) == tars
     assert again["clips"] == summary["clips"]
 
 
-def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tmp_path, monkeypatch):
+def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tiny_clip, tmp_path, monkeypatch):
     reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
     from reelforge.shards import writer as writer_mod
 
@@ -125,14 +164,14 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", dying_flush)
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
-        run_build([str(raw)], out, _cfg())
+        run_build([str(raw)], out, _cfg(tiny_clip))
     assert not (out / "clips.parquet").exists()
     # a tar renamed but not recorded (killed between the two) must not survive the resume
     orphan = out / "shards" / "shard-009999.tar"
     shutil.copy(sorted((out / "shards").glob("*.tar"))[0], orphan)
 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", real_flush)
-    run_build([str(raw)], out, _cfg())
+    run_build([str(raw)], out, _cfg(tiny_clip))
     resumed = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in resumed) == sorted(reference)
     assert [c["status"] for c in sorted(resumed, key=lambda c: c["clip_id"])] == \
