@@ -42,7 +42,8 @@ _CHUNK_MIN_PACKETS = 48
 _REFINE_RATIO = 2.0
 # ... and at least this many bytes per pixel: in a still shot every small change is a "spike"
 _SPIKE_BYTES_PER_PIXEL = 1 / 400
-_WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
+_WINDOW_CHUNKS = 16
+_MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now  # chunks held in memory (their packets) and decoded in parallel at a time
 # a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
 # is coded mostly intra, so it weighs like a keyframe
 _SPIKE_KEY_SHARE = 0.02
@@ -224,33 +225,44 @@ class _FastReader:
 
     # --- decoding
 
+    def _new_ctx(self):
+        """A decoder: the codec context of a new opening of the file (never demuxed), so it has
+        exactly the stream's parameters."""
+        container, stream = _open(self.path, self.cfg.decode_threads)
+        self._opened.append(container)
+        cc = stream.codec_context
+        if self.cfg.fast_decode:
+            # no reference frame is skipped, so skipping the loop filter only blurs block edges a
+            # little: invisible in a 64x36 thumbnail, and ~15% less decoding
+            cc.options = {"skip_loop_filter": "all"}
+            cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
+        return cc
+
     def _ctx(self):
-        """This thread's decoder: the codec context of its own opening of the file (never demuxed),
-        so it has exactly the stream's parameters."""
+        """This thread's reusable decoder."""
         cc = getattr(self._local, "cc", None)
         if cc is None:
-            container, stream = _open(self.path, self.cfg.decode_threads)
-            self._opened.append(container)
-            cc = self._local.cc = stream.codec_context
-            if self.cfg.fast_decode:
-                # no reference frame is skipped, so skipping the loop filter only blurs block edges
-                # a little: invisible in a 64x36 thumbnail, and ~15% less decoding
-                cc.options = {"skip_loop_filter": "all"}
-                cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
+            cc = self._local.cc = self._new_ctx()
         return cc
+
+    def _feed(self, cc, packets: list, full: set[int], default_skip: str) -> None:
+        for pkt in packets:
+            cc.skip_frame = "DEFAULT" if pkt.pts in full else default_skip
+            for frame in cc.decode(pkt):
+                self._take(frame)
+
+    def _drain(self, cc) -> None:
+        cc.skip_frame = "DEFAULT"
+        for frame in cc.decode(None):  # the decoder holds frames back for reordering
+            self._take(frame)
+        cc.flush_buffers()
 
     def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
         """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
         the others with ``skip_frame=default_skip``."""
         cc = self._ctx()
-        for pkt in packets:
-            cc.skip_frame = "DEFAULT" if pkt.pts in full else default_skip
-            for frame in cc.decode(pkt):
-                self._take(frame)
-        cc.skip_frame = "DEFAULT"
-        for frame in cc.decode(None):  # drain: the decoder holds frames back for reordering
-            self._take(frame)
-        cc.flush_buffers()
+        self._feed(cc, packets, full, default_skip)
+        self._drain(cc)
 
     def _take(self, frame) -> None:
         if frame.pts is None:
@@ -292,7 +304,7 @@ class _FastReader:
                     out.add(p.pts)
         return out
 
-    def _refine(self, packets: list) -> None:
+    def _refine(self, packets: list, open_end: bool = False) -> None:
         """Decode again the skipped frames of gaps whose two ends differ much more than decoded
         frames around them do (or that come before the chunk's first decoded frame).
 
@@ -311,7 +323,8 @@ class _FastReader:
                 gaps.append((len(known), pending))
             known.append(th)
             pending = []
-        wanted: set[int] = set(pending)  # undecoded frames at the end of the chunk (open GOP)
+        # undecoded frames at the end of the chunk (open GOP); not of a paused chunk: its tail waits
+        wanted: set[int] = set() if open_end else set(pending)
         if known:
             th = np.stack(known)
             d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
@@ -330,8 +343,10 @@ class _FastReader:
         if any(p not in self.thumbs for p in wanted):
             raise _NeedsExact  # e.g. open-GOP leading frames that need the previous chunk
 
-    def _process(self, packets: list, quiet_ok: bool) -> bool:
-        """Coarse pass (+ refinement) over one chunk; returns True when it was skipped as quiet."""
+    def _process(self, packets: list, quiet_ok: bool):
+        """Coarse pass (+ refinement) over one chunk. Returns "quiet" (only keyframes decoded),
+        "done", or a paused decoder ``(cc, next_index)``: the chunk's tail after its last spike was
+        left undecoded and waits for the check against the next chunk."""
         refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
                 for p in packets]
         spikes = self._spikes(packets, refs)
@@ -341,10 +356,41 @@ class _FastReader:
             kth = [self.thumbs.get(p.pts) for p in keys]
             if all(t is not None for t in kth) and all(
                     distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:])):
-                return True
-        self._decode(packets, self._after_spikes(packets, refs, spikes), "NONREF")
+                return "quiet"
+        after = self._after_spikes(packets, refs, spikes)
+        if quiet_ok and spikes and self.nal_len:
+            last = max([spikes[-1]] + [i for i, p in enumerate(packets) if p.pts in after])
+            if len(packets) - last - 1 >= _MIN_TAIL:
+                paused = self._pause(packets, refs, after, last)
+                if paused is not None:
+                    return paused
+        self._decode(packets, after, "NONREF")
         self._refine(packets)
-        return False
+        return "done"
+
+    def _pause(self, packets: list, refs: list, after: set[int], last: int):
+        """Decode up to the last spike on a decoder of its own, and a few packets more until the
+        decoder has let out every frame before the spike; then stop there, undrained."""
+        cc = self._new_ctx()
+        self._feed(cc, packets[:last + 1], after, "NONREF")
+        expected = {p.pts for i, p in enumerate(packets[:last + 1]) if refs[i] or p.pts in after}
+        j = last + 1
+        while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
+            self._feed(cc, packets[j:j + 1], set(), "NONREF")
+            j += 1
+        if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
+            self._feed(cc, packets[j:], set(), "NONREF")
+            self._drain(cc)
+            self._refine(packets)
+            return "done"
+        self._refine(packets[:j], open_end=True)
+        return cc, j
+
+    def _resume(self, packets: list, paused) -> None:
+        cc, j = paused
+        self._feed(cc, packets[j:], set(), "NONREF")
+        self._drain(cc)
+        self._refine(packets)
 
     def _edge(self, packets: list, last: bool):
         """Thumbnail of the chunk's last (or first) decoded frame in presentation order."""
@@ -352,19 +398,24 @@ class _FastReader:
         return next((self.thumbs[p] for p in order if p in self.thumbs), None)
 
     def _run_window(self, pool, chunks: list[list]) -> None:
-        """Decode a window of chunks in parallel, then redo the quiet ones whose picture moved.
+        """Decode a window of chunks in parallel, then finish the quiet and paused ones whose last
+        decoded frame does not lead into the next chunk's first.
 
-        A window's last chunk is never skipped: nothing decoded after it to check it against."""
+        A window's last chunk is always decoded whole: nothing decoded after it to check against."""
         quiet_ok = [self.cfg.skip_quiet and i + 1 < len(chunks) for i in range(len(chunks))]
-        skipped = list(pool.map(self._process, chunks, quiet_ok))
-        redo = []
+        states = list(pool.map(self._process, chunks, quiet_ok))
+        redo, resume = [], []
         for i, chunk in enumerate(chunks[:-1]):
-            if not skipped[i]:
+            if states[i] == "done":
                 continue
             before, after = self._edge(chunk, last=True), self._edge(chunks[i + 1], last=False)
             if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
-                redo.append(chunk)
+                if states[i] == "quiet":
+                    redo.append(chunk)
+                else:
+                    resume.append((chunk, states[i]))
         list(pool.map(self._process, redo, [False] * len(redo)))
+        list(pool.map(lambda a: self._resume(*a), resume))
 
     def read(self) -> Features:
         container, stream = _open(self.path, self.cfg.decode_threads)
