@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +30,13 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.index import assign_buckets, index_buckets, resolve_index, select
 from reelforge.shards.plan import PlannedBatch, plan_epoch
 from reelforge.shards.spec import CAPTIONS_FIELD, KIND_IMAGE, KIND_VIDEO, SHARDS_SUBDIR
-from reelforge.shards.transform import image_to_bucket, video_to_bucket
+from reelforge.shards.transform import clip_rng, collate_clips, image_to_bucket, pick_caption, video_to_bucket
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +170,8 @@ class VideoShardDataset(IterableDataset):
                 failed.append(row["clip_id"])
                 log.warning("sample %s (%s) failed: %s: %s", row["clip_id"], row["shard"], type(exc).__name__, exc)
         self.failed_samples += len(failed)
-        if not videos:  # keep the batch so every rank still takes the same number of steps
-            videos = [np.zeros((bucket.num_frames, bucket.height, bucket.width, 3), np.uint8)]
-            captions, ids = [""], [""]
-        good = len(videos)
-        for k in range(len(planned.rows) - good):  # fill failed slots with copies of good samples
-            videos.append(videos[k % good]), captions.append(captions[k % good]), ids.append(ids[k % good])
-        video = torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).contiguous()  # (B, T, C, H, W)
-        if self.cfg.dtype == "float":
-            video = video.float().div_(127.5).sub_(1.0)
+        # failed slots hold copies of good samples; a batch is kept so every rank takes the same steps
+        video, captions, ids = collate_clips(videos, captions, ids, len(planned.rows), bucket, self.cfg.dtype)
         # "failed": clip ids that could not be decoded (their slots hold copies of good samples)
         return {"video": video, "caption": captions, "clip_id": ids, "bucket": planned.bucket,
                 "failed": failed}
@@ -190,19 +181,16 @@ class VideoShardDataset(IterableDataset):
             return image_to_bucket(self._read(row, "jpg"), bucket)
         rng = None
         if self.cfg.random_offset:
-            rng = np.random.default_rng([self.seed, epoch, zlib.crc32(row["clip_id"].encode())])
+            rng = clip_rng(self.seed, epoch, row["clip_id"])
         return video_to_bucket(self._read(row, "mp4"), row["width"], row["height"], self.buckets.stride(row["fps"]),
                                bucket, rng, self.cfg.decode_threads)
 
     def _caption(self, row: dict) -> str:
-        version = self.cfg.caption_version
+        version, captions = self.cfg.caption_version, None
         if version is not None and row["json_size"] and version in (row["caption_versions"] or "").split(","):
-            caption = json.loads(self._read(row, "json")).get(CAPTIONS_FIELD, {}).get(version)
-            if isinstance(caption, str):
-                return caption
-        if version is not None and not self.cfg.caption_fallback:
-            return ""
-        return self._read(row, "txt").decode("utf-8") if row["txt_size"] is not None else ""
+            captions = json.loads(self._read(row, "json")).get(CAPTIONS_FIELD)
+        return pick_caption(version, self.cfg.caption_fallback, captions,
+                            lambda: self._read(row, "txt").decode("utf-8") if row["txt_size"] is not None else None)
 
     def _read(self, row: dict, col: str) -> bytes:
         offset, size = row[f"{col}_offset"], row[f"{col}_size"]

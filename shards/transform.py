@@ -1,10 +1,15 @@
-"""From member bytes to a bucket-shaped array: temporal sampling, decode, resize to cover, centre crop."""
+"""From member bytes to a bucket-shaped array: temporal sampling, decode, resize to cover, centre crop;
+then the caption choice and the stacking into a batch. Shared by the indexed reader (reader.py) and the
+streaming reader (stream.py), so both modes produce the same pixels for the same (seed, epoch, clip)."""
 from __future__ import annotations
 
 import math
+import zlib
+from typing import Callable
 
 import cv2
 import numpy as np
+import torch
 
 from reelforge.shards.buckets import BucketConfig
 from reelforge.shards.members import decode_frames_pyav, decode_image, open_video
@@ -66,3 +71,36 @@ def image_to_bucket(data: bytes, bucket: BucketConfig) -> np.ndarray:
     img = decode_image(data)[None]
     img = resize_frames(img, cover_size(img.shape[2], img.shape[1], bucket))
     return np.ascontiguousarray(center_crop(img, bucket))
+
+
+def clip_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
+    """The generator that draws a clip's temporal offset: fixed per (seed, epoch, clip), new each epoch."""
+    return np.random.default_rng([seed, epoch, zlib.crc32(clip_id.encode())])
+
+
+def pick_caption(version: str | None, fallback: bool, captions: dict | None, read_txt: Callable[[], str | None]) -> str:
+    """``captions[version]`` (the JSON member's caption versions) when asked for and present; else the
+    ``.txt`` caption unless ``fallback`` is off for a requested version; else "". ``read_txt`` is only
+    called when the text is needed (the indexed reader then pays one read)."""
+    if version is not None and isinstance(captions, dict) and isinstance(captions.get(version), str):
+        return captions[version]
+    if version is not None and not fallback:
+        return ""
+    return read_txt() or ""
+
+
+def collate_clips(clips: list[np.ndarray], captions: list[str], ids: list[str], size: int, bucket: BucketConfig,
+                  dtype: str = "uint8") -> tuple[torch.Tensor, list[str], list[str]]:
+    """``size`` slots from the good clips (T, H, W, C): failed slots hold copies of good clips (a batch with
+    none is zeros), so batches keep the bucket's shape and ranks stay in step.
+    Returns video (B, T, C, H, W) uint8 (or float in [-1, 1]), captions, ids."""
+    if not clips:
+        clips, captions, ids = [np.zeros((bucket.num_frames, bucket.height, bucket.width, 3), np.uint8)], [""], [""]
+    clips, captions, ids = list(clips), list(captions), list(ids)
+    good = len(clips)
+    for k in range(size - good):
+        clips.append(clips[k % good]), captions.append(captions[k % good]), ids.append(ids[k % good])
+    video = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).contiguous()  # (B, T, C, H, W)
+    if dtype == "float":
+        video = video.float().div_(127.5).sub_(1.0)
+    return video, captions, ids
