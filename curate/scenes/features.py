@@ -225,24 +225,26 @@ class _FastReader:
 
     # --- decoding
 
-    def _new_ctx(self):
+    def _new_ctx(self, keep: bool = True):
         """A decoder: the codec context of a new opening of the file (never demuxed), so it has
-        exactly the stream's parameters."""
+        exactly the stream's parameters; returns (context, container). ``keep=False``: the caller
+        closes the container."""
         container, stream = _open(self.path, self.cfg.decode_threads)
-        self._opened.append(container)
+        if keep:
+            self._opened.append(container)
         cc = stream.codec_context
         if self.cfg.fast_decode:
             # no reference frame is skipped, so skipping the loop filter only blurs block edges a
             # little: invisible in a 64x36 thumbnail, and ~15% less decoding
             cc.options = {"skip_loop_filter": "all"}
             cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
-        return cc
+        return cc, container
 
     def _ctx(self):
         """This thread's reusable decoder."""
         cc = getattr(self._local, "cc", None)
         if cc is None:
-            cc = self._local.cc = self._new_ctx()
+            cc = self._local.cc = self._new_ctx()[0]
         return cc
 
     def _feed(self, cc, packets: list, full: set[int], default_skip: str) -> None:
@@ -371,7 +373,7 @@ class _FastReader:
     def _pause(self, packets: list, refs: list, after: set[int], last: int):
         """Decode up to the last spike on a decoder of its own, and a few packets more until the
         decoder has let out every frame before the spike; then stop there, undrained."""
-        cc = self._new_ctx()
+        cc, container = self._new_ctx(keep=False)  # closed in _run_window: it holds ~20 frames
         self._feed(cc, packets[:last + 1], after, "NONREF")
         expected = {p.pts for i, p in enumerate(packets[:last + 1]) if refs[i] or p.pts in after}
         j = last + 1
@@ -381,13 +383,14 @@ class _FastReader:
         if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
             self._feed(cc, packets[j:], set(), "NONREF")
             self._drain(cc)
+            container.close()
             self._refine(packets)
             return "done"
         self._refine(packets[:j], open_end=True)
-        return cc, j
+        return cc, j, container
 
     def _resume(self, packets: list, paused) -> None:
-        cc, j = paused
+        cc, j, _ = paused
         self._feed(cc, packets[j:], set(), "NONREF")
         self._drain(cc)
         self._refine(packets)
@@ -414,8 +417,13 @@ class _FastReader:
                     redo.append(chunk)
                 else:
                     resume.append((chunk, states[i]))
-        list(pool.map(self._process, redo, [False] * len(redo)))
-        list(pool.map(lambda a: self._resume(*a), resume))
+        try:
+            list(pool.map(self._process, redo, [False] * len(redo)))
+            list(pool.map(lambda a: self._resume(*a), resume))
+        finally:
+            for state in states:
+                if isinstance(state, tuple):
+                    state[2].close()
 
     def read(self) -> Features:
         container, stream = _open(self.path, self.cfg.decode_threads)
