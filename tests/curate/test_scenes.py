@@ -139,3 +139,32 @@ def test_long_generated_video_exact_through_skipped_gops(tmp_path):
         (t,) = truth["transitions"]
         # a dissolve into a shaking shot: its last frames are within the shake, ends within 3 frames
         assert any(abs(x.start - t["start"]) <= TOL and abs(x.end - t["end"]) <= 3 for x in r.transitions), r.transitions
+
+
+def test_variable_frame_rate_and_start_offset(tmp_path):
+    """Irregular frame durations and a stream that starts at 2.5 s: indices and times both exact."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "vfr.mp4")
+    durations = rng.choice([20, 33, 40, 67], size=90)  # ms
+    pts = 2500 + np.concatenate([[0], np.cumsum(durations[:-1])])
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"x264-params": "keyint=40:scenecut=0"})
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        yy, xx = np.mgrid[0:96, 0:160]
+        base = np.stack([xx * 1.5, yy * 2, 255 - xx], -1).astype(np.uint8)  # two smooth pictures
+        other = np.stack([255 - yy * 2, xx, (xx + yy) % 256], -1).astype(np.uint8)
+        for i, p in enumerate(pts):
+            img = np.roll(base if i < 55 else other, i, axis=1)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = int(p), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    with av.open(path) as c:
+        times = [f.time for f in c.decode(video=0)]
+    r = detect_scenes(path, SceneConfig())
+    np.testing.assert_array_equal(r.pts, np.asarray(times))
+    assert r.pts[0] == pytest.approx(2.5, abs=0.05)
+    assert r.cuts == [55]
