@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .config import SceneConfig
-from .features import THUMB_H, THUMB_W, Features, distance, structure_change
+from .features import Features
 from .result import Transition
+from .thumbs import THUMB_H, THUMB_W, distance, structure_change
 
 _NY = THUMB_W * THUMB_H
 _LEVEL_WINDOW = 12  # frames each side used for the local level of change

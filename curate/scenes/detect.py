@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .config import SceneConfig
 from .content import detect_content
-from .features import read_features
+from .reader import read_features
 from .result import SceneResult
 
 

@@ -1,52 +1,19 @@
-"""Per-frame thumbnails for shot detection, without fully decoding every frame.
+"""Per-frame thumbnails of a whole video (``Features``), and the plain reader that decodes every frame.
 
-Decoding is the whole cost of a content detector, and most of what a decoder does is wasted on it:
-a frame between two reference frames that look alike cannot hide a hard cut. So the video is read
-one chunk of whole GOPs at a time:
-
-1. coarse: decode only the reference frames (``skip_frame=NONREF``: I, P and reference-B frames; no
-   reference chain is broken, so every decoded picture is exact) and take small Y/U/V thumbnails
-   straight from the decoder's planes (no colour conversion);
-2. refine: where two consecutive decoded frames differ by more than ``refine_threshold``, the skipped
-   frames between them may hold a cut or a transition: decode the chunk again, this time keeping
-   the skipped frames inside those gaps, so decisions there are made on every frame.
-
-Frame times come from the packets (``packet.pts * time_base``, sorted), which are exactly the
-``frame.time`` values PyAV gives for the decoded frames; frames that were never decoded have a
-time but no thumbnail. Anything unusual (packets without timestamps, duplicate timestamps, a
-refinement that does not give back the frames it was asked for) falls back to decoding every frame.
+The fast reader (``reader.py``) gives the same ``Features`` while decoding far fewer frames; this
+module holds what both share: opening a file with clear errors, the frame rate, and the exact path
+it falls back to.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import av
-import cv2
 import numpy as np
 
 from .result import SceneDetectionError
-
-THUMB_W, THUMB_H = 64, 36  # luma thumbnail; chroma thumbnails are half that each way
-THUMB_DIM = THUMB_W * THUMB_H + 2 * (THUMB_W // 2) * (THUMB_H // 2)
-_PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
-# GOPs are gathered into chunks of at least this many packets: each chunk ends with a decoder
-# drain, which stalls frame threading, so chunks of tiny GOPs would waste the threads
-_CHUNK_MIN_PACKETS = 48
-# a gap between decoded frames is refined when its distance is this many times that of the gaps
-# around it (and above refine_threshold)
-_REFINE_RATIO = 2.0
-# ... and at least this many bytes per pixel: in a still shot every small change is a "spike"
-_SPIKE_BYTES_PER_PIXEL = 1 / 400
-_WINDOW_CHUNKS = 16
-_MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now  # chunks held in memory (their packets) and decoded in parallel at a time
-# a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
-# is coded mostly intra, so it weighs like a keyframe
-_SPIKE_KEY_SHARE = 0.02
+from .thumbs import thumbnail
 
 
 @dataclass
@@ -55,61 +22,16 @@ class Features:
     thumbs: np.ndarray  # (N, THUMB_DIM) float32 Y|U|V thumbnails, rows of undecoded frames are 0
     known: np.ndarray  # (N,) bool: frame was decoded (its thumbnail is real)
     fps: float
-    decoded: int  # frames actually decoded (refinement re-decodes count again)
+    decoded: int  # frames decoded (re-decoded ones count again; approximate with several workers)
     mode: str  # "fast" | "exact"
 
 
-class _NeedsExact(Exception):
-    """The fast path met something it does not handle; decode every frame instead."""
+class FastPathUnsupported(Exception):
+    """The fast reader met something it does not handle; decode every frame instead."""
 
 
-def thumbnail(frame: av.VideoFrame) -> np.ndarray:
-    """(THUMB_DIM,) float32 thumbnail of Y, U and V, area-averaged from the decoder's own planes."""
-    if frame.format.name not in _PLANAR_8BIT:  # 10-bit, nv12, rgb…: convert (slower, rare)
-        frame = frame.reformat(format="yuv420p")
-    parts = []
-    for plane, (w, h) in zip(frame.planes, [(THUMB_W, THUMB_H)] + [(THUMB_W // 2, THUMB_H // 2)] * 2):
-        img = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        # point-sample to ~4x the target first: INTER_AREA over a full 1080p plane costs ~2 ms
-        sy, sx = max(1, img.shape[0] // (4 * h)), max(1, img.shape[1] // (4 * w))
-        parts.append(cv2.resize(img[::sy, ::sx], (w, h), interpolation=cv2.INTER_AREA).ravel())
-    return np.concatenate(parts).astype(np.float32)
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean absolute difference of thumbnails, per plane, summed over Y, U, V (0-255 scale each).
-
-    ``a``, ``b``: (..., THUMB_DIM) → (...)"""
-    ny = THUMB_W * THUMB_H
-    nc = (THUMB_W // 2) * (THUMB_H // 2)
-    d = np.abs(a - b)
-    return d[..., :ny].mean(-1) + d[..., ny:ny + nc].mean(-1) + d[..., ny + nc:].mean(-1)
-
-
-def structure_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """1 - correlation of two luma thumbnails, and the smaller of their two contrasts (std).
-
-    Brightness and colour shifts leave it near 0 (the picture's layout is unchanged); a new shot
-    moves it towards 1. Rows and columns that are flat and identical in both (letterbox and
-    pillarbox bars) are left out: they would make any two framed pictures look alike. Meaningless on
-    flat pictures: callers check the contrast. ``a``, ``b``: (THUMB_DIM,)"""
-    ya = a[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
-    yb = b[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
-
-    def same_flat(axis: int) -> np.ndarray:
-        return ((ya.std(axis) < 2) & (yb.std(axis) < 2) & (np.abs(ya.mean(axis) - yb.mean(axis)) < 2))
-
-    rows, cols = ~same_flat(1), ~same_flat(0)  # (H,), (W,) the live area
-    if not rows.any() or not cols.any():
-        return 0.0, 0.0
-    ya, yb = ya[rows][:, cols], yb[rows][:, cols]
-    ya, yb = ya - ya.mean(), yb - yb.mean()
-    sa, sb = float(np.sqrt((ya * ya).mean())), float(np.sqrt((yb * yb).mean()))
-    corr = float((ya * yb).mean()) / max(sa * sb, 1e-6)
-    return 1.0 - corr, min(sa, sb)
-
-
-def _open(path: str, threads: str = "AUTO"):
+def open_video(path: str, threads: str = "AUTO"):
+    """(container, first video stream) or SceneDetectionError."""
     try:
         container = av.open(path)
     except Exception as exc:  # PyAV raises many different errors for non-video input
@@ -127,7 +49,7 @@ def stream_rate(stream) -> Fraction | None:
     return stream.average_rate or stream.base_rate or stream.guessed_rate
 
 
-def _fps(rate: Fraction | None, pts: np.ndarray) -> float:
+def fps_of(rate: Fraction | None, pts: np.ndarray) -> float:
     if rate:
         return float(rate)
     if len(pts) > 1 and pts[-1] > pts[0]:
@@ -135,18 +57,9 @@ def _fps(rate: Fraction | None, pts: np.ndarray) -> float:
     return 0.0
 
 
-def read_features(path: str, cfg: "SceneConfig") -> Features:
-    if not cfg.exact:
-        try:
-            return _FastReader(path, cfg).read()
-        except _NeedsExact:
-            pass
-    return _read_exact(path)  # every frame: frame threads pay off here
-
-
-def _read_exact(path: str, threads: str = "AUTO") -> Features:
+def read_exact(path: str, threads: str = "AUTO") -> Features:
     """Decode every frame (the reference behaviour, and the fallback of the fast path)."""
-    container, stream = _open(path, threads)
+    container, stream = open_video(path, threads)
     rate = stream_rate(stream)
     times, thumbs = [], []
     try:
@@ -167,313 +80,4 @@ def _read_exact(path: str, threads: str = "AUTO") -> Features:
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
     stacked = np.stack(thumbs)[order]
-    return Features(pts, stacked, np.ones(len(pts), bool), _fps(rate, pts), len(pts), "exact")
-
-
-def _nal_length_size(stream) -> int | None:
-    """Bytes of the NAL length prefix of H.264 (avcC) / HEVC (hvcC) packets; None for Annex B or
-    other codecs (then which packets are references is unknown)."""
-    extra = stream.codec_context.extradata
-    if not extra or extra[0] != 1:
-        return None
-    name = stream.codec_context.name
-    if name == "h264" and len(extra) > 4:
-        return (extra[4] & 3) + 1
-    if name == "hevc" and len(extra) > 21:
-        return (extra[21] & 3) + 1
-    return None
-
-
-def _is_reference(data: memoryview, codec: str, nal_len: int) -> bool:
-    """Whether the first picture slice of a length-prefixed packet is a reference picture."""
-    pos, n = 0, len(data)
-    while pos + nal_len < n:
-        size = int.from_bytes(data[pos:pos + nal_len], "big")
-        head = data[pos + nal_len]
-        if codec == "h264":
-            if (head & 0x1F) in (1, 5):  # coded slice (non-IDR / IDR)
-                return (head >> 5) & 3 != 0  # nal_ref_idc
-        else:
-            kind = (head >> 1) & 0x3F
-            if kind < 32:  # VCL: the even types below 16 are sub-layer non-reference pictures
-                return not (kind < 16 and kind % 2 == 0)
-        pos += nal_len + size
-    return True
-
-
-class _FastReader:
-    """The coarse/refine reader described at the top of this file, one chunk of GOPs at a time.
-
-    Three things keep it from decoding what it does not need:
-    - quiet chunks (no packet-size spike) decode only their keyframes; if the next chunk's first
-      frame then differs from the last keyframe, the chunk is decoded after all;
-    - the non-reference frames right after a spiking reference packet (a cut, mostly: the first
-      reference frame after a cut is coded almost intra) are decoded in the coarse pass already;
-    - a refinement pass stops after the last packet it needs.
-
-    Chunks start at keyframes and are decoded independently, so ``decode_workers`` threads decode
-    several at once, each with its own decoder (PyAV releases the GIL while decoding); then the
-    boundaries between chunks are checked in order.
-    """
-
-    def __init__(self, path: str, cfg):
-        self.path, self.cfg = path, cfg
-        self.thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
-        self.decoded = 0
-        self._local = threading.local()
-        self._opened: list = []
-
-    # --- decoding
-
-    def _new_ctx(self, keep: bool = True):
-        """A decoder: the codec context of a new opening of the file (never demuxed), so it has
-        exactly the stream's parameters; returns (context, container). ``keep=False``: the caller
-        closes the container."""
-        container, stream = _open(self.path, self.cfg.decode_threads)
-        if keep:
-            self._opened.append(container)
-        cc = stream.codec_context
-        if self.cfg.fast_decode:
-            # no reference frame is skipped, so skipping the loop filter only blurs block edges a
-            # little: invisible in a 64x36 thumbnail, and ~15% less decoding
-            cc.options = {"skip_loop_filter": "all"}
-            cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
-        return cc, container
-
-    def _ctx(self):
-        """This thread's reusable decoder."""
-        cc = getattr(self._local, "cc", None)
-        if cc is None:
-            cc = self._local.cc = self._new_ctx()[0]
-        return cc
-
-    def _feed(self, cc, packets: list, full: set[int], default_skip: str) -> None:
-        for pkt in packets:
-            cc.skip_frame = "DEFAULT" if pkt.pts in full else default_skip
-            for frame in cc.decode(pkt):
-                self._take(frame)
-
-    def _drain(self, cc) -> None:
-        cc.skip_frame = "DEFAULT"
-        for frame in cc.decode(None):  # the decoder holds frames back for reordering
-            self._take(frame)
-        cc.flush_buffers()
-
-    def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
-        """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
-        the others with ``skip_frame=default_skip``."""
-        cc = self._ctx()
-        self._feed(cc, packets, full, default_skip)
-        self._drain(cc)
-
-    def _take(self, frame) -> None:
-        if frame.pts is None:
-            raise _NeedsExact
-        self.decoded += 1  # approximate under threads: for reporting only
-        if frame.pts not in self.thumbs:
-            self.thumbs[frame.pts] = thumbnail(frame)
-
-    # --- per chunk
-
-    def _spikes(self, packets: list, refs: list[bool | None]) -> list[int]:
-        """Indices of reference packets much bigger than the chunk's usual inter frame."""
-        inter = [p.size for p, r in zip(packets, refs) if not p.is_keyframe and r is not False]
-        if not inter:
-            return []
-        keys = [p.size for p in packets if p.is_keyframe]
-        floor = max(self.cfg.spike_ratio * float(np.median(inter)),
-                    _SPIKE_KEY_SHARE * float(np.median(keys)) if keys else 0.0,
-                    self.pixels * _SPIKE_BYTES_PER_PIXEL)
-        return [i for i, (p, r) in enumerate(zip(packets, refs))
-                if not p.is_keyframe and r is not False and p.size > floor]
-
-    def _after_spikes(self, packets: list, refs: list[bool | None], spikes: list[int]) -> set[int]:
-        """pts of the non-reference packets that follow each spike in decode order up to the next
-        reference frame shown after it: the B-frames shown just before the spiking frame, where
-        the cut is (reference B-frames in between are decoded anyway)."""
-        out: set[int] = set()
-        for i in spikes:
-            shown = packets[i].pts
-            for j in range(i + 1, min(len(packets), i + 1 + 32)):
-                p = packets[j]
-                if refs[j] is None:  # unknown codec layout: the next few packets
-                    if j - i > 4:
-                        break
-                    out.add(p.pts)
-                elif refs[j] and p.pts > shown:
-                    break  # the next P (or I) frame: the B-frames of the spike's gap are behind
-                elif not refs[j]:
-                    out.add(p.pts)
-        return out
-
-    def _refine(self, packets: list, open_end: bool = False) -> None:
-        """Decode again the skipped frames of gaps whose two ends differ much more than decoded
-        frames around them do (or that come before the chunk's first decoded frame).
-
-        Relative to the neighbours, because in fast motion every gap differs: a cut (or the start
-        of a transition) still stands out from them; steady motion does not need every frame."""
-        order = sorted(p.pts for p in packets)
-        known: list[np.ndarray] = []
-        gaps: list[tuple[int, list[int]]] = []  # (index into known of the gap's right end, pts)
-        pending: list[int] = []
-        for p in order:
-            th = self.thumbs.get(p)
-            if th is None:
-                pending.append(p)
-                continue
-            if pending:
-                gaps.append((len(known), pending))
-            known.append(th)
-            pending = []
-        # undecoded frames at the end of the chunk (open GOP); not of a paused chunk: its tail waits
-        wanted: set[int] = set() if open_end else set(pending)
-        if known:
-            th = np.stack(known)
-            d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
-            for i, pts in gaps:
-                if i == 0:
-                    wanted.update(pts)  # undecoded frames before the first decoded one (open GOP)
-                    continue
-                around = np.concatenate([d[max(1, i - 4):i], d[i + 1:i + 5]])
-                level = float(np.median(around)) if len(around) else 0.0
-                if d[i] > self.cfg.refine_threshold and d[i] > _REFINE_RATIO * level:
-                    wanted.update(pts)
-        if not wanted:
-            return
-        last = max(i for i, p in enumerate(packets) if p.pts in wanted)
-        self._decode(packets[:last + 1], wanted, "NONREF")
-        if any(p not in self.thumbs for p in wanted):
-            raise _NeedsExact  # e.g. open-GOP leading frames that need the previous chunk
-
-    def _process(self, packets: list, quiet_ok: bool):
-        """Coarse pass (+ refinement) over one chunk. Returns "quiet" (only keyframes decoded),
-        "done", or a paused decoder ``(cc, next_index)``: the chunk's tail after its last spike was
-        left undecoded and waits for the check against the next chunk."""
-        refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
-                for p in packets]
-        spikes = self._spikes(packets, refs)
-        if quiet_ok and not spikes:
-            keys = [p for p in packets if p.is_keyframe]
-            self._decode(keys, set(), "DEFAULT")
-            kth = [self.thumbs.get(p.pts) for p in keys]
-            if all(t is not None for t in kth) and all(
-                    distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:])):
-                return "quiet"
-        after = self._after_spikes(packets, refs, spikes)
-        if quiet_ok and spikes and self.nal_len:
-            last = max([spikes[-1]] + [i for i, p in enumerate(packets) if p.pts in after])
-            if len(packets) - last - 1 >= _MIN_TAIL:
-                paused = self._pause(packets, refs, after, last)
-                if paused is not None:
-                    return paused
-        self._decode(packets, after, "NONREF")
-        self._refine(packets)
-        return "done"
-
-    def _pause(self, packets: list, refs: list, after: set[int], last: int):
-        """Decode up to the last spike on a decoder of its own, and a few packets more until the
-        decoder has let out every frame before the spike; then stop there, undrained."""
-        cc, container = self._new_ctx(keep=False)  # closed in _run_window: it holds ~20 frames
-        self._feed(cc, packets[:last + 1], after, "NONREF")
-        expected = {p.pts for i, p in enumerate(packets[:last + 1]) if refs[i] or p.pts in after}
-        j = last + 1
-        while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
-            self._feed(cc, packets[j:j + 1], set(), "NONREF")
-            j += 1
-        if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
-            self._feed(cc, packets[j:], set(), "NONREF")
-            self._drain(cc)
-            container.close()
-            self._refine(packets)
-            return "done"
-        self._refine(packets[:j], open_end=True)
-        return cc, j, container
-
-    def _resume(self, packets: list, paused) -> None:
-        cc, j, _ = paused
-        self._feed(cc, packets[j:], set(), "NONREF")
-        self._drain(cc)
-        self._refine(packets)
-
-    def _edge(self, packets: list, last: bool):
-        """Thumbnail of the chunk's last (or first) decoded frame in presentation order."""
-        order = sorted((p.pts for p in packets), reverse=last)
-        return next((self.thumbs[p] for p in order if p in self.thumbs), None)
-
-    def _run_window(self, pool, chunks: list[list]) -> None:
-        """Decode a window of chunks in parallel, then finish the quiet and paused ones whose last
-        decoded frame does not lead into the next chunk's first.
-
-        A window's last chunk is always decoded whole: nothing decoded after it to check against."""
-        quiet_ok = [self.cfg.skip_quiet and i + 1 < len(chunks) for i in range(len(chunks))]
-        states = list(pool.map(self._process, chunks, quiet_ok))
-        redo, resume = [], []
-        for i, chunk in enumerate(chunks[:-1]):
-            if states[i] == "done":
-                continue
-            before, after = self._edge(chunk, last=True), self._edge(chunks[i + 1], last=False)
-            if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
-                if states[i] == "quiet":
-                    redo.append(chunk)
-                else:
-                    resume.append((chunk, states[i]))
-        try:
-            list(pool.map(self._process, redo, [False] * len(redo)))
-            list(pool.map(lambda a: self._resume(*a), resume))
-        finally:
-            for state in states:
-                if isinstance(state, tuple):
-                    state[2].close()
-
-    def read(self) -> Features:
-        container, stream = _open(self.path, self.cfg.decode_threads)
-        rate = stream_rate(stream)
-        tb = stream.time_base
-        self.codec = stream.codec_context.name
-        self.nal_len = _nal_length_size(stream)
-        self.pixels = stream.codec_context.width * stream.codec_context.height
-        workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
-        all_pts: list[int] = []
-        try:
-            with container, ThreadPoolExecutor(workers) as pool:
-                chunks: list[list] = []
-                chunk: list = []
-                for pkt in container.demux(stream):
-                    if pkt.size == 0:  # demuxer's end-of-stream marker
-                        continue
-                    if pkt.pts is None:
-                        raise _NeedsExact
-                    if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
-                        chunks.append(chunk)
-                        chunk = []
-                        if len(chunks) == _WINDOW_CHUNKS:
-                            self._run_window(pool, chunks)
-                            chunks = []
-                    chunk.append(pkt)
-                    all_pts.append(pkt.pts)
-                if chunk:
-                    chunks.append(chunk)
-                if chunks:
-                    self._run_window(pool, chunks)
-        except _NeedsExact:
-            raise
-        except Exception as exc:
-            raise SceneDetectionError(f"cannot decode {self.path}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            for c in self._opened:
-                c.close()
-        if not all_pts:
-            raise SceneDetectionError(f"{self.path}: no video frames could be decoded")
-        ipts = np.sort(np.asarray(all_pts, np.int64))
-        if np.any(np.diff(ipts) == 0):
-            raise _NeedsExact  # duplicate timestamps: presentation order is ambiguous
-        if set(self.thumbs) - set(all_pts):
-            raise _NeedsExact  # decoder invented timestamps the packets do not have
-        known = np.array([p in self.thumbs for p in ipts.tolist()], bool)
-        stacked = np.zeros((len(ipts), THUMB_DIM), np.float32)
-        for i, p in enumerate(ipts.tolist()):
-            if known[i]:
-                stacked[i] = self.thumbs[p]
-        # exactly PyAV's frame.time: float(pts * time_base) on Fractions
-        pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
-        return Features(pts, stacked, known, _fps(rate, pts), self.decoded, "fast")
+    return Features(pts, stacked, np.ones(len(pts), bool), fps_of(rate, pts), len(pts), "exact")

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import random
 
-import av
 import numpy as np
 import torch
 
 from .config import SceneConfig
-from .features import _fps, _open, stream_rate
+from .features import fps_of, open_video, stream_rate
 from .result import SceneDetectionError, SceneResult, Transition
 
 _WINDOW, _STEP, _PAD = 100, 50, 25
@@ -53,7 +52,7 @@ def _load_model(device: torch.device) -> torch.nn.Module:
 
 def read_small_frames(path: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(N, 27, 48, 3) uint8 RGB frames, (N,) float64 frame.time, fps; presentation order."""
-    container, stream = _open(path)
+    container, stream = open_video(path)
     rate = stream_rate(stream)
     frames, times = [], []
     try:
@@ -68,7 +67,7 @@ def read_small_frames(path: str) -> tuple[np.ndarray, np.ndarray, float]:
         raise SceneDetectionError(f"{path}: no video frames could be decoded")
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
-    return np.stack(frames)[order], pts, _fps(rate, pts)
+    return np.stack(frames)[order], pts, fps_of(rate, pts)
 
 
 class TransNetV2Detector:

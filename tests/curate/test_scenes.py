@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reelforge.curate.scenes import SceneConfig, SceneDetectionError, detect_scenes
-from reelforge.curate.scenes.features import read_features
+from reelforge.curate.scenes.reader import read_features
 from reelforge.samples import generate_samples, load_ground_truth
 
 TOL = 2

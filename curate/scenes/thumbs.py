@@ -1,0 +1,56 @@
+"""Frame thumbnails and the distances the content detector compares them with."""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+
+THUMB_W, THUMB_H = 64, 36  # luma thumbnail; chroma thumbnails are half that each way
+THUMB_DIM = THUMB_W * THUMB_H + 2 * (THUMB_W // 2) * (THUMB_H // 2)
+_PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
+
+
+def thumbnail(frame: av.VideoFrame) -> np.ndarray:
+    """(THUMB_DIM,) float32 thumbnail of Y, U and V, area-averaged from the decoder's own planes."""
+    if frame.format.name not in _PLANAR_8BIT:  # 10-bit, nv12, rgb…: convert (slower, rare)
+        frame = frame.reformat(format="yuv420p")
+    parts = []
+    for plane, (w, h) in zip(frame.planes, [(THUMB_W, THUMB_H)] + [(THUMB_W // 2, THUMB_H // 2)] * 2):
+        img = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        # point-sample to ~4x the target first: INTER_AREA over a full 1080p plane costs ~2 ms
+        sy, sx = max(1, img.shape[0] // (4 * h)), max(1, img.shape[1] // (4 * w))
+        parts.append(cv2.resize(img[::sy, ::sx], (w, h), interpolation=cv2.INTER_AREA).ravel())
+    return np.concatenate(parts).astype(np.float32)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of thumbnails, per plane, summed over Y, U, V (0-255 scale each).
+
+    ``a``, ``b``: (..., THUMB_DIM) → (...)"""
+    ny = THUMB_W * THUMB_H
+    nc = (THUMB_W // 2) * (THUMB_H // 2)
+    d = np.abs(a - b)
+    return d[..., :ny].mean(-1) + d[..., ny:ny + nc].mean(-1) + d[..., ny + nc:].mean(-1)
+
+
+def structure_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """1 - correlation of two luma thumbnails, and the smaller of their two contrasts (std).
+
+    Brightness and colour shifts leave it near 0 (the picture's layout is unchanged); a new shot
+    moves it towards 1. Rows and columns that are flat and identical in both (letterbox and
+    pillarbox bars) are left out: they would make any two framed pictures look alike. Meaningless on
+    flat pictures: callers check the contrast. ``a``, ``b``: (THUMB_DIM,)"""
+    ya = a[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
+    yb = b[: THUMB_W * THUMB_H].reshape(THUMB_H, THUMB_W)
+
+    def same_flat(axis: int) -> np.ndarray:
+        return ((ya.std(axis) < 2) & (yb.std(axis) < 2) & (np.abs(ya.mean(axis) - yb.mean(axis)) < 2))
+
+    rows, cols = ~same_flat(1), ~same_flat(0)  # (H,), (W,) the live area
+    if not rows.any() or not cols.any():
+        return 0.0, 0.0
+    ya, yb = ya[rows][:, cols], yb[rows][:, cols]
+    ya, yb = ya - ya.mean(), yb - yb.mean()
+    sa, sb = float(np.sqrt((ya * ya).mean())), float(np.sqrt((yb * yb).mean()))
+    corr = float((ya * yb).mean()) / max(sa * sb, 1e-6)
+    return 1.0 - corr, min(sa, sb)
