@@ -1,12 +1,13 @@
 """The streaming reader: the indexed reader's bucket batches, built as a WebDataset pipeline, for shards
-on object storage or behind any URL WebDataset opens (``pipe:aws s3 cp s3://b/x.tar -``, ``https://``,
-local paths), where the indexed reader's ``pread`` at stored offsets is not available.
+on object storage or behind any URL (WebDataset's ``pipe:aws s3 cp s3://b/x.tar -``, ``https://``, local
+paths; any other fsspec protocol such as ``s3://``), where the indexed reader's ``pread`` at stored
+offsets is not available.
 
 For one rank, DataLoader worker and epoch the pipeline is (``StreamDataset.pipeline``)
 
     shards      wds.ResampledShards seeded by (seed, rank, epoch) and the worker id    (resampled: true)
                 or the shard list split by rank, then wds.split_by_worker              (resampled: false)
-    samples     wds.tarfile_to_samples
+    samples     wds.tarfile_to_samples (its three steps, the URL opener falling back to fsspec)
     prepare     status filter (index, else the JSON member), bucket, caption; no decode
     shuffle     wds.shuffle with a buffer seeded by (seed, rank, epoch, worker)
     batches     bucket_batched: a buffer per bucket, a batch leaves when its bucket fills
@@ -35,13 +36,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import BinaryIO, Iterator, Literal
+from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.index import assign_buckets, index_buckets, select
@@ -112,6 +115,28 @@ def shard_name(url: str) -> str:
     """The shard's file name in a URL or ``pipe:`` command: ``pipe:aws s3 cp s3://b/x-000001.tar -`` -> ``x-000001.tar``."""
     names = re.findall(r"[^/\s]+\.tar\b", url)
     return names[-1] if names else url.rsplit("/", 1)[-1]
+
+
+def open_url(url: str) -> BinaryIO:
+    """A binary stream over a shard: WebDataset's ``gopen`` for local paths and its schemes (``pipe:``,
+    ``http(s)``, ``gs``, ``ais``, ``hf``), fsspec for every other protocol (``s3://``, ``az://``,
+    ``memory://``; the protocol's fsspec package must be installed)."""
+    scheme = urlparse(url).scheme
+    if scheme in ("", "file") or scheme in wds.gopen_schemes:
+        return wds.gopen(url)
+    import fsspec  # only remote protocols need it
+    return fsspec.open(url, "rb").open()
+
+
+def open_shards(shards: Iterator[dict], handler) -> Iterator[dict]:
+    """``{"url"}`` -> ``{"url", "stream"}``: ``wds.tariterators.url_opener`` with ``open_url``."""
+    for shard in shards:
+        try:
+            yield {**shard, "stream": open_url(shard["url"])}
+        except Exception as exn:
+            exn.args = exn.args + (shard["url"],)
+            if not handler(exn):
+                break
 
 
 def split_by_rank(src: Iterator, rank: int, world_size: int) -> Iterator:
@@ -265,7 +290,10 @@ class StreamDataset(IterableDataset):
         pipe = wds.DataPipeline(
             *source,
             self._watch_empty,
-            wds.tarfile_to_samples(handler=h),
+            # = wds.tarfile_to_samples(handler=h), opening URLs with open_url (fsspec for s3:// etc.)
+            partial(open_shards, handler=h),
+            partial(tar_file_expander, handler=h),
+            partial(group_by_keys, handler=h),
             wds.map(self.prepare, handler=h),
             shuffle,
             bucket_batched(self.batch_sizes, partial=not cfg.resampled),
@@ -357,6 +385,8 @@ class StreamDataset(IterableDataset):
             if info is None and self.cfg.resampled:
                 self.position = position + 1
             yield batch
+        if self.dropped:  # per process: each worker reports what it left out
+            log.info("rank %d worker %d epoch %d: samples left out: %s", self.rank, worker, epoch, dict(self.dropped))
         if info is None and not self.cfg.resampled:
             self.set_epoch(epoch + 1, position=0)
 

@@ -140,6 +140,23 @@ def test_single_pass_serves_every_sample_once(tiny_dataset):
         ds.load_state_dict({**ds.state_dict(), "position": 2})
 
 
+def test_shards_behind_pipe_and_fsspec_urls(tiny_dataset):
+    import fsspec
+    tars = sorted((tiny_dataset / "shards").glob("*.tar"))
+    assert [t.name for t in tars] == [f"shard-{i:06d}.tar" for i in range(6)]
+    fs = fsspec.filesystem("memory")
+    for t in tars:
+        fs.pipe(f"/stream-test/{t.name}", t.read_bytes())
+    index = str(tiny_dataset / "index.parquet")  # a local copy of the index beside remote shards
+    results = []
+    for urls in ([f"{tiny_dataset}/shards/shard-{{000000..000005}}.tar"],  # brace pattern
+                 [f"pipe:cat {t}" for t in tars],
+                 [f"memory://stream-test/{t.name}" for t in tars]):
+        cfg = StreamConfig(urls=urls, index=index, batches_per_epoch=4, shuffle_buffer=8, shuffle_initial=4)
+        results.append(ids(run(cfg)))
+    assert len(results[0]) == 4 and results[0] == results[1] == results[2]
+
+
 @pytest.fixture()
 def damaged_shards(tmp_path):
     """8 'sq' clips in shards of 3, 3, 2: a0's JSON is not JSON, a4's mp4 is zeros, the last shard is cut
