@@ -9,6 +9,8 @@ clips when the file is absent), then times, in the same process and run:
   loader  VideoShardDataset with no workers (tar pread + the same decode, resized in the decoder,
           centre crop, stacking into a (B, T, C, H, W) tensor)
   loader  ShardLoader with 2 worker processes (shows what DataLoader parallelism adds on this machine)
+  stream  the streaming reader (shards/stream.py: WebDataset pipeline over the same tars, resampled,
+          as many batches as the loader's plan), 0 and 2 workers
 The ratio loader/raw is the figure the issue asks for (goal >= 0.9).
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from reelforge.shards.index import build_index
 from reelforge.shards.members import open_video
 from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
 from reelforge.shards.spec import CLIPS_FILE, FORMAT_ID, SHARDS_SUBDIR
+from reelforge.shards.stream import StreamConfig, StreamLoader, stream_dataset
 from reelforge.shards.transform import frame_indices
 from reelforge.shards.writer import ShardWriter
 
@@ -112,6 +115,14 @@ def time_loader(ds: VideoShardDataset, workers: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
+def time_stream(root: Path, batches: int, workers: int) -> tuple[int, float]:
+    ds = stream_dataset(StreamConfig(dataset_dir=str(root), batches_per_epoch=batches, seed=0), rank=0, world_size=1)
+    n, t0 = 0, time.perf_counter()
+    for batch in StreamLoader(ds, num_workers=workers):
+        n += batch["video"].shape[0]
+    return n, time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
@@ -130,7 +141,9 @@ def main(argv=None) -> int:
         print(f"source: {src}; {len(clips)} clips {m['width']}x{m['height']} {m['num_frames']} frames @ {m['fps']:g} fps;"
               f" buckets {sorted({b.bucket for b in ds.plan()})}; {len(ds.plan())} batches")
         runs = {"raw decord": lambda: time_raw(ds, mp4s), "loader, 0 workers": lambda: time_loader(ds, 0),
-                "loader, 2 workers": lambda: time_loader(ds, 2)}
+                "loader, 2 workers": lambda: time_loader(ds, 2),
+                "stream, 0 workers": lambda: time_stream(root, len(ds.plan()), 0),
+                "stream, 2 workers": lambda: time_stream(root, len(ds.plan()), 2)}
         for fn in runs.values():
             fn()  # warm-up (page cache, lazy imports, worker start-up paths)
         # interleaved rounds, best of each: other processes on a shared machine slow whole stretches of time
@@ -144,7 +157,8 @@ def main(argv=None) -> int:
             print(f"{name:20s} {best:8.1f} clips/s (rounds: {', '.join(f'{r:.1f}' for r in rates[name])})")
         ratio = results["loader, 0 workers"] / results["raw decord"]
         print(f"loader (0 workers) / raw decode = {ratio:.2f}x (goal >= 0.9); "
-              f"2 workers / raw = {results['loader, 2 workers'] / results['raw decord']:.2f}x")
+              f"2 workers / raw = {results['loader, 2 workers'] / results['raw decord']:.2f}x; "
+              f"stream (0 workers) / raw = {results['stream, 0 workers'] / results['raw decord']:.2f}x")
     return 0
 
 

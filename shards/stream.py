@@ -265,7 +265,8 @@ class StreamDataset(IterableDataset):
         if state["position"] and not self.cfg.resampled:
             raise ValueError("a single-pass stream cannot resume mid-pass (shards are split by worker, not "
                              "planned); start the pass again or use the indexed reader")
-        if state["position"] and state["streams"] != mine["streams"]:
+        mid_epoch = 0 < state["position"] < (state["batches_per_epoch"] or math.inf)
+        if mid_epoch and state["streams"] != mine["streams"]:
             raise ValueError(f"stream state was saved with {state['streams']} worker streams mid-epoch, this loader "
                              f"has {mine['streams']}: the batches would differ (resume at an epoch boundary, or "
                              f"with the same num_workers)")
