@@ -117,8 +117,12 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     known = {} if refresh else manifest.load_videos()
     todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
     videos = [known[p] for p in paths if p in known]
+    last_save = time.time()
     for row in tqdm(run_stages(todo, video_stages(cfg.curate)), total=len(todo), desc="videos", unit="video"):
         videos.append(row)
+        if time.time() - last_save > 60:  # a kill loses at most a minute of probing and splitting
+            manifest.save_videos(videos)
+            last_save = time.time()
     manifest.save_videos(videos)
 
     # ---- 2. clips: transcode, score, stream into shards ----------------------------------------
@@ -143,15 +147,18 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     with tqdm(total=len(work), desc="clips", unit="clip") as bar:
         for row in run_stages(work, clip_stages(cfg.curate)):
             bar.update(1)
+            members = None
             if row.get("status") != "failed" and row.get("mp4"):
                 members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
                 if row.get("caption"):
                     members["txt"] = row["caption"].encode("utf-8")
-                row["shard"] = writer.write(row["clip_id"], members)
-                row["mp4_bytes"] = len(members["mp4"])
-            else:
-                row["shard"] = None
+            row["shard"] = writer.current_name() if members else None
+            row["mp4_bytes"] = len(members["mp4"]) if members else 0
+            # the row joins `pending` before the write: a write that fills the shard commits it at
+            # once, and the shard's part file must already hold this row
             pending.append({k: v for k, v in row.items() if k not in BULK_COLUMNS})
+            if members:
+                writer.write(row["clip_id"], members)
     writer.close()
     if pending:  # dropped/failed clips after the last shard
         manifest.commit_part(f"tail-{int(time.time() * 1000)}", pending)

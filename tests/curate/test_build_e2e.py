@@ -157,21 +157,23 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
     def dying_flush(self):
         shard = real_flush(self)
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed after the second shard")
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("killed right after the first shard")
         return shard
 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", dying_flush)
     out = tmp_path / "ds"
+    # shards of several clips each: the clip that fills a shard must be recorded with that shard
+    multi = tiny_clip + ["shards.target_bytes=30000"]
     with pytest.raises(KeyboardInterrupt):
-        run_build([str(raw)], out, _cfg(tiny_clip))
+        run_build([str(raw)], out, _cfg(multi))
     assert not (out / "clips.parquet").exists()
     # a tar renamed but not recorded (killed between the two) must not survive the resume
     orphan = out / "shards" / "shard-009999.tar"
     shutil.copy(sorted((out / "shards").glob("*.tar"))[0], orphan)
 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", real_flush)
-    run_build([str(raw)], out, _cfg(tiny_clip))
+    run_build([str(raw)], out, _cfg(multi))
     resumed = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in resumed) == sorted(reference)
     assert [c["status"] for c in sorted(resumed, key=lambda c: c["clip_id"])] == \
@@ -182,3 +184,5 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
         with tarfile.open(t) as tf:
             keys.update(n.rsplit(".", 1)[0] for n in tf.getnames() if n.endswith(".mp4"))
     assert set(keys) == {k for k, c in reference.items() if c["shard"]} and max(keys.values()) == 1
+    per_shard = Counter(c["shard"] for c in resumed if c["shard"])
+    assert max(per_shard.values()) >= 2
