@@ -54,8 +54,8 @@ from reelforge.shards.transform import clip_rng, collate_clips, image_to_bucket,
 
 log = logging.getLogger(__name__)
 
-# Error policies, WebDataset's own handlers: "warn" (production) logs a warning and drops the member or
-# sample (it sleeps 0.5 s per error so a broken shard cannot flood the log); "raise" for tests and debugging.
+# Error policies, WebDataset's own handlers: "warn" (production) issues a Python warning and drops the
+# member or sample (it sleeps 0.5 s per error so a broken shard cannot flood the log); "raise" for tests.
 HANDLERS = {"warn": wds.warn_and_continue, "raise": wds.reraise_exception, "ignore": wds.ignore_and_continue}
 # JSON ``status`` values that mean "train on it" when there is no index ("success": video2dataset/img2dataset).
 GOOD_STATUS = ("ok", "success")
@@ -70,7 +70,7 @@ class StreamConfig:
     batches_per_epoch: int | None = None   # per rank; None: from samples_per_epoch, else one pass over the index
     samples_per_epoch: int | None = None   # per rank; converted with the index's mean batch size
     resampled: bool = True                 # False: one pass, split by rank and worker (validation)
-    shuffle_buffer: int = 1000             # samples; 1 = no shuffle
+    shuffle_buffer: int = 256              # samples, held with their media bytes (memory ~ buffer x clip size); 1 = off
     shuffle_initial: int = 100             # samples buffered before the first one leaves
     seed: int = 0
     handler: Literal["warn", "raise", "ignore"] = "warn"
@@ -290,7 +290,7 @@ class StreamDataset(IterableDataset):
             shuffle = wds.shuffle(cfg.shuffle_buffer, min(cfg.shuffle_initial, cfg.shuffle_buffer), rng=rng)
         pipe = wds.DataPipeline(
             *source,
-            self._watch_empty,
+            self._watch_empty if cfg.resampled else None,
             # = wds.tarfile_to_samples(handler=h), opening URLs with open_url (fsspec for s3:// etc.)
             partial(open_shards, handler=h),
             partial(tar_file_expander, handler=h),
@@ -319,14 +319,16 @@ class StreamDataset(IterableDataset):
         ext = VIDEO_EXT if VIDEO_EXT in sample else IMAGE_EXT if IMAGE_EXT in sample else None
         if ext is None:
             raise ValueError(f"{shard}: sample {key} has no {VIDEO_EXT} or {IMAGE_EXT} member")
-        meta = json.loads(sample[META_EXT].decode("utf-8")) if META_EXT in sample else {}
-        if not isinstance(meta, dict):
-            raise ValueError(f"{shard}: sample {key}: the {META_EXT} member is not a JSON object")
+        row = None
         if self.rows is not None:  # the index decides: status, where, kinds, bucket, and cleaned metadata
             row = self.rows.get((shard, key))
             if row is None:
                 self.dropped["not selected by the index"] += 1
                 return None
+        meta = json.loads(sample[META_EXT].decode("utf-8")) if META_EXT in sample else {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"{shard}: sample {key}: the {META_EXT} member is not a JSON object")
+        if row is not None:
             clip_id, kind, bucket, width, height, fps = row
         else:
             if meta.get("status", "ok") not in GOOD_STATUS:

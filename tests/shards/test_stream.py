@@ -196,6 +196,13 @@ def test_bad_members_warn_and_continue(damaged_shards):
     assert len(list(stream_dataset(resampled))) == 6  # resampled: broken shards cost samples, never batches
 
 
+def test_a_resampled_stream_with_nothing_usable_stops(tiny_dataset):
+    tars = [str(t) for t in sorted((tiny_dataset / "shards").glob("*.tar"))[:4]]  # videos only
+    cfg = StreamConfig(urls=tars, buckets=TEST_BUCKETS, kinds=["image"], batches_per_epoch=2, shuffle_buffer=1)
+    with pytest.raises(RuntimeError, match="no usable sample"):  # instead of reading shards forever
+        list(stream_dataset(cfg))
+
+
 def test_config_validation_and_yaml_tree(tiny_dataset):
     with pytest.raises(ValueError, match="urls"):
         StreamConfig()
