@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from reelforge.config import ConfigError, from_dict
 from reelforge.shards import stream as stream_mod
 from reelforge.shards.index import build_index, read_index
+from reelforge.shards.reader import ReaderConfig, VideoShardDataset
 from reelforge.shards.stream import StreamConfig, StreamDataset, StreamLoader, shard_name, stream_dataset
 
 from shard_fixtures import TEST_BUCKETS, clip_row, encode_mp4, make_frames, write_dataset
@@ -63,6 +64,24 @@ def test_joint_image_video_and_index_status(tmp_path):
     assert seen == {"sq0", "sq1", "sq2", "sq3", "im0", "im1", "im2", "im3"}  # the index's status=filtered is out
     video_only = run(config(root, batches_per_epoch=4, kinds=["video"], where="clip_id != 'sq0'"))
     assert {c for b in video_only for c in b["clip_id"]} == {"sq1", "sq2", "sq3"}
+
+
+def test_same_pixels_and_captions_as_the_indexed_reader(tmp_path):
+    clips = [clip_row(f"c{i}", 40 + 8 * (i % 2), 40, 20, 8, captions={"vlm": f"long {i}"} if i % 3 else {})
+             for i in range(6)]
+    root = write_dataset(tmp_path / "d", clips, shard_sizes=[2, 4])
+    build_index(root, TEST_BUCKETS)
+    options = {"caption_version": "vlm", "dtype": "float"}
+    indexed = {}
+    for b in VideoShardDataset(root, ReaderConfig(**options), 0, 1, seed=5):
+        indexed.update({c: (v, t) for c, v, t in zip(b["clip_id"], b["video"], b["caption"])})
+    streamed = run(config(root, seed=5, batches_per_epoch=6, **options))
+    assert sum(len(b["clip_id"]) for b in streamed) == 12
+    for b in streamed:  # same temporal offset per (seed, epoch, clip), same resize, crop and caption choice
+        assert b["video"].dtype == torch.float32
+        for c, v, t in zip(b["clip_id"], b["video"], b["caption"]):
+            assert torch.equal(v, indexed[c][0]) and t == indexed[c][1]
+    assert {t for v, t in indexed.values()} == {"long 1", "long 2", "caption of c0", "long 4", "long 5", "caption of c3"}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
