@@ -1,7 +1,8 @@
 """The content detector: hard cuts, fades and dissolves from per-frame thumbnails.
 
-Works on the frames ``features.read_features`` decoded (``known``): every frame around anything that
-changed, only reference frames where nothing did. Three passes, in this order:
+Works on the frames ``reader.read_features`` decoded (``known``): every frame around anything that
+changed, fewer (or only keyframes) where nothing did; a hard cut needs two adjacent decoded frames.
+Three passes, in this order:
 
 1. fades: a run of black frames with a luma ramp into and/or out of it;
 2. dissolves: a stretch where the picture moves in a straight line from one image to another
@@ -30,8 +31,8 @@ _DISSOLVE_SPANS = (48, 32, 24, 16, 10, 6)  # frames, longest first
 # a dissolve's frames may sit this far (share of its end-to-end distance, + 2 for noise) from the
 # blend of its two ends
 _BLEND_RESIDUAL = 0.2
-_FLAT_STD = 4.0
-_DISSOLVE_RATE = 1.5  # a dissolve's change per frame over that of the frames around it  # luma std under which a picture has no layout to compare (structure is skipped)
+_FLAT_STD = 4.0  # luma std under which a picture has no layout to compare (structure is skipped)
+_DISSOLVE_RATE = 1.5  # a dissolve's change per frame over that of the frames around it
 
 
 def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Transition]]:

@@ -37,19 +37,19 @@ from .features import Features, FastPathUnsupported, fps_of, open_video, read_ex
 from .result import SceneDetectionError
 from .thumbs import THUMB_DIM, distance, thumbnail
 
-# GOPs are gathered into chunks of at least this many packets: each chunk ends with a decoder
-# drain, which stalls frame threading, so chunks of tiny GOPs would waste the threads
+# GOPs are gathered into chunks of at least this many packets: each chunk is one decoder run that
+# ends with a drain, so chunks of tiny GOPs (all-intra video) would cost a drain per frame
 _CHUNK_MIN_PACKETS = 48
+_WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
 # around it (and above refine_threshold)
 _REFINE_RATIO = 2.0
+# a spike (besides spike_ratio x the chunk's median inter packet) must be this share of the chunk's
+# keyframe size: the first reference frame after a cut is coded mostly intra, like a keyframe ...
+_SPIKE_KEY_SHARE = 0.02
 # ... and at least this many bytes per pixel: in a still shot every small change is a "spike"
 _SPIKE_BYTES_PER_PIXEL = 1 / 400
-_WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
 _MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now
-# a spike must also be this share of the chunk's keyframe size: the first reference frame after a cut
-# is coded mostly intra, so it weighs like a keyframe
-_SPIKE_KEY_SHARE = 0.02
 
 
 def read_features(path: str, cfg: SceneConfig) -> Features:
