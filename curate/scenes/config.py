@@ -8,8 +8,7 @@ from typing import Literal
 @dataclass
 class SceneConfig:
     detector: Literal["content", "transnetv2"] = "content"
-    # shots shorter than this are merged into the previous one (a cut closer than this to the last
-    # cut is dropped; transitions are kept)
+    # a cut closer than this to the previous one (or to the start) is dropped; transitions are kept
     min_shot_frames: int = 8
     device: str = "auto"  # transnetv2: "auto" | "cpu" | "cuda"
 
@@ -27,8 +26,9 @@ class SceneConfig:
     # a jump that comes back (to within this fraction of the jump) within flash_frames is a flash
     flash_frames: int = 4
     flash_return: float = 0.4
-    # coarse pass: consecutive decoded reference frames further apart than this get their
-    # skipped frames decoded too (refinement); lower = more exact on gradual changes, slower
+    # fast path: two consecutive decoded frames further apart than this (and than their neighbours
+    # by 2x) get the frames between them decoded too; a quiet chunk or tail whose last decoded frame
+    # is further than this from the next chunk's first is decoded after all. Lower = safer, slower
     refine_threshold: float = 10.0
     # fades: a frame whose mean luma is below this (0-255, video range black is 16) is black
     black_luma: float = 24.0
