@@ -247,7 +247,8 @@ def svg_histogram(h: dict, title: str, width: int = 380, height: int = 190) -> s
         anchor = ("start", "middle", "middle", "middle", "end")[i]  # end labels stay inside the box
         out.append(f'<text x="{x(t):.1f}" y="{top + ph + 14}" class="s" text-anchor="{anchor}">{label}</text>')
     if h["min"] == h["max"]:
-        out.append(f'<text x="{width - right}" y="{top + 12}" class="s" text-anchor="end">all = {_fmt(h["min"])}</text>')
+        out.append(f'<text x="{width - right}" y="{top + 12}" class="s" text-anchor="end">'
+                   f'all = {_fmt(h["min"])}</text>')
     for b in h["thresholds"]:
         v = math.log10(b["value"]) if h["log"] and b["value"] > 0 else (None if h["log"] else b["value"])
         label = f'{b["kind"]} {_fmt(b["value"])}'
@@ -319,12 +320,13 @@ def svg_funnel(f: dict, width: int = 760) -> str:
 
 # ---- thumbnails ---------------------------------------------------------------------------------------
 
-def clip_thumbnail(mp4: bytes, num_frames: int | None, height: int = 84) -> bytes:
-    """JPEG of the clip's first and middle frames side by side, ``height`` px tall."""
+def clip_thumbnail(mp4: bytes, num_frames: int | None, box: tuple[int, int] = (112, 84)) -> bytes:
+    """JPEG of the clip's first and middle frames side by side, each fitted into a ``box`` (w, h) cell on a
+    dark ground, so portrait and landscape clips make tiles of one size: (h, 2w + 3, 3)."""
     import av
     import cv2
 
-    first = middle = None
+    first = middle = last = None
     mid_index = max(0, int(num_frames or 0) // 2)
     with av.open(io.BytesIO(mp4)) as container:
         stream = container.streams.video[0]
@@ -336,42 +338,59 @@ def clip_thumbnail(mp4: bytes, num_frames: int | None, height: int = 84) -> byte
                 middle = frame.to_ndarray(format="rgb24")
                 break
             last = frame
-        if middle is None and first is not None:  # fewer frames than num_frames said
-            middle = last.to_ndarray(format="rgb24") if mid_index else first
     if first is None:
         raise ValueError("no video frames decoded")
-    parts = []
-    for img in (first, middle):
-        w = max(1, round(img.shape[1] * height / img.shape[0]))
-        parts.append(cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA))
-    gap = np.full((height, 3, 3), 255, np.uint8)
-    sheet = np.concatenate([parts[0], gap, parts[1]], axis=1)  # (height, 2W+3, 3)
+    if middle is None:  # fewer frames than num_frames said
+        middle = last.to_ndarray(format="rgb24") if last is not None else first
+    bw, bh = box
+    sheet = np.full((bh, 2 * bw + 3, 3), 24, np.uint8)
+    sheet[:, bw:bw + 3] = 255
+    for k, img in enumerate((first, middle)):
+        scale = min(bw / img.shape[1], bh / img.shape[0])
+        w, h = max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))
+        x0, y0 = k * (bw + 3) + (bw - w) // 2, (bh - h) // 2
+        sheet[y0:y0 + h, x0:x0 + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", sheet[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 72])
     if not ok:
         raise ValueError("JPEG encode failed")
     return data.tobytes()
 
 
-def contact_groups(clips: list[dict], per_group: int) -> list[tuple[str, list[dict], int]]:
-    """(group title, up to ``per_group`` clips evenly spread over the group, group size): kept first, then each
-    filter's removals in pipeline order. Only clips with media in a shard can be shown."""
+@dataclass
+class Group:
+    title: str
+    total: int
+    shown: list[dict]     # up to per_group clips with media in a shard, evenly spread over the group
+    no_media: list[dict]  # up to per_group clips without media (dropped before transcoding, failed)
+    n_no_media: int
+
+
+def _spread(rows: list[dict], n: int) -> list[dict]:
+    if not rows:
+        return []
+    return [rows[i] for i in sorted(set(np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)))]
+
+
+def contact_groups(clips: list[dict], per_group: int) -> list[Group]:
+    """Kept first, then each filter's removals in pipeline order (other stages after), then failed."""
     by = defaultdict(list)
     for r in clips:
         if r.get("status") == "ok":
             by["kept"].append(r)
         elif r.get("status") == "filtered":
             by[f"filtered · {filter_name(r.get('reason'))}"].append(r)
+        elif r.get("status") == "failed":
+            by["failed"].append(r)
     order = ["kept"] + [f"filtered · {n}" for n in FILTER_ORDER]
-    order += sorted(k for k in by if k not in order)
+    order += sorted(k for k in by if k not in order and k != "failed") + ["failed"]
     out = []
     for title in order:
-        rows = sorted((r for r in by.get(title, []) if r.get("shard")),
-                      key=lambda r: (str(r.get("video_path")), r.get("start_s") or 0))
-        if not by.get(title):
+        rows = sorted(by.get(title, []), key=lambda r: (str(r.get("video_path")), r.get("start_s") or 0))
+        if not rows:
             continue
-        pick = sorted(set(np.linspace(0, len(rows) - 1, min(per_group, len(rows))).round().astype(int).tolist())) \
-            if rows else []
-        out.append((title, [rows[i] for i in pick], len(by[title])))
+        media = [r for r in rows if r.get("shard")]
+        bare = [r for r in rows if not r.get("shard")]
+        out.append(Group(title, len(rows), _spread(media, per_group), _spread(bare, per_group), len(bare)))
     return out
 
 
@@ -409,7 +428,8 @@ def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
 main{max-width:1240px;margin:0 auto;padding:20px 28px 60px}
-h1{font-size:22px;margin:4px 0 2px}h2{font-size:18px;margin:30px 0 10px;border-bottom:1px solid #d8dde3;padding-bottom:4px}
+h1{font-size:22px;margin:4px 0 2px}
+h2{font-size:18px;margin:30px 0 10px;border-bottom:1px solid #d8dde3;padding-bottom:4px}
 h3{font-size:15px;margin:18px 0 8px}
 .muted{color:#66707a}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
@@ -426,9 +446,9 @@ th{background:#eef1f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart .ax{stroke:#9aa3ad}.chart .thl{stroke:#c62828;stroke-width:1.5;stroke-dasharray:4 3}
 .chart .th{font:600 10px system-ui,sans-serif;fill:#c62828}
 .legend i{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
-.sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(196px,1fr));gap:8px}
+.sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(236px,1fr));gap:8px}
 .tile{background:#fff;border:1px solid #dde2e7;border-radius:5px;padding:4px;font-size:11px;overflow:hidden}
-.tile img{display:block;width:100%;height:auto;background:#222}
+.tile img{display:block;width:227px;height:84px;margin:0 auto}
 .tile .id{font-family:ui-monospace,Menlo,monospace;font-size:10px;word-break:break-all;color:#4d5660}
 .tile .why{color:#a14600}.tile .err{color:#c62828;padding:20px 4px}
 details{margin:6px 0}summary{cursor:pointer;color:#2b5c8a}pre{background:#fff;border:1px solid #dde2e7;padding:8px;
@@ -485,29 +505,44 @@ def _funnel_html(f: dict) -> str:
     return box + svg_funnel(f) + _table(["step", "clips"], rows, {1})
 
 
+def _duration(r: dict) -> float:
+    if r.get("duration_s") is not None:
+        return float(r["duration_s"])
+    return float(r.get("end_s") or 0) - float(r.get("start_s") or 0)  # spans dropped before transcoding
+
+
 def _contact_html(dataset: Path, clips: list[dict], per_group: int) -> tuple[str, dict]:
     groups = contact_groups(clips, per_group)
     if not groups:
-        return '<p class="muted">no kept or filtered clips.</p>', {}
-    thumbs = thumbnails(dataset, [r for _, rows, _ in groups for r in rows])
+        return '<p class="muted">no clips.</p>', {}
+    thumbs = thumbnails(dataset, [r for g in groups for r in g.shown])
     parts, record = [], {}
-    for title, rows, total in groups:
-        record[title] = [r["clip_id"] for r in rows]
-        note = f"showing {len(rows)} of {total}" + (" (spread evenly)" if len(rows) < total else "")
-        if not rows:
-            note = f"{total} clips, none with media in the shards (dropped before transcoding)"
+    for g in groups:
+        record[g.title] = [r["clip_id"] for r in g.shown]
+        n_media = g.total - g.n_no_media
+        note = f"{g.total} clip" + ("s" if g.total != 1 else "")
+        if g.shown:
+            note += f"; thumbnails of {len(g.shown)} of {n_media}"
         tiles = []
-        for r in rows:
+        for r in g.shown:
             src = thumbs.get(r["clip_id"], "")
-            img = (f'<img src="{src}" alt="{e(r["clip_id"])}" loading="lazy">' if src.startswith("data:")
+            img = (f'<img src="{src}" alt="{e(r["clip_id"])}">' if src.startswith("data:")
                    else f'<div class="err">{e(src)}</div>')
             why = f'<div class="why">{e(str(r.get("reason") or ""))}</div>' if r.get("status") != "ok" else ""
-            dur = _fmt(float(r.get("duration_s") or 0))
             tiles.append(f'<div class="tile" title="{e(str(r.get("video_path")))}">{img}'
                          f'<div class="id">{e(r["clip_id"])}</div>'
-                         f'<div>{dur} s · {r.get("width")}×{r.get("height")} · {e(Path(str(r.get("video_path"))).name)}'
-                         f'</div>{why}</div>')
-        parts.append(f'<h3>{e(title)} <span class="muted">— {note}</span></h3><div class="sheet">{"".join(tiles)}</div>')
+                         f'<div>{_fmt(_duration(r))} s · {r.get("width")}×{r.get("height")} · '
+                         f'{e(Path(str(r.get("video_path"))).name)}</div>{why}</div>')
+        parts.append(f'<h3>{e(g.title)} <span class="muted">— {note}</span></h3>')
+        if tiles:
+            parts.append(f'<div class="sheet">{"".join(tiles)}</div>')
+        if g.no_media:
+            rows = [[r["clip_id"], Path(str(r.get("video_path"))).name,
+                     f'{_fmt(float(r.get("start_s") or 0))}–{_fmt(float(r.get("end_s") or 0))}', _fmt(_duration(r)),
+                     str(r.get("reason") or "")[:200]] for r in g.no_media]
+            listed = f"; {len(g.no_media)} listed" if len(g.no_media) < g.n_no_media else ""
+            parts.append(f'<p class="muted">{g.n_no_media} without media in the shards (dropped before '
+                         f'transcoding, or failed){listed}</p>' + _table(["clip", "file", "span s", "duration s", "reason"], rows, {3}))
     return "".join(parts), record
 
 
@@ -571,7 +606,8 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     cards = [("inputs", summary.get("inputs", len(videos))), ("clips planned", f["planned"]), ("kept", f["kept"]),
              ("kept %", f"{100 * f['kept'] / f['planned']:.0f}%" if f["planned"] else "—"),
              ("shards", summary.get("shards", "—")), ("shard MB", _fmt(summary.get("shard_bytes", 0) / 1e6)),
-             ("source min", _fmt(summary.get("source_seconds", 0) / 60)), ("build wall s", summary.get("wall_s", "—"))]
+             ("source min", _fmt(summary.get("source_seconds", 0) / 60)),
+             ("build wall s", summary.get("wall_s", "—"))]
     legend = (f'<p class="legend"><i style="background:{KEPT}"></i>kept<i style="background:{REMOVED}"></i>removed '
               '(by any filter)<i style="background:#c62828;height:2px"></i>config threshold</p>')
     score_svgs = "".join(svg_histogram(h, col) for col, h in hists.items())

@@ -123,9 +123,12 @@ def test_report_funnel_charts_and_thumbnails(tmp_path):
     # three decodable clips -> three JPEG data: URIs of first|middle frame; the garbage one shows its error
     assert len(page.imgs) == 3 and all(s.startswith("data:image/jpeg;base64,") for s in page.imgs)
     jpg = cv2.imdecode(np.frombuffer(base64.b64decode(page.imgs[0].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
-    assert jpg.shape[0] == 84 and jpg.shape[1] == 2 * 126 + 3  # two 48x32 frames scaled to 84 px high
+    assert jpg.shape[:2] == (84, 2 * 112 + 3)  # first | middle frame, each fitted into 112x84
     assert "decode failed" in page.all_text
     assert "kept" in record["contact_sheet"] and record["contact_sheet"]["filtered · motion"] == ["still1"]
+    # clips without media (split-dropped, failed) are listed with their reasons instead
+    assert "split: span shorter than min_seconds" in page.all_text
+    assert "transcode: ValueError: bad frame" in page.all_text
 
     # inputs: the failed file listed under its reason; self-contained page
     assert "probe: cannot open: invalid data" in page.all_text and "broken.mp4" in page.all_text
