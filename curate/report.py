@@ -55,17 +55,27 @@ SCORE_COLUMNS = tuple(dict.fromkeys(
     [c for s in _SCORERS for c in s.outputs if c not in _NOT_SCORES]
     + [c for c in CHECK_COLUMNS if c not in _NOT_SCORES and c != "dedup_of"]))
 
+# what the report reads of each table
+CLIP_COLUMNS = tuple(dict.fromkeys(("clip_id", "video_path", "status", "reason", "shard", "start_s", "end_s",
+                                    "duration_s", "width", "height", "fps", "num_frames")
+                                   + SCORE_COLUMNS + tuple(CHECK_COLUMNS)))
+VIDEO_COLUMNS = ("path", "status", "reason", "duration_s", "width", "height", "fps", "codec", "num_clips",
+                 "num_clips_ok")
+
 KEPT, REMOVED = "#3f8f5f", "#e08a4f"  # bar colours: kept clips, clips some filter removed
 
 
 # ---- loading --------------------------------------------------------------------------------------
 
-def _read_rows(path: Path, notes: list[str]) -> tuple[list[dict], pa.Schema | None]:
+def _read_rows(path: Path, notes: list[str], columns: tuple[str, ...]) -> tuple[list[dict], pa.Schema | None]:
+    """The rows of a parquet file, only ``columns`` (those it has): captions, embeddings and frame lists stay
+    on disk, so a large dataset's report does not hold every column of every clip in memory."""
     if not path.is_file():
         notes.append(f"no {path.name}")
         return [], None
     try:
-        table = pq.read_table(path)
+        have = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[c for c in columns if c in have])
     except Exception as exc:  # a torn file still gets a report that says so
         notes.append(f"{path.name} unreadable: {type(exc).__name__}: {exc}")
         return [], None
@@ -190,7 +200,7 @@ def histogram(clips: list[dict], column: str, bounds: list[Bound], bins: int = 3
     if hi == lo:  # one value: centre it in a bin of its own
         lo, hi = lo - span / 2, hi + span / 2
     for b in bounds:  # a threshold within half a span of the data is worth seeing in place
-        v = float(f(np.array([b.value]))[0]) if b.value > 0 or not log else None
+        v = (math.log10(b.value) if b.value > 0 else None) if log else b.value
         if v is not None and lo - span / 2 <= v <= hi + span / 2:
             lo, hi = min(lo, v), max(hi, v)
     edges = np.linspace(lo, hi, bins + 1)
@@ -388,8 +398,8 @@ def contact_groups(clips: list[dict], per_group: int) -> list[Group]:
         rows = sorted(by.get(title, []), key=lambda r: (str(r.get("video_path")), r.get("start_s") or 0))
         if not rows:
             continue
-        media = [r for r in rows if r.get("shard")]
-        bare = [r for r in rows if not r.get("shard")]
+        media = [r for r in rows if r.get("shard") and r.get("clip_id")]
+        bare = [r for r in rows if not (r.get("shard") and r.get("clip_id"))]
         out.append(Group(title, len(rows), _spread(media, per_group), _spread(bare, per_group), len(bare)))
     return out
 
@@ -497,8 +507,11 @@ def _funnel_html(f: dict) -> str:
     if f["adds_up"]:
         box = f'<div class="ok">✓ adds up: {e(check)}</div>'
     else:
+        hint = ("<p>summary.json is written by the build; <code>build --refilter</code> rewrites only clips.parquet, "
+                "so after a refilter its numbers are expected to differ.</p>"
+                if any(w.startswith("summary.json") for w in f["warnings"]) else "")
         box = ('<div class="warn"><b>⚠ the funnel does not add up</b><ul>'
-               + "".join(f"<li>{e(w)}</li>" for w in f["warnings"]) + "</ul></div>")
+               + "".join(f"<li>{e(w)}</li>" for w in f["warnings"]) + f"</ul>{hint}</div>")
     rows = [["planned", f["planned"]]] + [[f"removed by {k}", v] for k, v in f["removed"].items()]
     rows += [["failed" + (" (" + ", ".join(f"{k} {v}" for k, v in f["failed_by_stage"].items()) + ")"
                           if f["failed_by_stage"] else ""), f["failed"]], ["kept", f["kept"]]]
@@ -537,12 +550,13 @@ def _contact_html(dataset: Path, clips: list[dict], per_group: int) -> tuple[str
         if tiles:
             parts.append(f'<div class="sheet">{"".join(tiles)}</div>')
         if g.no_media:
-            rows = [[r["clip_id"], Path(str(r.get("video_path"))).name,
+            rows = [[r.get("clip_id") or "?", Path(str(r.get("video_path"))).name,
                      f'{_fmt(float(r.get("start_s") or 0))}–{_fmt(float(r.get("end_s") or 0))}', _fmt(_duration(r)),
                      str(r.get("reason") or "")[:200]] for r in g.no_media]
             listed = f"; {len(g.no_media)} listed" if len(g.no_media) < g.n_no_media else ""
             parts.append(f'<p class="muted">{g.n_no_media} without media in the shards (dropped before '
-                         f'transcoding, or failed){listed}</p>' + _table(["clip", "file", "span s", "duration s", "reason"], rows, {3}))
+                         f'transcoding, or failed){listed}</p>')
+            parts.append(_table(["clip", "file", "span s", "duration s", "reason"], rows, {3}))
     return "".join(parts), record
 
 
@@ -569,13 +583,15 @@ def _config_html(config: dict, sections: dict, bounds: list[Bound]) -> str:
 
 def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, per_group: int = 24) -> Path:
     """Write the HTML report (default ``DATASET/report.html``) and ``report.json`` beside it; return the HTML path."""
+    if per_group < 0:
+        raise ValueError(f"per_group must be >= 0, got {per_group}")
     dataset = Path(dataset_dir)
     if not dataset.is_dir():
         raise FileNotFoundError(f"dataset directory {dataset} does not exist")
     out = Path(out_path) if out_path else dataset / "report.html"
     notes: list[str] = []
-    clips, clip_schema = _read_rows(dataset / "clips.parquet", notes)
-    videos, _ = _read_rows(dataset / "videos.parquet", notes)
+    clips, clip_schema = _read_rows(dataset / "clips.parquet", notes, CLIP_COLUMNS)
+    videos, _ = _read_rows(dataset / "videos.parquet", notes, VIDEO_COLUMNS)
     summary = _read_json(dataset / "summary.json", notes)
     config = {}
     if (dataset / "config.yaml").is_file():
@@ -585,6 +601,11 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
             notes.append(f"config.yaml unreadable: {exc}")
     else:
         notes.append("no config.yaml")
+    for name, value in (("summary.json", summary), ("config.yaml", config)):
+        if not isinstance(value, dict):
+            notes.append(f"{name} is not a mapping: ignored")
+    summary = summary if isinstance(summary, dict) else {}
+    config = config if isinstance(config, dict) else {}
     sections = filter_sections(config, notes)
     bounds = [b for name, s in sections.items() for b in section_bounds(name, s)]
 
@@ -605,8 +626,8 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     cards = [("inputs", summary.get("inputs", len(videos))), ("clips planned", f["planned"]), ("kept", f["kept"]),
              ("kept %", f"{100 * f['kept'] / f['planned']:.0f}%" if f["planned"] else "—"),
-             ("shards", summary.get("shards", "—")), ("shard MB", _fmt(summary.get("shard_bytes", 0) / 1e6)),
-             ("source min", _fmt(summary.get("source_seconds", 0) / 60)),
+             ("shards", summary.get("shards", "—")), ("shard MB", _fmt((summary.get("shard_bytes") or 0) / 1e6)),
+             ("source min", _fmt((summary.get("source_seconds") or 0) / 60)),
              ("build wall s", summary.get("wall_s", "—"))]
     legend = (f'<p class="legend"><i style="background:{KEPT}"></i>kept<i style="background:{REMOVED}"></i>removed '
               '(by any filter)<i style="background:#c62828;height:2px"></i>config threshold</p>')

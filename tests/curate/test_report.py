@@ -162,9 +162,11 @@ def test_missing_columns_and_empty_datasets_still_report(tmp_path):
                                                                            "reason": "motion: x"}]),
                    bare / "clips.parquet")
     (bare / "config.yaml").write_text(yaml.safe_dump({"curate": {"filters": {"motion": {"min_motion": "lots"}}}}))
+    (bare / "summary.json").write_text("[1, 2]")
     page = Page(write_report(bare, tmp_path / "elsewhere" / "r.html").read_text())
     assert page.svg_columns == [] and page.imgs == []
     assert "curate.filters.motion not understood" in page.all_text
+    assert "summary.json is not a mapping" in page.all_text
     assert (tmp_path / "elsewhere" / "r.json").is_file()
 
     # zero rows with a schema
