@@ -56,7 +56,9 @@ def main() -> None:
     src = summary["source_seconds"]
     print("\n== bench_build ==")
     print(f"inputs {summary['inputs']}  ok {summary['videos_ok']}  clips {summary['clips']}  source {src:.1f} s")
-    print(f"reelforge build      wall {wall:7.2f} s   {src / wall:6.2f} source-s/s")
+    print(f"reelforge build      wall {wall:7.2f} s   {src / wall:6.2f} source-s/s   "
+          f"(videos {summary['phase_s']['videos']:.1f} s, clips {summary['phase_s']['clips']:.1f} s, "
+          f"finish {summary['phase_s']['finish']:.1f} s)")
     print(f"decord decode only   wall {dec_s:7.2f} s   {src / dec_s:6.2f} source-s/s   ({dec_frames} frames, baseline)")
     print(f"build / decode-only  {wall / dec_s:.2f}x the time of one plain decode")
 

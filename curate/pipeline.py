@@ -125,6 +125,8 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
             last_save = time.time()
     manifest.save_videos(videos)
 
+    t_videos = time.time()
+
     # ---- 2. clips: transcode, score, stream into shards ----------------------------------------
     done = manifest.recover()
     work, dropped = [], []
@@ -164,8 +166,12 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         manifest.commit_part(f"tail-{int(time.time() * 1000)}", pending)
         pending = []
 
+    t_clips = time.time()
+
     # ---- 3. finish: decide statuses, write tables, index, summary -------------------------------
     summary = finish(out, cfg, manifest, videos)
+    summary["phase_s"] = {"videos": round(t_videos - t0, 2), "clips": round(t_clips - t_videos, 2),
+                          "finish": round(time.time() - t_clips, 2)}
     summary["wall_s"] = round(time.time() - t0, 2)
     summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -231,4 +237,5 @@ def print_summary(s: dict) -> None:
     for name, n in s["funnel"].items():
         print(f"  removed by  {name:<14s} {n}")
     print(f"shards        {s['shards']}  ({s['shard_bytes'] / 1e6:.1f} MB)")
-    print(f"wall time     {s.get('wall_s', 0):.1f} s  ({s.get('source_seconds_per_s', 0):.2f} source-s/s)")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in s.get("phase_s", {}).items())
+    print(f"wall time     {s.get('wall_s', 0):.1f} s  ({s.get('source_seconds_per_s', 0):.2f} source-s/s; {phases})")
