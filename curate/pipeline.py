@@ -51,6 +51,7 @@ class BuildConfig:
     curate: CurateConfig = field(default_factory=CurateConfig)
     shards: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    report: bool = True   # write DIR/report.html (funnel, histograms, contact sheet) at the end
 
 
 # probe fields copied onto each clip row (prefixed src_ where the clip has its own value)
@@ -176,6 +177,10 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
+    if cfg.report:
+        from reelforge.curate.report import write_report
+
+        print(f"report        {write_report(out)}")
     return summary
 
 

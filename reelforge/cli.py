@@ -4,6 +4,7 @@
     reelforge build CONFIG --input IN --output DIR [--set key=value …] [--refilter]
     reelforge scenes VIDEO… [--detector content|transnetv2] [--json]
     reelforge shards verify|stats|import|export …
+    reelforge report DATASET                        self-contained HTML quality report
     reelforge samples OUT_DIR [--preset demo|test]
 
 The same commands run unchanged under ``ray job submit -- reelforge …``.
@@ -93,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_samples)
 
+    from reelforge.curate.report import add_parser as add_report
     from reelforge.curate.scenes.cli import add_parser as add_scenes
     from reelforge.shards.cli import add_parser as add_shards
 
     add_scenes(sub)
     add_shards(sub)
+    add_report(sub)
     return p
 
 

@@ -90,6 +90,8 @@ def test_every_input_has_a_row(built, raw):
     assert summary["inputs"] == len(inputs) and summary["videos_failed"] >= 2
     assert json.loads((out / "summary.json").read_text())["clips"] == summary["clips"]
     assert (out / "config.yaml").exists()
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "data:image/jpeg;base64," in html
 
 
 def test_clips_table_and_shards_agree(built):
