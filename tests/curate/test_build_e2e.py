@@ -100,6 +100,8 @@ def test_clips_table_and_shards_agree(built):
     for col in ("clip_id", "video_path", "start_s", "end_s", "start_frame", "end_frame", "shard", "status", "reason"):
         assert col in clips[0]
     assert len({c["clip_id"] for c in clips}) == len(clips)
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql(f"SELECT count(*) FROM '{out / 'clips.parquet'}'").fetchall()[0][0] == len(clips)
     assert all(c["status"] in ("ok", "filtered", "failed") for c in clips)
     assert all(c["reason"] for c in clips if c["status"] != "ok")
     in_shards = {c["clip_id"]: c for c in clips if c["shard"]}
