@@ -121,6 +121,9 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             continue
         ends = np.searchsorted(kidx, kidx + span)  # (K,) first known frame >= start + span
         starts = np.flatnonzero((ends < n) & (ends - np.arange(n) >= 2))
+        # a window's path is at least as long as its end-to-end distance (triangle inequality), so
+        # windows whose path is shorter than dissolve_threshold cannot pass: skip their distances
+        starts = starts[cum[ends[starts]] - cum[starts] >= cfg.dissolve_threshold - 1e-3]
         if not len(starts):
             continue
         # the cheap tests for all windows at once: far enough apart, and a straight path
