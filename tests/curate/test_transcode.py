@@ -88,3 +88,21 @@ def test_undecodable_source_is_a_failed_row(video, tmp_path):
     row["video_path"] = str(bad)
     out = _run(row)
     assert out["status"] == "failed" and out["reason"].startswith("transcode:")
+
+
+def test_odd_frame_size_source(tmp_path):
+    """321x241 (FFV1 allows odd sizes): the clip comes out even-sized yuv420p H.264 with every frame."""
+    path = tmp_path / "odd.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 321, 241, "yuv420p"
+        for i in range(20):
+            img = np.full((241, 321, 3), (i * 10) % 255, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    out = _run(_row(path, 0, 20))
+    assert out["status"] == "ok" and out["num_frames"] == 20
+    assert (out["width"], out["height"]) == (320, 240)
+    assert len(decord.VideoReader(io.BytesIO(out["mp4"]))) == 20
