@@ -27,7 +27,7 @@ from reelforge.curate.discover import DiscoverConfig, discover
 from reelforge.curate.filters import FiltersConfig, apply_filters, build_filter_stages, funnel
 from reelforge.curate.manifest import (BULK_COLUMNS, EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table,
                                        write_parquet_atomic)
-from reelforge.curate.runner import StageSpec, run_stages
+from reelforge.curate.runner import StageSpec, missing_rows, run_stages
 from reelforge.curate.scenes import SceneConfig
 from reelforge.curate.stages.probe import Probe, ProbeConfig
 from reelforge.curate.stages.scene_split import SceneSplit
@@ -118,12 +118,14 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     known = {} if refresh else manifest.load_videos()
     todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
     videos = [known[p] for p in paths if p in known]
-    last_save = time.time()
+    last_save, returned = time.time(), set()
     for row in tqdm(run_stages(todo, video_stages(cfg.curate)), total=len(todo), desc="videos", unit="video"):
         videos.append(row)
+        returned.add(row["path"])
         if time.time() - last_save > 60:  # a kill loses at most a minute of probing and splitting
             manifest.save_videos(videos)
             last_save = time.time()
+    videos += missing_rows(todo, returned, "path", "probe/scene_split")
     manifest.save_videos(videos)
 
     t_videos = time.time()
@@ -147,9 +149,11 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         pending = []
 
     writer = ShardWriter(manifest.shards_dir, cfg.shards, on_commit=on_commit)
+    returned = set()
     with tqdm(total=len(work), desc="clips", unit="clip") as bar:
         for row in run_stages(work, clip_stages(cfg.curate)):
             bar.update(1)
+            returned.add(row["clip_id"])
             members = None
             if row.get("status") != "failed" and row.get("mp4"):
                 members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
@@ -163,6 +167,7 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
             if members:
                 writer.write(row["clip_id"], members)
     writer.close()
+    pending += [dict(r, shard=None) for r in missing_rows(work, returned, "clip_id", "transcode/scoring")]
     if pending:  # dropped/failed clips after the last shard
         manifest.commit_part(f"tail-{int(time.time() * 1000)}", pending)
         pending = []

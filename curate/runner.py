@@ -15,6 +15,10 @@ import numpy as np
 from reelforge.curate.stage import Batch, Resources, Stage
 
 
+# how often a crashed task is retried before its rows are given up (and recorded as failed)
+RETRIES = 2
+
+
 @dataclass
 class StageSpec:
     """A stage class and the arguments of its constructor; built lazily on each Ray worker."""
@@ -77,12 +81,22 @@ def fit_to_cluster(plans: list[Resources], total_cpus: float) -> list[Resources]
             for r in plans]
 
 
+def missing_rows(items: list[dict], returned: set[str], key: str, stage_names: str) -> list[dict]:
+    """Failed rows for the items whose worker crashed, so that every input still ends with a row."""
+    return [dict(item, status="failed", reason=f"{stage_names}: worker crashed on this item "
+                                               f"(retried {RETRIES}x; e.g. a decoder segfault or out of memory)")
+            for item in items if item[key] not in returned]
+
+
 def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
     """Stream the rows that come out of ``specs`` applied to ``items`` (order not preserved)."""
     import ray
 
     if not items:
         return
+    # a row whose worker dies (a decoder segfault, OOM) is retried, then its block is dropped instead of
+    # failing the whole job; callers record every item that did not come back (see missing_rows)
+    ray.data.DataContext.get_current().max_errored_blocks = -1
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
     plans = fit_to_cluster([spec.cls.resources(*spec.args) for spec in specs],
                            float(ray.cluster_resources().get("CPU", 1.0)))
@@ -92,9 +106,10 @@ def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
             common["num_gpus"] = res.num_gpus
         if res.concurrency:
             ds = ds.map_batches(_StageActor, fn_constructor_args=(spec.cls, spec.args),
-                                compute=ray.data.ActorPoolStrategy(size=res.concurrency), **common)
+                                compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+                                max_restarts=RETRIES, max_task_retries=RETRIES, **common)
         else:
-            ds = ds.map_batches(_stage_task, fn_args=(spec.cls, spec.args), **common)
+            ds = ds.map_batches(_stage_task, fn_args=(spec.cls, spec.args), max_retries=RETRIES, **common)
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
         yield {k: _plain(v[0]) for k, v in batch.items()}
 
