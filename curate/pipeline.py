@@ -222,8 +222,8 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         build_index(out)
 
     shards = sorted(manifest.shards_dir.glob("*.tar"))
-    failed = Counter(v["reason"].split(":")[0] + ": " + v["reason"].split(":", 1)[-1].strip()[:60]
-                     for v in vrows if v["status"] != "ok")
+    # group failures by what went wrong, not by which file: the path is replaced in the reason
+    failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] != "ok")
     return {
         "inputs": len(vrows),
         "videos_ok": sum(v["status"] == "ok" for v in vrows),
