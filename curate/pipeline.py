@@ -215,7 +215,10 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         v["num_clips"] = per_video.get(v["path"], 0)
         v["num_clips_ok"] = kept.get(v["path"], 0)
         if v["status"] == "ok" and v["num_clips"] == 0:
-            v["reason"] = "no clip long enough"
+            # decodable, but every frame lies in a transition or a cut margin: nothing to train on
+            v["status"] = "filtered"
+            v["reason"] = (f"split: no shot outside transitions and cut margins "
+                           f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
         vrows.append(v)
     write_parquet_atomic(rows_to_table(vrows), out / "videos.parquet")
     if any(r.get("shard") for r in rows):
@@ -223,11 +226,12 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
 
     shards = sorted(manifest.shards_dir.glob("*.tar"))
     # group failures by what went wrong, not by which file: the path is replaced in the reason
-    failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] != "ok")
+    failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] == "failed")
     return {
         "inputs": len(vrows),
         "videos_ok": sum(v["status"] == "ok" for v in vrows),
-        "videos_failed": sum(v["status"] != "ok" for v in vrows),
+        "videos_filtered": sum(v["status"] == "filtered" for v in vrows),
+        "videos_failed": sum(v["status"] == "failed" for v in vrows),
         "failed_by_reason": dict(failed),
         "clips": len(rows),
         "clips_ok": sum(r["status"] == "ok" for r in rows),
@@ -240,7 +244,8 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
 
 def print_summary(s: dict) -> None:
     print("\n== reelforge build summary ==")
-    print(f"inputs        {s['inputs']}  (ok {s['videos_ok']}, failed {s['videos_failed']})")
+    print(f"inputs        {s['inputs']}  (ok {s['videos_ok']}, no usable shot {s['videos_filtered']}, "
+          f"failed {s['videos_failed']})")
     for reason, n in sorted(s["failed_by_reason"].items(), key=lambda kv: -kv[1]):
         print(f"  failed      {n:4d}  {reason}")
     print(f"clips         {s['clips']}  (kept {s['clips_ok']})")
