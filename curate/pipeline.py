@@ -7,7 +7,8 @@ Read top to bottom, the job is two Ray Data passes and a finish:
 3. finish  — thresholds (and dataset-wide dedup) decide each clip's status; final parquet tables,
              the shard index, the resolved config and a summary are written.
 
-Stages are plain classes (``curate.stages``); ``curate.runner`` is the only code that touches Ray.
+Stages are plain classes (``curate.stages``); ``curate.runner`` maps them over Ray and
+``reelforge.cluster`` starts or joins Ray: no other module touches it.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory):
+def tiny_clip_overrides(tmp_path_factory):
     """A randomly initialised open_clip model and a LAION-format linear head, saved in the real formats
     and loaded by the build through the same path real weights take."""
     import torch

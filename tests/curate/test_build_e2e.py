@@ -41,9 +41,9 @@ def _cfg(extra=()):
 
 
 @pytest.fixture(scope="module")
-def built(ray_local, raw, tiny_clip, tmp_path_factory):
+def built(ray_local, raw, tiny_clip_overrides, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")
-    summary = run_build([str(raw)], out, _cfg(tiny_clip))
+    summary = run_build([str(raw)], out, _cfg(tiny_clip_overrides))
     return out, summary
 
 
@@ -111,18 +111,18 @@ def test_every_score_column_filled_for_ok_clips(built):
     assert sum(summary["funnel"].values()) == sum(c["status"] == "filtered" for c in clips)
 
 
-def test_rerun_is_idempotent(built, raw, tiny_clip):
+def test_rerun_is_idempotent(built, raw, tiny_clip_overrides):
     out, summary = built
     before = pq.read_table(out / "clips.parquet").to_pylist()
     tars = sorted(p.name for p in (out / "shards").glob("*.tar"))
-    again = run_build([str(raw)], out, _cfg(tiny_clip))
+    again = run_build([str(raw)], out, _cfg(tiny_clip_overrides))
     after = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in after) == sorted(c["clip_id"] for c in before)
     assert sorted(p.name for p in (out / "shards").glob("*.tar")) == tars
     assert again["clips"] == summary["clips"]
 
 
-def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tiny_clip, tmp_path, monkeypatch):
+def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tiny_clip_overrides, tmp_path, monkeypatch):
     reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
     from reelforge.shards import writer as writer_mod
 
@@ -139,7 +139,7 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", dying_flush)
     out = tmp_path / "ds"
     # shards of several clips each: the clip that fills a shard must be recorded with that shard
-    multi = tiny_clip + ["shards.target_bytes=30000"]
+    multi = tiny_clip_overrides + ["shards.target_bytes=30000"]
     with pytest.raises(KeyboardInterrupt):
         run_build([str(raw)], out, _cfg(multi))
     assert not (out / "clips.parquet").exists()

@@ -20,10 +20,10 @@ SCORES = ("aspect_ratio", "border_area", "exposure_mean", "sharpness", "laplacia
 
 
 @pytest.fixture(scope="module")
-def shared_build(ray_local, shared_media, tiny_clip, tmp_path_factory):
+def shared_build(ray_local, shared_media, tiny_clip_overrides, tmp_path_factory):
     out = tmp_path_factory.mktemp("shared_ds")
     cfg = load_config(BuildConfig, None, ["ray.dashboard=false", "ray.progress_bars=false",
-                                          "curate.transcode.max_side=640", *tiny_clip])
+                                          "curate.transcode.max_side=640", *tiny_clip_overrides])
     summary = run_build([str(shared_media)], out, cfg)
     return out, summary
 
