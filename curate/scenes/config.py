@@ -23,6 +23,11 @@ class SceneConfig:
     # a cut must also change the picture's layout (1 - correlation of luma thumbnails) by at least
     # this, unless the pictures are flat: a colour or brightness change alone is not a new shot
     cut_min_structure: float = 0.35
+    # a loud jump only this many times the local level (under cut_ratio) is still a cut when its
+    # layout change is cut_layout_ratio times the local median layout change: fast motion shifts
+    # and blurs the picture but keeps much of its layout, so its neighbours change layout too
+    cut_layout_min_ratio: float = 2.5
+    cut_layout_ratio: float = 3.0
     # a jump that comes back (to within this fraction of the jump) within flash_frames is a flash
     flash_frames: int = 4
     flash_return: float = 0.4
@@ -74,6 +79,11 @@ class SceneConfig:
             raise ValueError(f"cut_min_structure must be in [0, 1], got {self.cut_min_structure}")
         if self.cut_ratio < 1.0:
             raise ValueError(f"cut_ratio must be >= 1, got {self.cut_ratio}")
+        if not 1.0 <= self.cut_layout_min_ratio <= self.cut_ratio:
+            raise ValueError(
+                f"cut_layout_min_ratio must be in [1, cut_ratio={self.cut_ratio}], got {self.cut_layout_min_ratio}")
+        if self.cut_layout_ratio < 1.0:
+            raise ValueError(f"cut_layout_ratio must be >= 1, got {self.cut_layout_ratio}")
         if self.flash_frames < 0:
             raise ValueError(f"flash_frames must be >= 0, got {self.flash_frames}")
         if not 0.0 < self.flash_return < 1.0:

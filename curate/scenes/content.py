@@ -9,7 +9,9 @@ Three passes, in this order:
    (a cross-fade is a linear blend, so its path length equals its end-to-end distance; noise and
    camera motion wander, so theirs does not), with no single step big enough to be a cut;
 3. hard cuts: a jump far above both an absolute floor and the local level of change (fast motion
-   is a high level, not a jump), that does not come back within a few frames (a flash does),
+   is a high level, not a jump; the level is taken from adjacent frames where there are some), or
+   less far above it when the picture's layout changes far more than it does around the jump,
+   that does not come back within a few frames (a flash does),
    outside the transitions found above, and at least ``min_shot_frames`` after the previous cut.
 """
 from __future__ import annotations
@@ -33,6 +35,8 @@ _DISSOLVE_SPANS = (48, 32, 24, 16, 10, 6)  # frames, longest first
 _BLEND_RESIDUAL = 0.2
 _FLAT_STD = 4.0  # luma std under which a picture has no layout to compare (structure is skipped)
 _DISSOLVE_RATE = 1.5  # a dissolve's change per frame over that of the frames around it
+# floor of the local layout change a cut's is compared with (a still shot's is ~0: noise decides)
+_MIN_LAYOUT_LEVEL = 0.05
 
 
 def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Transition]]:
@@ -170,12 +174,13 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
 
 def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
     n = len(kidx)
+    single = np.diff(kidx) == 1  # (K-1,) steps between adjacent frames
     cuts: list[int] = []
     for k in np.flatnonzero(steps >= cfg.cut_threshold / 3):
         i = int(kidx[k + 1])  # the first frame of the new shot
         if taken[i] and taken[int(kidx[k])]:
             continue  # inside a transition; a jump into or out of one (cut to black) still counts
-        if i - int(kidx[k]) > 1:
+        if not single[k]:
             # frames between were not decoded: the reader judged this gap too small (relative to
             # the motion around it) to hide a cut, so it is motion seen from afar, not a cut
             continue
@@ -185,19 +190,33 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         # the busier side counts: a cut into (or out of) fast motion must stand out from it too
         lo = np.searchsorted(kidx, i - _LEVEL_WINDOW)
         hi = np.searchsorted(kidx, i + _LEVEL_WINDOW)
-        level = 0.0
+        sides = []  # per side of the jump: (S,) indices of the steps its level is measured on
         for where in (np.arange(max(0, lo - 1), k), np.arange(k + 1, min(n - 1, hi))):
             keep = where[(steps[where] < jump) & ~taken[kidx[where]] & ~taken[kidx[where + 1]]]
+            # steps across undecoded frames (the fast reader's coarse pass) span several frames of
+            # motion: the level is per frame, so adjacent pairs give it wherever the side has some
+            if single[keep].any():
+                keep = keep[single[keep]]
             if len(keep):
-                level = max(level, float(np.median(steps[keep])))
+                sides.append(keep)
+        level = max((float(np.median(steps[w])) for w in sides), default=0.0)
         # a loud jump over the local level, or a smaller one in a very quiet shot
         loud = jump >= cfg.cut_threshold and jump >= cfg.cut_ratio * level
         quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
-        if not loud and not quiet:
+        layout = jump >= cfg.cut_threshold and jump >= cfg.cut_layout_min_ratio * level
+        if not loud and not quiet and not layout:
             continue
         s_k, contrast = structure_change(thumbs[k], thumbs[k + 1])
         if contrast >= _FLAT_STD and s_k < cfg.cut_min_structure:
             continue
+        if not loud and not quiet:
+            # a jump only a few times the local level (steady motion, or animation on twos, sets
+            # a high one) is a cut when it breaks the picture's layout far more than the motion
+            # around it does: motion shifts and blurs the picture but keeps most of its layout
+            layout_level = max((float(np.median([structure_change(thumbs[j], thumbs[j + 1])[0] for j in w]))
+                                for w in sides), default=0.0)
+            if contrast < _FLAT_STD or s_k < cfg.cut_layout_ratio * max(layout_level, _MIN_LAYOUT_LEVEL):
+                continue
         # a flash: the picture returns to what it was before the jump within flash_frames
         back = thumbs[k]
         later = np.flatnonzero((kidx > i) & (kidx <= i + cfg.flash_frames))

@@ -10,6 +10,9 @@ from reelforge.curate.scenes.reader import read_features
 from reelforge.samples import generate_samples, load_ground_truth
 
 TOL = 2
+# hard cuts both reference detectors miss, checked frame by frame (asserted in test_scenes_real_cuts.py):
+# found, they are not false positives
+VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,7 @@ def test_shared_media_recall_and_precision(shared_media, ground_truth):
     cut_hits = cut_false = cut_reported = 0
     for name in ("sintel_trailer_10s.mp4", "sintel_trailer_30s.mp4", "psd_testvideo.mp4"):
         gt = ground_truth[name]
+        union = gt["union"] + VERIFIED_OUTSIDE_UNION.get(name, [])
         r = detect_scenes(str(shared_media / name), SceneConfig())
         bounds = _boundaries(r)
         total += len(gt["consensus"])
@@ -77,11 +81,11 @@ def test_shared_media_recall_and_precision(shared_media, ground_truth):
         # fades at the very start or end of a video separate no shots: not boundaries
         inner = [(a, b) for a, b in bounds if a > 0 and b < r.frames]
         reported += len(inner)
-        false += sum(not any(a - TOL <= u <= b + TOL for u in gt["union"]) for a, b in inner)
+        false += sum(not any(a - TOL <= u <= b + TOL for u in union) for a, b in inner)
         # the hard cuts alone (the CLI's scene_starts) against the references too
         cut_hits += sum(any(abs(c - x) <= TOL for x in r.cuts) for c in gt["consensus"])
         cut_reported += len(r.cuts)
-        cut_false += sum(not any(abs(u - x) <= TOL for u in gt["union"]) for x in r.cuts)
+        cut_false += sum(not any(abs(u - x) <= TOL for u in union) for x in r.cuts)
     assert cut_hits / total >= 0.95, f"cut recall {cut_hits}/{total}"
     assert (cut_reported - cut_false) / cut_reported >= 0.95, f"cut precision {cut_reported - cut_false}/{cut_reported}"
     assert hits / total >= 0.95, f"recall {hits}/{total}"
