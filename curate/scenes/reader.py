@@ -20,6 +20,8 @@ packet; the non-reference frames shown just before it (where the cut is) are dec
 pass already (reference or not is read from the NAL headers of H.264/HEVC). A chunk with no spike
 decodes only its keyframes, and a chunk's tail after its last spike is left undecoded; both are
 decoded after all when the next chunk's first frame does not follow on from their last decoded one.
+A loud jump across a chunk boundary (a cut at a keyframe, mostly) gets the new chunk's first gap
+decoded whole, so the motion just after it is measured frame to frame, as the detector expects.
 
 Frame times come from the packets (``packet.pts * time_base``, sorted), which are exactly the
 ``frame.time`` values PyAV gives for the decoded frames; frames that were never decoded have a
@@ -356,6 +358,26 @@ class FastReader:
             for state in states:
                 if isinstance(state, tuple) and state[2] is not None:
                     state[2].close()
+        # a loud jump across a chunk boundary may be a cut (encoders put keyframes at cuts): the
+        # detector compares it with the motion after it per frame, which the coarse steps of the new
+        # chunk overstate (a P-frame gap spans several frames), so the new chunk's first gap is
+        # decoded whole. Only where the detector can judge a cut: the old chunk's last frame decoded
+        heads = [nxt for prev, nxt in zip(chunks, chunks[1:])
+                 if max(p.pts for p in prev) in self.thumbs and (b := self._edge(nxt, last=False)) is not None
+                 and distance(self._edge(prev, last=True), b) >= self.cfg.cut_threshold]
+        list(pool.map(self._refine_head, heads))
+
+    def _refine_head(self, packets: list) -> None:
+        """Decode the skipped frames between the chunk's first two decoded frames (a few packets)."""
+        order = sorted(p.pts for p in packets)
+        decoded = [j for j, p in enumerate(order) if p in self.thumbs]
+        if len(decoded) < 2 or decoded[1] == decoded[0] + 1:
+            return
+        wanted = set(order[decoded[0] + 1:decoded[1]])
+        last = max(i for i, p in enumerate(packets) if p.pts in wanted)
+        self._decode(packets[:last + 1], wanted, self.coarse_skip)
+        if any(p not in self.thumbs for p in wanted):
+            raise FastPathUnsupported
 
     def read(self) -> Features:
         container, stream = open_video(self.path, self.cfg.decode_threads)

@@ -29,3 +29,12 @@ def test_cuts_outside_reference_union_found_exact_and_fast(shared_media):
             result = detect_scenes(str(shared_media / name), SceneConfig(exact=exact))
             for cut in cuts:
                 assert any(abs(c - cut) <= 2 for c in result.cuts), (name, exact, result.cuts)
+
+
+def test_cut_at_chunk_boundary_into_motion_found_fast(shared_media):
+    """psd_issue-195-aspect-ratio.mp4: PySceneDetect finds [70, 170, 301, 421, 484], all at keyframes.
+    After 421 the picture moves: the fast path once saw it only through 4-frame P gaps (a level of 15
+    against 4.3 frame to frame) and dropped the cut that decoding every frame finds."""
+    path = str(shared_media / "psd_issue-195-aspect-ratio.mp4")
+    fast = detect_scenes(path, SceneConfig())
+    assert fast.cuts == detect_scenes(path, SceneConfig(exact=True)).cuts == [70, 170, 301, 421, 484]
