@@ -65,6 +65,11 @@ def generated_1080p(out_dir: Path) -> str:
     return str(render_video(spec, out_dir))
 
 
+# real hard cuts that neither reference detector reported (checked frame by frame; PySceneDetect's
+# HashDetector finds it): sintel 30 s frame 356, 8 frames after the cut at 348 (see tests/curate/test_scenes.py)
+VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=2)
@@ -99,15 +104,18 @@ def main() -> None:
         print("../shared/media absent: no reference accuracy")
         return
     gt = json.loads((SHARED / "GROUND_TRUTH.json").read_text())
-    hits = total = false = reported = 0
+    hits = total = false = false_v = reported = 0
     for name in CLIPS:
         cuts = detect_scenes(str(SHARED / name), cfg).cuts
         total += len(gt[name]["consensus"])
         hits += sum(any(abs(c - x) <= TOL for x in cuts) for c in gt[name]["consensus"])
         reported += len(cuts)
         false += sum(not any(abs(u - x) <= TOL for u in gt[name]["union"]) for x in cuts)
+        union_v = gt[name]["union"] + VERIFIED_OUTSIDE_UNION.get(name, [])
+        false_v += sum(not any(abs(u - x) <= TOL for u in union_v) for x in cuts)
     print(f"shared media ({', '.join(CLIPS)}), hard cuts: recall on consensus {hits}/{total} = "
-          f"{hits / total:.3f}; precision vs union {reported - false}/{reported} = {(reported - false) / reported:.3f}")
+          f"{hits / total:.3f}; precision vs union {reported - false}/{reported} = {(reported - false) / reported:.3f}; "
+          f"vs union + cuts verified by eye {reported - false_v}/{reported} = {(reported - false_v) / reported:.3f}")
     rc = detect_scenes(str(SHARED / "psd_counter.mp4"), cfg)
     print(f"psd_counter.mp4: cuts {rc.cuts} transitions {rc.transitions}")
     rf = detect_scenes(str(SHARED / "psd_fades.mp4"), cfg)
