@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 
 Batch = dict[str, Any]
 
@@ -92,6 +91,3 @@ def rows_to_batch(rows: list[dict], like: Batch | None = None) -> Batch:
                 keys.append(k)
     return {k: [r.get(k) for r in rows] for k in keys}
 
-
-def to_list(col: Any) -> list:
-    return col.tolist() if isinstance(col, np.ndarray) and col.dtype != object else list(col)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.query import parse_where
-from reelforge.shards.spec import (CAPTION_EXT, CAPTION_SOURCE_FIELD, CAPTIONS_FIELD, CLIPS_FILE, IMAGE_EXT,
+from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, CLIPS_FILE, IMAGE_EXT,
                                    INDEX_FILE, INDEX_FORMAT_ID, INDEXED_EXTS, KIND_IMAGE, KIND_VIDEO, META_EXT,
                                    SHARDS_SUBDIR, VIDEO_EXT, member_column)
 from reelforge.shards.tarscan import scan_tar

@@ -57,18 +57,19 @@ def fps_of(rate: Fraction | None, pts: np.ndarray) -> float:
     return 0.0
 
 
-def read_exact(path: str, threads: str = "AUTO") -> Features:
-    """Decode every frame (the reference behaviour, and the fallback of the fast path)."""
+def decode_all(path: str, per_frame, threads: str = "AUTO") -> tuple[np.ndarray, np.ndarray, float]:
+    """Decode every frame, map each through ``per_frame(av.VideoFrame) -> ndarray``; returns the stacked
+    results and their pts in presentation order, and the fps. Raises SceneDetectionError."""
     container, stream = open_video(path, threads)
     rate = stream_rate(stream)
-    times, thumbs = [], []
+    times, items = [], []
     try:
         with container:
-            for i, frame in enumerate(container.decode(stream)):
+            for frame in container.decode(stream):
                 # a frame without a timestamp gets one from its index, so the output stays usable
                 t = frame.time
                 times.append(t if t is not None else (times[-1] + 1 / float(rate or 25)) if times else 0.0)
-                thumbs.append(thumbnail(frame))
+                items.append(per_frame(frame))
     except SceneDetectionError:
         raise
     except Exception as exc:
@@ -79,5 +80,10 @@ def read_exact(path: str, threads: str = "AUTO") -> Features:
     # order of equal timestamps)
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
-    stacked = np.stack(thumbs)[order]
-    return Features(pts, stacked, np.ones(len(pts), bool), fps_of(rate, pts), len(pts), "exact")
+    return np.stack(items)[order], pts, fps_of(rate, pts)
+
+
+def read_exact(path: str, threads: str = "AUTO") -> Features:
+    """Decode every frame (the reference behaviour, and the fallback of the fast path)."""
+    stacked, pts, fps = decode_all(path, thumbnail, threads)
+    return Features(pts, stacked, np.ones(len(pts), bool), fps, len(pts), "exact")

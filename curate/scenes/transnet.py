@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .config import SceneConfig
-from .features import fps_of, open_video, stream_rate
-from .result import SceneDetectionError, SceneResult, Transition
+from .features import decode_all
+from .result import SceneResult, Transition
 
 _WINDOW, _STEP, _PAD = 100, 50, 25
 _H, _W = 27, 48
@@ -52,22 +52,8 @@ def _load_model(device: torch.device) -> torch.nn.Module:
 
 def read_small_frames(path: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(N, 27, 48, 3) uint8 RGB frames, (N,) float64 frame.time, fps; presentation order."""
-    container, stream = open_video(path)
-    rate = stream_rate(stream)
-    frames, times = [], []
-    try:
-        with container:
-            for frame in container.decode(stream):
-                small = frame.reformat(width=_W, height=_H, format="rgb24", interpolation="BICUBIC")
-                frames.append(small.to_ndarray())
-                times.append(frame.time if frame.time is not None else len(times) / float(rate or 25))
-    except Exception as exc:
-        raise SceneDetectionError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from exc
-    if not frames:
-        raise SceneDetectionError(f"{path}: no video frames could be decoded")
-    order = np.argsort(np.asarray(times), kind="stable")
-    pts = np.asarray(times, np.float64)[order]
-    return np.stack(frames)[order], pts, fps_of(rate, pts)
+    return decode_all(path, lambda frame: frame.reformat(width=_W, height=_H, format="rgb24",
+                                                         interpolation="BICUBIC").to_ndarray(), threads="AUTO")
 
 
 class TransNetV2Detector:

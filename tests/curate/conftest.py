@@ -26,7 +26,7 @@ def tiny_clip_overrides(tmp_path_factory):
     head = d / "head.pth"
     torch.manual_seed(0)
     torch.save({"weight": torch.randn(1, TINY_CLIP_CONFIG["embed_dim"]), "bias": torch.tensor([5.0])}, head)
-    return [f"curate.filters.aesthetic.model=e2e-tiny-clip", f"curate.filters.aesthetic.model_config={cfg_path}",
+    return ["curate.filters.aesthetic.model=e2e-tiny-clip", f"curate.filters.aesthetic.model_config={cfg_path}",
             f"curate.filters.aesthetic.pretrained={ckpt}", f"curate.filters.aesthetic.head={head}",
             "curate.filters.aesthetic.min_score=-1000",
             # random CLIP weights put unrelated clips close together: only exact copies are duplicates

@@ -13,7 +13,7 @@ from reelforge.config import ConfigError, from_dict
 from reelforge.shards import stream as stream_mod
 from reelforge.shards.index import build_index, read_index
 from reelforge.shards.reader import ReaderConfig, VideoShardDataset
-from reelforge.shards.stream import StreamConfig, StreamDataset, StreamLoader, shard_name, stream_dataset
+from reelforge.shards.stream import StreamConfig, StreamLoader, shard_name, stream_dataset
 
 from shard_fixtures import TEST_BUCKETS, clip_row, encode_mp4, make_frames, write_dataset
 
