@@ -109,6 +109,19 @@ def _coarse_mask(packets: list, refs: list[bool | None], skip: str) -> list[bool
     return out
 
 
+class Paused:
+    """A decoder stopped part-way through a chunk, undrained: ``next_index`` is the chunk's first
+    packet not fed yet."""
+
+    def __init__(self, cc, next_index: int):
+        self._cc, self.next_index = cc, next_index
+
+    def take(self):
+        """The decoder, once (None after): whoever takes it drains or flushes it."""
+        cc, self._cc = self._cc, None
+        return cc
+
+
 class FastReader:
     """The coarse/refine reader described at the top of this file, one chunk of GOPs at a time.
 
@@ -128,40 +141,46 @@ class FastReader:
         self.path, self.cfg = path, cfg
         self.thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
         self.decoded = 0
-        self._local = threading.local()
+        # idle decoders, reused: a fresh one costs its setup and, at 1080p, ~10-15% more CPU over a
+        # video in first-touch page faults of its frame pool
+        self._idle: list = []
+        self._idle_lock = threading.Lock()
         self._opened: list = []
 
     # --- decoding
 
-    def _new_ctx(self, keep: bool = True):
-        """A decoder with exactly the stream's parameters; returns (context, container or None).
-        ``keep=False``: the caller closes the container.
+    def _new_ctx(self):
+        """A decoder with exactly the stream's parameters.
 
         H.264/HEVC with avcC/hvcC extradata: a fresh context given that extradata (all the decoder
         reads besides the packets). Otherwise the codec context of a new opening of the file (never
         demuxed); opening probes the file again, which decodes its first frame (~13 ms at 1080p)."""
         if self.nal_len:
-            cc, container = av.CodecContext.create(self.codec, "r"), None
+            cc = av.CodecContext.create(self.codec, "r")
             cc.extradata = self.extradata
             cc.thread_type = self.cfg.decode_threads
         else:
             container, stream = open_video(self.path, self.cfg.decode_threads)
-            if keep:
-                self._opened.append(container)
+            self._opened.append(container)  # closed at the end of read()
             cc = stream.codec_context
         if self.cfg.fast_decode:
             # no reference frame is skipped, so skipping the loop filter only blurs block edges a
             # little: invisible in a 64x36 thumbnail, and ~15% less decoding
             cc.options = {"skip_loop_filter": "all"}
             cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
-        return cc, container
-
-    def _ctx(self):
-        """This thread's reusable decoder."""
-        cc = getattr(self._local, "cc", None)
-        if cc is None:
-            cc = self._local.cc = self._new_ctx()[0]
         return cc
+
+    def _acquire(self):
+        """An idle decoder (reset), or a new one."""
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new_ctx()
+
+    def _release(self, cc) -> None:
+        """Back to the idle decoders; ``cc`` must have been drained or flushed."""
+        with self._idle_lock:
+            self._idle.append(cc)
 
     def _feed(self, cc, packets: list, full: set[int], default_skip: str) -> None:
         for pkt in packets:
@@ -178,9 +197,10 @@ class FastReader:
     def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
         """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
         the others with ``skip_frame=default_skip``."""
-        cc = self._ctx()
+        cc = self._acquire()
         self._feed(cc, packets, full, default_skip)
         self._drain(cc)
+        self._release(cc)
 
     def _take(self, frame) -> None:
         if frame.pts is None:
@@ -279,13 +299,17 @@ class FastReader:
 
     def _process(self, packets: list, quiet_ok: bool):
         """Coarse pass (+ refinement) over one chunk. Returns "quiet" (only keyframes decoded),
-        "done", or a paused decoder ``(cc, next_index)``: the chunk's tail after its last spike was
+        "done", or a ``Paused`` decoder: the chunk's tail after its last spike was
         left undecoded and waits for the check against the next chunk."""
         refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
                 for p in packets]
         spikes = self._spikes(packets, refs)
         if quiet_ok and not spikes:
             keys = [p for p in packets if p.is_keyframe]
+            if len(keys) == 1 and self.nal_len and len(packets) > _MIN_TAIL:
+                # one GOP: decode its keyframe and pause there, so that if the chunk must be decoded
+                # after all the decoder goes on from it (a keyframe costs ~8 P-frames to decode)
+                return self._pause(packets, refs, set(), 0)
             self._decode(keys, set(), "DEFAULT")
             kth = [self.thumbs.get(p.pts) for p in keys]
             if all(t is not None for t in kth) and all(
@@ -305,7 +329,7 @@ class FastReader:
     def _pause(self, packets: list, refs: list, after: set[int], last: int):
         """Decode up to the last spike on a decoder of its own, and a few packets more until the
         decoder has let out every frame before the spike; then stop there, undrained."""
-        cc, container = self._new_ctx(keep=False)  # released in _run_window: it holds ~20 frames
+        cc = self._acquire()  # released by _resume, or reset in _run_window when not resumed
         self._feed(cc, packets[:last + 1], after, self.coarse_skip)
         coarse = _coarse_mask(packets[:last + 1], refs, self.coarse_skip)
         expected = {p.pts for i, p in enumerate(packets[:last + 1]) if coarse[i] or p.pts in after}
@@ -316,17 +340,17 @@ class FastReader:
         if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
             self._feed(cc, packets[j:], set(), self.coarse_skip)
             self._drain(cc)
-            if container is not None:
-                container.close()
+            self._release(cc)
             self._refine(packets)
             return "done"
         self._refine(packets[:j], open_end=True)
-        return cc, j, container
+        return Paused(cc, j)
 
-    def _resume(self, packets: list, paused) -> None:
-        cc, j, _ = paused
-        self._feed(cc, packets[j:], set(), self.coarse_skip)
+    def _resume(self, packets: list, paused: "Paused") -> None:
+        cc = paused.take()
+        self._feed(cc, packets[paused.next_index:], set(), self.coarse_skip)
         self._drain(cc)
+        self._release(cc)
         self._refine(packets)
 
     def _edge(self, packets: list, last: bool):
@@ -338,26 +362,43 @@ class FastReader:
         """Decode a window of chunks in parallel, then finish the quiet and paused ones whose last
         decoded frame does not lead into the next chunk's first.
 
-        A window's last chunk is always decoded whole: nothing decoded after it to check against."""
-        quiet_ok = [self.cfg.skip_quiet and i + 1 < len(chunks) for i in range(len(chunks))]
-        states = list(pool.map(self._process, chunks, quiet_ok))
-        redo, resume = [], []
-        for i, chunk in enumerate(chunks[:-1]):
-            if states[i] == "done":
-                continue
-            before, after = self._edge(chunk, last=True), self._edge(chunks[i + 1], last=False)
-            if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
-                if states[i] == "quiet":
-                    redo.append(chunk)
-                else:
-                    resume.append((chunk, states[i]))
+        Chunks are checked in order as soon as the next one is decoded, and only a few run ahead of
+        the check: a paused decoder holds its frames until then, so few are alive at once and the
+        idle ones are reused. A window's last chunk is always decoded whole: nothing decoded after
+        it to check against."""
+        n = len(chunks)
+        ahead = self.workers + 1
+        running: dict[int, object] = {}
+        finishing = []
+
+        def start(i: int) -> None:
+            if i < n:
+                running[i] = pool.submit(self._process, chunks[i], self.cfg.skip_quiet and i + 1 < n)
+
+        for i in range(ahead):
+            start(i)
         try:
-            list(pool.map(self._process, redo, [False] * len(redo)))
-            list(pool.map(lambda a: self._resume(*a), resume))
+            for i in range(n):
+                state = running[i].result()
+                start(i + ahead)
+                if state == "done":
+                    continue
+                running[i + 1].result()  # the next chunk's first frame is known
+                before, after = self._edge(chunks[i], last=True), self._edge(chunks[i + 1], last=False)
+                if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
+                    if state == "quiet":
+                        finishing.append(pool.submit(self._process, chunks[i], False))
+                    else:
+                        finishing.append(pool.submit(self._resume, chunks[i], state))
+                elif isinstance(state, Paused):  # leads on: drop the frames it holds, keep the decoder
+                    cc = state.take()
+                    cc.flush_buffers()
+                    self._release(cc)
+            for f in finishing:
+                f.result()
         finally:
-            for state in states:
-                if isinstance(state, tuple) and state[2] is not None:
-                    state[2].close()
+            for f in list(running.values()) + finishing:  # on error: let the others finish first
+                f.cancel()
         # a loud jump across a chunk boundary may be a cut (encoders put keyframes at cuts): the
         # detector compares it with the motion after it per frame, which the coarse steps of the new
         # chunk overstate (a P-frame gap spans several frames), so the new chunk's first gap is
@@ -392,7 +433,7 @@ class FastReader:
         # at up to a third less decoding; bit-exact decoding skips only non-references
         self.coarse_skip = "BIDIR" if self.nal_len and self.cfg.fast_decode else "NONREF"
         self.pixels = stream.codec_context.width * stream.codec_context.height
-        workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
+        self.workers = workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
         all_pts: list[int] = []
         try:
             with container, ThreadPoolExecutor(workers) as pool:

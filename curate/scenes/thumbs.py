@@ -17,8 +17,12 @@ def thumbnail(frame: av.VideoFrame) -> np.ndarray:
     parts = []
     for plane, (w, h) in zip(frame.planes, [(THUMB_W, THUMB_H)] + [(THUMB_W // 2, THUMB_H // 2)] * 2):
         img = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        # point-sample to ~4x the target first: INTER_AREA over a full 1080p plane costs ~2 ms
-        img = _sample(_sample(img, 4 * h, 0), 4 * w, 1)
+        # point-sample to 4x the target first: INTER_AREA over a full 1080p plane costs ~2 ms
+        if img.shape[0] >= 4 * h and img.shape[1] >= 4 * w:
+            # the rows and columns _sample picks (floor(i * size / n)), in one pass: INTER_NEAREST
+            img = cv2.resize(img, (4 * w, 4 * h), interpolation=cv2.INTER_NEAREST)
+        else:
+            img = _sample(_sample(img, 4 * h, 0), 4 * w, 1)
         parts.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).ravel())
     return np.concatenate(parts).astype(np.float32)
 
