@@ -2,14 +2,14 @@
 
 Same process, same files: a generated 1080p H.264 clip (reelforge.samples, into a temp dir) and
 ../shared/media/psd_testvideo.mp4 (720p H.264). For each: frames per second of wall-clock time (best
-of ``--repeats`` runs, for every detector alike) and the process CPU time, for ours (default config:
+of ``--repeats`` runs, for every detector alike, the detectors taking turns in each repeat) and the process CPU time, for ours (default config:
 two decoding threads, one single-threaded decoder each), PySceneDetect 0.7 ContentDetector (defaults,
 OpenCV backend) and TransNetV2 (real weights; CPU: on the 720p file only, it is slow), with the
 ratios ours / PySceneDetect. Then accuracy: exact cuts on the generated clip, recall on the
 ``consensus`` and precision against the ``union`` cuts of ../shared/media/GROUND_TRUTH.json
 (tolerance 2 frames), psd_counter.mp4 (no cut) and psd_fades.mp4 (fades as transitions).
 
-    .venv/bin/python bench/bench_scenes.py [--repeats 2]
+    .venv/bin/python bench/bench_scenes.py [--repeats 3]
 """
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ TOL = 2
 CLIPS = ("sintel_trailer_10s.mp4", "sintel_trailer_30s.mp4", "psd_testvideo.mp4")
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best wall seconds, CPU seconds of that run)."""
-    best = (float("inf"), 0.0)
+def timed(fns: list, repeats: int) -> list[tuple[float, float]]:
+    """Per function: (best wall seconds, CPU seconds of that run). The functions take turns in
+    each repeat, so a load that comes and goes during the run weighs on all of them alike."""
+    best = [(float("inf"), 0.0)] * len(fns)
     for _ in range(repeats):
-        c, w = time.process_time(), time.perf_counter()
-        fn()
-        best = min(best, (time.perf_counter() - w, time.process_time() - c))
+        for i, fn in enumerate(fns):
+            c, w = time.process_time(), time.perf_counter()
+            fn()
+            best[i] = min(best[i], (time.perf_counter() - w, time.process_time() - c))
     return best
 
 
@@ -72,7 +74,7 @@ VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     gen = generated_1080p(Path(tempfile.mkdtemp(prefix="bench-scenes-")))
     files = [("gen1080.mp4", gen)]
@@ -86,14 +88,14 @@ def main() -> None:
             s = c.streams.video[0]
             res = f"{s.width}x{s.height}"
         frames = detect_scenes(path, cfg).frames
-        ours_w, ours_c = timed(lambda: detect_scenes(path, cfg), args.repeats)
-        psd_w, psd_c = timed(lambda: run_psd(path), args.repeats)
+        (ours_w, ours_c), (psd_w, psd_c) = timed(
+            [lambda: detect_scenes(path, cfg), lambda: run_psd(path)], args.repeats)
         tn = float("nan")
         if name == "psd_testvideo.mp4":
             from reelforge.curate.scenes.transnet import TransNetV2Detector
 
             det = TransNetV2Detector(SceneConfig(detector="transnetv2"))
-            tn = frames / timed(lambda: det.detect(path), 1)[0]
+            tn = frames / timed([lambda: det.detect(path)], 1)[0][0]
         print(f"{name:18s} {res:>9s} {frames:6d} | {frames / ours_w:8.0f} {frames / psd_w:8.0f} {tn:8.1f} | "
               f"{psd_w / ours_w:8.2f} {psd_c / ours_c:9.2f}")
 

@@ -145,6 +145,7 @@ class FastReader:
         # video in first-touch page faults of its frame pool
         self._idle: list = []
         self._idle_lock = threading.Lock()
+        self._key_ready: dict[int, threading.Event] = {}  # a chunk's first pts → its thumbnail is in
         self._opened: list = []
 
     # --- decoding
@@ -208,6 +209,8 @@ class FastReader:
         self.decoded += 1  # approximate under threads: for reporting only
         if frame.pts not in self.thumbs:
             self.thumbs[frame.pts] = thumbnail(frame)
+            if (ready := self._key_ready.get(frame.pts)) is not None:
+                ready.set()
 
     # --- per chunk
 
@@ -240,6 +243,25 @@ class FastReader:
                     break  # the next P (or I) frame: the B-frames of the spike's gap are behind
                 else:  # a B-frame shown before the spike: reference B-frames too (coarse skips them)
                     out.add(p.pts)
+        return out
+
+    @staticmethod
+    def _gap_after(packets: list, refs: list[bool | None], i: int) -> set[int]:
+        """pts of the B-frames shown between packet ``i`` and the next frame after it in decode
+        order that is shown after it (they follow that frame in decode order).
+
+        Used for the chunk's keyframe: when the chunk starts with a cut, the detector measures the
+        new shot's motion frame to frame just after it; decoded in the first pass, these two or
+        three B-frames spare decoding the keyframe again (at 1080p it can cost 20 P-frames)."""
+        shown, out = packets[i].pts, set()
+        nxt = next((j for j in range(i + 1, min(len(packets), i + 33)) if packets[j].pts > shown), None)
+        if nxt is None or refs[nxt] is None:
+            return out
+        for j in range(nxt + 1, min(len(packets), nxt + 33)):
+            if packets[j].pts > packets[nxt].pts:
+                break
+            if packets[j].pts > shown:
+                out.add(packets[j].pts)
         return out
 
     def _refine(self, packets: list, open_end: bool = False) -> None:
@@ -304,18 +326,22 @@ class FastReader:
         refs = [_is_reference(memoryview(p), self.codec, self.nal_len) if self.nal_len else None
                 for p in packets]
         spikes = self._spikes(packets, refs)
+        # the frames between the keyframe and the next reference frame: where the new shot's motion is
+        # measured when the chunk starts with a cut (encoders put keyframes at cuts)
+        head = self._gap_after(packets, refs, 0) if self.nal_len else set()
         if quiet_ok and not spikes:
             keys = [p for p in packets if p.is_keyframe]
             if len(keys) == 1 and self.nal_len and len(packets) > _MIN_TAIL:
-                # one GOP: decode its keyframe and pause there, so that if the chunk must be decoded
-                # after all the decoder goes on from it (a keyframe costs ~8 P-frames to decode)
-                return self._pause(packets, refs, set(), 0)
+                # one GOP: decode its keyframe (and head) and pause there, so that if the chunk must
+                # be decoded after all the decoder goes on from it (a keyframe costs ~8 P-frames)
+                last = max([0] + [i for i, p in enumerate(packets) if p.pts in head])
+                return self._pause(packets, refs, head, last)
             self._decode(keys, set(), "DEFAULT")
             kth = [self.thumbs.get(p.pts) for p in keys]
             if all(t is not None for t in kth) and all(
                     distance(a, b) <= self.cfg.refine_threshold for a, b in zip(kth, kth[1:])):
                 return "quiet"
-        after = self._after_spikes(packets, refs, spikes)
+        after = self._after_spikes(packets, refs, spikes) | head
         if quiet_ok and spikes and self.nal_len:
             last = max([spikes[-1]] + [i for i, p in enumerate(packets) if p.pts in after])
             if len(packets) - last - 1 >= _MIN_TAIL:
@@ -362,18 +388,32 @@ class FastReader:
         """Decode a window of chunks in parallel, then finish the quiet and paused ones whose last
         decoded frame does not lead into the next chunk's first.
 
-        Chunks are checked in order as soon as the next one is decoded, and only a few run ahead of
-        the check: a paused decoder holds its frames until then, so few are alive at once and the
-        idle ones are reused. A window's last chunk is always decoded whole: nothing decoded after
-        it to check against."""
+        Chunks are checked in order, each as soon as it is done and the next one's keyframe is
+        decoded, so a tail goes on decoding beside the chunks after it; and only a few chunks run
+        ahead of the check: a paused decoder holds its frames until then, so few are alive at once
+        and the idle ones are reused. A window's last chunk is always decoded whole: nothing decoded
+        after it to check against."""
         n = len(chunks)
         ahead = self.workers + 1
         running: dict[int, object] = {}
         finishing = []
+        self._key_ready = {c[0].pts: threading.Event() for c in chunks}
 
         def start(i: int) -> None:
             if i < n:
                 running[i] = pool.submit(self._process, chunks[i], self.cfg.skip_quiet and i + 1 < n)
+                # a chunk that ends without its first frame decoded (or fails) wakes the check too
+                running[i].add_done_callback(lambda _, e=self._key_ready[chunks[i][0].pts]: e.set())
+
+        def first_frame(i: int):
+            """Thumbnail of chunk i's first packet (its keyframe) once decoded, else once the
+            chunk is done, its first decoded frame."""
+            self._key_ready[chunks[i][0].pts].wait()
+            th = self.thumbs.get(chunks[i][0].pts)
+            if th is None:
+                running[i].result()  # raises the chunk's error, if any
+                th = self._edge(chunks[i], last=False)
+            return th
 
         for i in range(ahead):
             start(i)
@@ -383,8 +423,7 @@ class FastReader:
                 start(i + ahead)
                 if state == "done":
                     continue
-                running[i + 1].result()  # the next chunk's first frame is known
-                before, after = self._edge(chunks[i], last=True), self._edge(chunks[i + 1], last=False)
+                before, after = self._edge(chunks[i], last=True), first_frame(i + 1)
                 if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
                     if state == "quiet":
                         finishing.append(pool.submit(self._process, chunks[i], False))
