@@ -145,6 +145,32 @@ def test_long_generated_video_exact_through_skipped_gops(tmp_path):
         assert any(abs(x.start - t["start"]) <= TOL and abs(x.end - t["end"]) <= 3 for x in r.transitions), r.transitions
 
 
+def test_fast_path_same_frames_whatever_the_workers(tmp_path):
+    """Chunks are decoded in parallel and checked as they finish: which frames get decoded (and so
+    the cuts) must not depend on the number of decoding threads or on their timing."""
+    from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+    # 2 s GOPs (50 frames): a quiet GOP, cuts inside GOPs and at a keyframe (200), motion across
+    # chunk boundaries
+    spec = VideoSpec("workers", [
+        ShotSpec(60, "gradient", (60, 160, 60), "square", motion="static"),
+        ShotSpec(37, "blobs", (200, 80, 40), "circle", motion="object"),
+        ShotSpec(50, "stripes", (40, 90, 200), None, motion="pan", direction="left"),
+        ShotSpec(53, "checker", (220, 200, 60), "circle", motion="jitter"),
+        ShotSpec(50, "gradient", (150, 60, 150), "circle", motion="static"),
+    ], width=320, height=180, fps=25, seed=5)
+    path = str(render_video(spec, tmp_path))
+    truth = load_ground_truth(path)
+    base = read_features(path, SceneConfig(decode_workers=1))
+    assert base.mode == "fast" and 0 < base.known.sum() < len(base.known)
+    for workers in (2, 3, 5):
+        for _ in range(2):
+            f = read_features(path, SceneConfig(decode_workers=workers))
+            np.testing.assert_array_equal(f.known, base.known)
+            np.testing.assert_array_equal(f.thumbs, base.thumbs)
+    assert detect_scenes(path, SceneConfig(decode_workers=3)).cuts == truth["cuts"]
+
+
 def test_variable_frame_rate_and_start_offset(tmp_path):
     """Irregular frame durations and a stream that starts at 2.5 s: indices and times both exact."""
     from fractions import Fraction
