@@ -148,7 +148,9 @@ class FastReader:
         self.thumbs: dict[int, np.ndarray] = {}  # packet pts → thumbnail
         self.decoded = 0
         # idle decoders, reused: a fresh one costs its setup and, at 1080p, ~10-15% more CPU over a
-        # video in first-touch page faults of its frame pool
+        # video in first-touch page faults of its frame pool. Each thread keeps its own (a decoder's
+        # frames stay in that core's cache); the shared list holds those freed by the main thread
+        self._local = threading.local()
         self._idle: list = []
         self._idle_lock = threading.Lock()
         self._key_ready: dict[int, threading.Event] = {}  # a chunk's first pts → its thumbnail is in
@@ -177,15 +179,26 @@ class FastReader:
             cc.flags2 |= 1  # AV_CODEC_FLAG2_FAST
         return cc
 
+    def _own_idle(self) -> list:
+        if not hasattr(self._local, "idle"):
+            self._local.idle = []
+        return self._local.idle
+
     def _acquire(self):
-        """An idle decoder (reset), or a new one."""
+        """An idle decoder (reset): this thread's, else a shared one, else a new one."""
+        if own := self._own_idle():
+            return own.pop()
         with self._idle_lock:
             if self._idle:
                 return self._idle.pop()
         return self._new_ctx()
 
-    def _release(self, cc) -> None:
-        """Back to the idle decoders; ``cc`` must have been drained or flushed."""
+    def _release(self, cc, shared: bool = False) -> None:
+        """Back to this thread's idle decoders (or the shared ones); ``cc`` must have been drained
+        or flushed."""
+        if not shared:
+            self._own_idle().append(cc)
+            return
         with self._idle_lock:
             self._idle.append(cc)
 
@@ -438,7 +451,7 @@ class FastReader:
                 elif isinstance(state, Paused):  # leads on: drop the frames it holds, keep the decoder
                     cc = state.take()
                     cc.flush_buffers()
-                    self._release(cc)
+                    self._release(cc, shared=True)
             for f in finishing:
                 f.result()
         finally:
