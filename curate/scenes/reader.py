@@ -132,8 +132,9 @@ class FastReader:
     """The coarse/refine reader described at the top of this file, one chunk of GOPs at a time.
 
     Three things keep it from decoding what it does not need:
-    - quiet chunks (no packet-size spike) decode only their keyframes; if the next chunk's first
-      frame then differs from the last keyframe, the chunk is decoded after all;
+    - quiet chunks (no packet-size spike) decode only their keyframes (a single-GOP chunk then
+      pauses its decoder there); if the next chunk's first frame differs from the last keyframe,
+      the chunk is decoded after all (the paused decoder goes on);
     - the non-reference frames right after a spiking reference packet (a cut, mostly: the first
       reference frame after a cut is coded almost intra) are decoded in the coarse pass already;
     - a refinement pass stops after the last packet it needs.
@@ -352,7 +353,8 @@ class FastReader:
             keys = [p for p in packets if p.is_keyframe]
             if len(keys) == 1 and self.nal_len and len(packets) > _MIN_TAIL:
                 # one GOP: decode its keyframe (and head) and pause there, so that if the chunk must
-                # be decoded after all the decoder goes on from it (a keyframe costs ~8 P-frames)
+                # be decoded after all the decoder goes on from it (a keyframe costs several
+                # P-frames, up to ~20 for a textured 1080p picture)
                 last = max([0] + [i for i, p in enumerate(packets) if p.pts in head])
                 return self._pause(packets, refs, head, last)
             self._decode(keys, set(), "DEFAULT")
@@ -372,8 +374,9 @@ class FastReader:
         return "done"
 
     def _pause(self, packets: list, refs: list, after: set[int], last: int):
-        """Decode up to the last spike on a decoder of its own, and a few packets more until the
-        decoder has let out every frame before the spike; then stop there, undrained."""
+        """Decode up to packet ``last`` (a chunk's last spike, or a quiet GOP's keyframe and head)
+        on a decoder of its own, and a few packets more until the decoder has let out every frame
+        up to there; then stop, undrained. A tail too short to be worth it is decoded at once."""
         cc = self._acquire()  # released by _resume, or reset in _run_window when not resumed
         self._feed(cc, packets[:last + 1], after, self.coarse_skip)
         coarse = _coarse_mask(packets[:last + 1], refs, self.coarse_skip)
