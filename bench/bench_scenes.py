@@ -10,7 +10,9 @@ ratios ours / PySceneDetect. Then accuracy: exact cuts on the generated clip, re
 ``consensus`` and precision against the ``union`` cuts of ../shared/media/GROUND_TRUTH.json
 (tolerance 2 frames), psd_counter.mp4 (no cut) and psd_fades.mp4 (fades as transitions).
 
-    .venv/bin/python bench/bench_scenes.py [--repeats 3]
+    .venv/bin/python bench/bench_scenes.py [--repeats 3] [VIDEO ...]
+
+With VIDEO paths it times those instead (your own footage), without the accuracy lines.
 """
 from __future__ import annotations
 
@@ -77,13 +79,18 @@ VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("videos", nargs="*", help="time these files instead (speed only; no accuracy lines)")
     args = ap.parse_args()
-    gen = generated_1080p(Path(tempfile.mkdtemp(prefix="bench-scenes-")))
-    files = [("gen1080.mp4", gen)]
-    if (SHARED / "psd_testvideo.mp4").exists():
-        files.append(("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4")))
+    if args.videos:
+        files = [(Path(v).name, v) for v in args.videos]
+    else:
+        gen = generated_1080p(Path(tempfile.mkdtemp(prefix="bench-scenes-")))
+        files = [("gen1080.mp4", gen)]
+        if (SHARED / "psd_testvideo.mp4").exists():
+            files.append(("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4")))
     cfg = SceneConfig()
-    print(f"{'file':18s} {'res':>9s} {'frames':>6s} {'decoded':>7s} | {'ours fps':>8s} {'psd fps':>8s} "
+    w = max(18, *(len(name) for name, _ in files))
+    print(f"{'file':{w}s} {'res':>9s} {'frames':>6s} {'decoded':>7s} | {'ours fps':>8s} {'psd fps':>8s} "
           f"{'tnv2 fps':>8s} | {'ours/psd':>8s} {'cpu ratio':>9s}")
     for name, path in files:
         with av.open(path) as c:
@@ -101,9 +108,11 @@ def main() -> None:
 
             det = TransNetV2Detector(SceneConfig(detector="transnetv2"))
             tn = frames / timed([lambda: det.detect(path)], 1)[0][0]
-        print(f"{name:18s} {res:>9s} {frames:6d} {decoded / frames:7.0%} | {frames / ours_w:8.0f} {frames / psd_w:8.0f} {tn:8.1f} | "
+        print(f"{name:{w}s} {res:>9s} {frames:6d} {decoded / frames:7.0%} | {frames / ours_w:8.0f} {frames / psd_w:8.0f} {tn:8.1f} | "
               f"{psd_w / ours_w:8.2f} {psd_c / ours_c:9.2f}")
 
+    if args.videos:
+        return
     truth = load_ground_truth(gen)
     r = detect_scenes(gen, cfg)
     print(f"generated 1080p: cuts {r.cuts}, truth {truth['cuts']}: exact={r.cuts == truth['cuts']}")
