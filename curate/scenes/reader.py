@@ -531,11 +531,16 @@ class FastReader:
             raise FastPathUnsupported  # duplicate timestamps: presentation order is ambiguous
         if set(self.thumbs) - set(all_pts):
             raise FastPathUnsupported  # decoder invented timestamps the packets do not have
-        known = np.array([p in self.thumbs for p in ipts.tolist()], bool)
-        stacked = np.zeros((len(ipts), THUMB_DIM), np.float32)
-        for i, p in enumerate(ipts.tolist()):
-            if known[i]:
-                stacked[i] = self.thumbs[p]
-        # exactly PyAV's frame.time: float(pts * time_base) on Fractions
-        pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
+        order = ipts.tolist()
+        known = np.fromiter((p in self.thumbs for p in order), bool, len(order))
+        stacked = np.zeros((len(order), THUMB_DIM), np.float32)
+        if known.any():
+            stacked[known] = np.stack([self.thumbs[p] for p in order if p in self.thumbs])
+        # exactly PyAV's frame.time: float(pts * time_base) on Fractions, i.e. the correctly rounded
+        # quotient of two integers, which float64 division gives too while both are exact (< 2**53)
+        num, den = tb.numerator, tb.denominator
+        if len(ipts) and max(abs(int(ipts[0])), abs(int(ipts[-1]))) * num < 2**53 and den < 2**53:
+            pts = (ipts * num).astype(np.float64) / den
+        else:
+            pts = np.array([float(p * tb) for p in ipts.tolist()], np.float64)
         return Features(pts, stacked, known, fps_of(rate, pts), self.decoded, "fast")
