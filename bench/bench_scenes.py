@@ -96,10 +96,10 @@ def main() -> None:
         with av.open(path) as c:
             s = c.streams.video[0]
             res = f"{s.width}x{s.height}"
-        frames = detect_scenes(path, cfg).frames
         # frames the fast reader decoded (re-decoded ones count again): what the speed comes from,
         # and, unlike the timings, the same on a busy machine
-        decoded = read_features(path, cfg).decoded
+        feat = read_features(path, cfg)
+        frames, decoded = len(feat.pts), feat.decoded
         (ours_w, ours_c), (psd_w, psd_c) = timed(
             [lambda: detect_scenes(path, cfg), lambda: run_psd(path)], args.repeats)
         tn = float("nan")

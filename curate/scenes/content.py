@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import SceneConfig
 from .features import Features
-from .result import Transition
+from .result import Transition, runs
 from .thumbs import THUMB_H, THUMB_W, distance, structure_change
 
 _NY = THUMB_W * THUMB_H
@@ -62,16 +62,10 @@ def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Tr
 
 def _fades(kidx: np.ndarray, luma: np.ndarray, flat: np.ndarray, cfg: SceneConfig) -> list[Transition]:
     """Black runs with a monotonic luma ramp on at least one side (fade out, fade in, or both)."""
-    black = (luma < cfg.black_luma) & flat
     out: list[Transition] = []
-    k, n = 0, len(kidx)
-    while k < n:
-        if not black[k]:
-            k += 1
-            continue
-        e = k
-        while e + 1 < n and black[e + 1]:
-            e += 1
+    n = len(kidx)
+    for k, stop in runs((luma < cfg.black_luma) & flat):  # in known-frame units
+        e = stop - 1  # the run's last black frame
         a = _ramp_end(kidx, luma, k, -1, cfg)
         b = _ramp_end(kidx, luma, e, +1, cfg)
         ramp = max(kidx[k] - kidx[a], kidx[b] - kidx[e])
@@ -85,7 +79,6 @@ def _fades(kidx: np.ndarray, luma: np.ndarray, flat: np.ndarray, cfg: SceneConfi
             start = int(kidx[a]) + 1 if 0 < a < k else int(kidx[a])
             end = int(kidx[b]) if e < b < n - 1 else int(kidx[b]) + 1
             out.append(Transition(start, end, "fade"))
-        k = e + 1
     return out
 
 

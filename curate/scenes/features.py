@@ -22,7 +22,7 @@ class Features:
     thumbs: np.ndarray  # (N, THUMB_DIM) float32 Y|U|V thumbnails, rows of undecoded frames are 0
     known: np.ndarray  # (N,) bool: frame was decoded (its thumbnail is real)
     fps: float
-    decoded: int  # frames decoded (re-decoded ones count again; approximate with several workers)
+    decoded: int  # frames decoded (re-decoded ones count again)
     mode: str  # "fast" | "exact"
 
 

@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end_exclusive) of every run of True in a per-frame boolean mask, in order: how both
+    detectors turn per-frame flags (black frames, cut probabilities) into spans."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 class SceneDetectionError(ValueError):
     """The file cannot be decoded (not a video, corrupt, or no frames)."""
 

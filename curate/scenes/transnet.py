@@ -17,7 +17,7 @@ import torch
 
 from .config import SceneConfig
 from .features import decode_all
-from .result import SceneResult, Transition
+from .result import SceneResult, Transition, runs
 
 _WINDOW, _STEP, _PAD = 100, 50, 25
 _H, _W = 27, 48
@@ -86,18 +86,10 @@ class TransNetV2Detector:
         return SceneResult(path=path, frames=len(pts), fps=fps, pts=pts, cuts=cuts, transitions=transitions)
 
     def to_events(self, probs: np.ndarray) -> tuple[list[int], list[Transition]]:
-        above = probs > self.cfg.transnet_threshold
         cuts: list[int] = []
         transitions: list[Transition] = []
-        i, n = 0, len(above)
-        while i < n:
-            if not above[i]:
-                i += 1
-                continue
-            j = i
-            while j < n and above[j]:
-                j += 1
-            if j >= n:
+        for i, j in runs(probs > self.cfg.transnet_threshold):
+            if j >= len(probs):
                 break  # the video ends inside it: no next shot
             if j - i <= 2:
                 last = max([0] + cuts + [t.end for t in transitions])
@@ -105,7 +97,6 @@ class TransNetV2Detector:
                     cuts.append(j)
             else:
                 transitions.append(Transition(i, j, "gradual"))
-            i = j
         return cuts, transitions
 
 
