@@ -21,7 +21,7 @@ import numpy as np
 from .config import SceneConfig
 from .features import Features
 from .result import Transition, runs
-from .thumbs import THUMB_H, THUMB_W, distance, structure_change
+from .thumbs import THUMB_H, THUMB_W, distance, distance_pairs, median, structure_change
 
 _NY = THUMB_W * THUMB_H
 _LEVEL_WINDOW = 12  # frames each side used for the local level of change
@@ -124,7 +124,7 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
         if not len(starts):
             continue
         # the cheap tests for all windows at once: far enough apart, and a straight path
-        d_all = distance(thumbs[starts], thumbs[ends[starts]])  # (S,)
+        d_all = distance_pairs(thumbs, starts, ends[starts])  # (S,)
         straight = (d_all >= cfg.dissolve_threshold) & (d_all >= _STRAIGHTNESS * (cum[ends[starts]] - cum[starts]))
         best: list[tuple[float, int, int]] = []
         for a, d_ab in zip(starts[straight].tolist(), d_all[straight].tolist()):
@@ -134,9 +134,9 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             if steps[a:b].max() > _MAX_STEP_SHARE * d_ab:
                 continue  # one jump carries it: a cut (or a cut plus motion), not a dissolve
             # a dissolve changes the picture faster than the shots on either side of it do
-            inside = float(np.median(rate[a:b]))
+            inside = median(rate[a:b])
             outside = np.concatenate([rate[max(0, a - 6):a], rate[b:b + 6]])
-            if len(outside) and inside < _DISSOLVE_RATE * float(np.median(outside)):
+            if len(outside) and inside < _DISSOLVE_RATE * median(outside):
                 continue
             # every frame inside must be the blend of the two ends: a pan or zoom is not
             ab = thumbs[b] - thumbs[a]
@@ -192,7 +192,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
                 keep = keep[single[keep]]
             if len(keep):
                 sides.append(keep)
-        level = max((float(np.median(steps[w])) for w in sides), default=0.0)
+        level = max((median(steps[w]) for w in sides), default=0.0)
         # a loud jump over the local level, or a smaller one in a very quiet shot
         loud = jump >= cfg.cut_threshold and jump >= cfg.cut_ratio * level
         quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
@@ -206,7 +206,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
             # a jump only a few times the local level (steady motion, or animation on twos, sets
             # a high one) is a cut when it breaks the picture's layout far more than the motion
             # around it does: motion shifts and blurs the picture but keeps most of its layout
-            layout_level = max((float(np.median([structure_change(thumbs[j], thumbs[j + 1])[0] for j in w]))
+            layout_level = max((median([structure_change(thumbs[j], thumbs[j + 1])[0] for j in w])
                                 for w in sides), default=0.0)
             if contrast < _FLAT_STD or s_k < cfg.cut_layout_ratio * max(layout_level, _MIN_LAYOUT_LEVEL):
                 continue
