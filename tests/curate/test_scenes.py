@@ -172,6 +172,30 @@ def test_fast_path_same_frames_whatever_the_workers(tmp_path):
     assert detect_scenes(path, SceneConfig(decode_workers=3)).cuts == truth["cuts"]
 
 
+def test_cut_inside_a_run_of_spikes_is_exact(tmp_path):
+    """Fast action codes every P-frame mostly intra (a run of packet-size spikes); the B-frames
+    inside a run are left to the refinement, which must still find a cut there to the frame."""
+    from reelforge.curate.scenes.reader import FastReader
+    from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+    spec = VideoSpec("runcut", [
+        ShotSpec(18, "gradient", (60, 160, 60), "square", motion="static"),
+        ShotSpec(14, "noise", (200, 80, 40), "circle", motion="jitter", speed=6.0),
+        ShotSpec(14, "noise", (40, 90, 200), "circle", motion="jitter", speed=6.0),  # cut at 32
+        ShotSpec(54, "gradient", (150, 60, 150), "circle", motion="static"),
+    ], width=320, height=180, fps=25, seed=11)
+    path = str(render_video(spec, tmp_path))
+    truth = load_ground_truth(path)
+    reader = FastReader(path, SceneConfig())
+    feat = reader.read()
+    with av.open(path) as c:
+        pts = sorted(p.pts for p in c.demux(video=0) if p.size)
+    # the frames just before the cut were inside a run: not decoded in the first pass
+    assert {pts[31], pts[30]} <= reader._in_runs
+    assert feat.known[31] and feat.known[32]  # ... but refined: the cut stood out from the run
+    assert detect_scenes(path, SceneConfig()).cuts == truth["cuts"] == [18, 32, 46]
+
+
 def test_variable_frame_rate_and_start_offset(tmp_path):
     """Irregular frame durations and a stream that starts at 2.5 s: indices and times both exact."""
     from fractions import Fraction
