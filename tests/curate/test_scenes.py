@@ -196,6 +196,23 @@ def test_cut_inside_a_run_of_spikes_is_exact(tmp_path):
     assert detect_scenes(path, SceneConfig()).cuts == truth["cuts"] == [18, 32, 46]
 
 
+def test_jump_in_jitter_does_not_hide_the_cut_after_it(tmp_path):
+    """A shaking checkerboard aliases into one jump that passes for a cut 5 frames before the real
+    cut to a still shot; of two cuts closer than min_shot_frames the stronger one is kept."""
+    from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+    spec = VideoSpec("jitter", [
+        ShotSpec(18, "gradient", (60, 160, 60), "square", motion="static"),
+        ShotSpec(14, "noise", (200, 80, 40), "circle", motion="jitter", speed=6.0),
+        ShotSpec(14, "checker", (40, 90, 200), "circle", motion="jitter", speed=3.0),
+        ShotSpec(54, "gradient", (150, 60, 150), "circle", motion="static"),
+    ], width=320, height=180, fps=25, seed=11)
+    path = str(render_video(spec, tmp_path))
+    assert load_ground_truth(path)["cuts"] == [18, 32, 46]
+    for cfg in (SceneConfig(), SceneConfig(exact=True)):
+        assert detect_scenes(path, cfg).cuts == [18, 32, 46], cfg
+
+
 def test_variable_frame_rate_and_start_offset(tmp_path):
     """Irregular frame durations and a stream that starts at 2.5 s: indices and times both exact."""
     from fractions import Fraction
