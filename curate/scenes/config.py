@@ -56,7 +56,9 @@ class SceneConfig:
     # fast path: chunks of GOPs decoded at once, one decoder each (0 = min(2, cpu count))
     decode_workers: int = 0
     # PyAV thread_type inside each decoder: "NONE" (the cheapest in CPU time: the fast path gets its
-    # parallelism from decode_workers), "AUTO" (frame + slice threads), "SLICE" or "FRAME"
+    # parallelism from decode_workers; but where there are fewer chunks than workers, e.g. a
+    # one-GOP clip, its decoders use frame threads, one per worker), "AUTO" (frame + slice
+    # threads), "SLICE" or "FRAME"
     decode_threads: str = "NONE"
 
     # --- transnetv2

@@ -170,6 +170,17 @@ def test_fast_path_same_frames_whatever_the_workers(tmp_path):
             np.testing.assert_array_equal(f.thumbs, base.thumbs)
             assert f.decoded == base.decoded  # the bench reports it as the load-proof figure
     assert detect_scenes(path, SceneConfig(decode_workers=3)).cuts == truth["cuts"]
+    # one chunk (a clip shorter than a GOP): its decoder uses frame threads when there are spare
+    # workers; the same frames and thumbnails as a single-threaded decoder
+    short = VideoSpec("short", [ShotSpec(20, "blobs", (200, 80, 40), "circle", motion="object"),
+                                ShotSpec(20, "stripes", (40, 90, 200), None, motion="pan")],
+                      width=320, height=180, fps=25, seed=5)
+    path = str(render_video(short, tmp_path))
+    one = read_features(path, SceneConfig(decode_workers=1))
+    two = read_features(path, SceneConfig(decode_workers=2))
+    np.testing.assert_array_equal(two.known, one.known)
+    np.testing.assert_array_equal(two.thumbs, one.thumbs)
+    assert detect_scenes(path, SceneConfig(decode_workers=2)).cuts == load_ground_truth(path)["cuts"] == [20]
 
 
 def test_cut_inside_a_run_of_spikes_is_exact(tmp_path):
