@@ -55,7 +55,11 @@ from .thumbs import THUMB_DIM, distance, median, thumbnail
 # GOPs are gathered into chunks of at least this many packets: each chunk is one decoder run that
 # ends with a drain, so chunks of tiny GOPs (all-intra video) would cost a drain per frame
 _CHUNK_MIN_PACKETS = 48
-_WINDOW_CHUNKS = 16  # chunks held in memory (their packets) and decoded in parallel at a time
+# a window of chunks is demuxed, then decoded in parallel; each window ends with its last chunk
+# decoded whole (nothing after it to check against) and a wait for its slowest chunk, so windows
+# are long; bounded by the packets they hold (a 4K stream at 50 Mb/s: ~40 s of video)
+_WINDOW_CHUNKS = 64
+_WINDOW_BYTES = 256 << 20
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
 # around it (and above refine_threshold)
 _REFINE_RATIO = 2.0
@@ -597,6 +601,7 @@ class FastReader:
             with container, ThreadPoolExecutor(workers) as pool:
                 chunks: list[list] = []
                 chunk: list = []
+                held = 0  # bytes of packets in the window
                 for pkt in container.demux(stream):
                     if pkt.size == 0:  # demuxer's end-of-stream marker
                         continue
@@ -605,10 +610,11 @@ class FastReader:
                     if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
                         chunks.append(chunk)
                         chunk = []
-                        if len(chunks) == _WINDOW_CHUNKS:
+                        if len(chunks) == _WINDOW_CHUNKS or held >= _WINDOW_BYTES:
                             self._run_window(pool, chunks)
-                            chunks = []
+                            chunks, held = [], 0
                     chunk.append(pkt)
+                    held += pkt.size
                     all_pts.append(pkt.pts)
                 if chunk:
                     chunks.append(chunk)

@@ -124,7 +124,7 @@ def test_config_validation():
         SceneConfig(device="tpu")
 
 
-def test_long_generated_video_exact_through_skipped_gops(tmp_path):
+def test_long_generated_video_exact_through_skipped_gops(tmp_path, monkeypatch):
     """Several 2-second GOPs: quiet GOPs are skipped, cuts fall inside GOPs (fixed GOP, no scenecut)."""
     from reelforge.samples import ShotSpec, VideoSpec, render_video
 
@@ -143,6 +143,11 @@ def test_long_generated_video_exact_through_skipped_gops(tmp_path):
         (t,) = truth["transitions"]
         # a dissolve into a shaking shot: its last frames are within the shake, ends within 3 frames
         assert any(abs(x.start - t["start"]) <= TOL and abs(x.end - t["end"]) <= 3 for x in r.transitions), r.transitions
+    # long videos are read a window of chunks at a time: windows of two chunks, same cuts
+    from reelforge.curate.scenes import reader
+
+    monkeypatch.setattr(reader, "_WINDOW_CHUNKS", 2)
+    assert detect_scenes(path, SceneConfig()).cuts == truth["cuts"]
 
 
 def test_fast_path_same_frames_whatever_the_workers(tmp_path):
