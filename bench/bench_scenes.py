@@ -10,7 +10,7 @@ ratios ours / PySceneDetect. Then accuracy: exact cuts on the generated clip, re
 ``consensus`` and precision against the ``union`` cuts of ../shared/media/GROUND_TRUTH.json
 (tolerance 2 frames), psd_counter.mp4 (no cut) and psd_fades.mp4 (fades as transitions).
 
-    .venv/bin/python bench/bench_scenes.py [--repeats 3] [VIDEO ...]
+    .venv/bin/python bench/bench_scenes.py [--repeats 5] [VIDEO ...]
 
 With VIDEO paths it times those instead (your own footage), without the accuracy lines.
 """
@@ -78,7 +78,7 @@ VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("videos", nargs="*", help="time these files instead (speed only; no accuracy lines)")
     args = ap.parse_args()
     if args.videos:

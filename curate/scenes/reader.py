@@ -28,9 +28,12 @@ its first P-frame are decoded in the first pass: when the keyframe is a cut (enc
 at cuts) the detector measures the motion just after it frame to frame, and decoding them later
 would mean decoding the keyframe, often the costliest frame of the chunk, a second time.
 
-Decoders are reused (a fresh one per chunk measured 8-18% more CPU at 1080p: its setup and the
-first-touch page faults of its frame pool), and chunks are checked in order as soon as the next chunk's keyframe
-is decoded, so few paused decoders are alive at once whatever the video's length.
+Chunks are demuxed as decoding reaches them and decoded by ``decode_workers`` threads, a window of
+up to 64 chunks at a time. Decoders are reused (a fresh one per chunk measured 8-18% more CPU at
+1080p: its setup and the first-touch page faults of its frame pool), and chunks are checked in
+order as soon as the next chunk's keyframe is decoded, so few paused decoders are alive at once
+whatever the video's length. Where a window has fewer chunks than workers (a clip shorter than a
+GOP), its decoders use frame threads.
 
 Frame times come from the packets (``packet.pts * time_base``, sorted), which are exactly the
 ``frame.time`` values PyAV gives for the decoded frames; frames that were never decoded have a
@@ -55,9 +58,9 @@ from .thumbs import THUMB_DIM, distance, median, thumbnail
 # GOPs are gathered into chunks of at least this many packets: each chunk is one decoder run that
 # ends with a drain, so chunks of tiny GOPs (all-intra video) would cost a drain per frame
 _CHUNK_MIN_PACKETS = 48
-# a window of chunks is demuxed, then decoded in parallel; each window ends with its last chunk
-# decoded whole (nothing after it to check against) and a wait for its slowest chunk, so windows
-# are long; bounded by the packets they hold (a 4K stream at 50 Mb/s: ~40 s of video)
+# a window of chunks is decoded in parallel; each window ends with its last chunk decoded whole
+# (nothing after it to check against) and a wait for its slowest chunk, so windows are long;
+# bounded by the packets they hold (a 4K stream at 50 Mb/s: ~40 s of video)
 _WINDOW_CHUNKS = 64
 _WINDOW_BYTES = 256 << 20
 # a gap between decoded frames is refined when its distance is this many times that of the gaps
@@ -501,30 +504,51 @@ class FastReader:
         order = sorted((p.pts for p in packets), reverse=last)
         return next((self.thumbs[p] for p in order if p in self.thumbs), None)
 
-    def _run_window(self, pool, chunks: list[list]) -> None:
+    def _run_window(self, pool, first: list, source):
         """Decode a window of chunks in parallel, then finish the quiet and paused ones whose last
-        decoded frame does not lead into the next chunk's first.
+        decoded frame does not lead into the next chunk's first. The window starts with chunk
+        ``first`` and takes more from ``source`` (the demuxer) as they are needed, up to
+        _WINDOW_CHUNKS chunks or _WINDOW_BYTES of packets; returns the next window's first chunk
+        (None at the end of the video).
 
-        Chunks are checked in order, each as soon as it is done and the next one's keyframe is
+        Chunks are demuxed only as decoding reaches them, so decoding starts with the first chunk.
+        They are checked in order, each as soon as it is done and the next one's keyframe is
         decoded, so a tail goes on decoding beside the chunks after it; and only three chunks per
         worker run ahead of the check: a paused decoder holds its frames until then, so the number
         alive at once is bounded and the idle ones are reused. Fewer (one ahead per worker) left a
         worker idle behind a costly chunk (textured 1080p GOPs), 10-17% more wall time on the
         1080p bench clip. A window's last chunk is always decoded whole: nothing decoded
         after it to check against."""
-        n = len(chunks)
+        chunks: list[list] = []
+        held = 0
+        nxt = None  # the next window's first chunk
+        ended = False  # no more chunks for this window
+
+        def pull(i: int) -> bool:
+            """Whether chunk i is in this window (demuxing up to it)."""
+            nonlocal held, nxt, ended
+            while len(chunks) <= i and not ended:
+                c = first if not chunks else next(source, None)
+                if c is None or len(chunks) == _WINDOW_CHUNKS or held >= _WINDOW_BYTES:
+                    nxt, ended = c, True
+                    break
+                chunks.append(c)
+                held += sum(p.size for p in c)
+                self._key_ready[c[0].pts] = threading.Event()
+            return i < len(chunks)
+
         # fewer chunks than workers: a decoder per chunk leaves cores idle; frame threads use them
         # (+20-30% CPU time, but on cores that had nothing to do)
-        few = n < self.workers and self.cfg.decode_threads == "NONE"
+        few = not pull(self.workers - 1) and self.cfg.decode_threads == "NONE"
         self._threads = "FRAME" if few else self.cfg.decode_threads
         ahead = 3 * self.workers
         running: dict[int, object] = {}
         finishing = []
-        self._key_ready = {c[0].pts: threading.Event() for c in chunks}
 
         def start(i: int) -> None:
-            if i < n:
-                running[i] = pool.submit(self._process, chunks[i], self.cfg.skip_quiet and i + 1 < n)
+            if pull(i):
+                last = not pull(i + 1)
+                running[i] = pool.submit(self._process, chunks[i], self.cfg.skip_quiet and not last)
                 # a chunk that ends without its first frame decoded (or fails) wakes the check too
                 running[i].add_done_callback(lambda _, e=self._key_ready[chunks[i][0].pts]: e.set())
 
@@ -538,24 +562,25 @@ class FastReader:
                 th = self._edge(chunks[i], last=False)
             return th
 
-        for i in range(ahead):
-            start(i)
         try:
-            for i in range(n):
+            for i in range(ahead):
+                start(i)
+            i = 0
+            while i in running:
                 state = running[i].result()
                 start(i + ahead)
-                if state == "done":
-                    continue
-                before, after = self._edge(chunks[i], last=True), first_frame(i + 1)
-                if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
-                    if state == "quiet":
-                        finishing.append(pool.submit(self._process, chunks[i], False))
-                    else:
-                        finishing.append(pool.submit(self._resume, chunks[i], state))
-                elif isinstance(state, Paused):  # leads on: drop the frames it holds, keep the decoder
-                    cc = state.take()
-                    cc.flush_buffers()
-                    self._release(cc, shared=True)
+                if state != "done":
+                    before, after = self._edge(chunks[i], last=True), first_frame(i + 1)
+                    if before is None or after is None or distance(before, after) > self.cfg.refine_threshold:
+                        if state == "quiet":
+                            finishing.append(pool.submit(self._process, chunks[i], False))
+                        else:
+                            finishing.append(pool.submit(self._resume, chunks[i], state))
+                    elif isinstance(state, Paused):  # leads on: drop its frames, keep the decoder
+                        cc = state.take()
+                        cc.flush_buffers()
+                        self._release(cc, shared=True)
+                i += 1
             for f in finishing:
                 f.result()
         finally:
@@ -569,6 +594,7 @@ class FastReader:
                  if max(p.pts for p in prev) in self.thumbs and (b := self._edge(nxt, last=False)) is not None
                  and distance(self._edge(prev, last=True), b) >= self.cfg.cut_threshold]
         list(pool.map(self._refine_head, heads))
+        return nxt
 
     def _refine_head(self, packets: list) -> None:
         """Decode the skipped frames between the chunk's first two decoded frames (a few packets)."""
@@ -581,6 +607,24 @@ class FastReader:
         self._decode(packets[:last + 1], wanted, self.coarse_skip)
         if any(p not in self.thumbs for p in wanted):
             raise FastPathUnsupported
+
+    @staticmethod
+    def _demux(container, stream, all_pts: list[int]):
+        """The stream's packets, a chunk (list) at a time: whole GOPs, at least _CHUNK_MIN_PACKETS
+        packets each; every packet's pts is appended to ``all_pts`` as it is read."""
+        chunk: list = []
+        for pkt in container.demux(stream):
+            if pkt.size == 0:  # demuxer's end-of-stream marker
+                continue
+            if pkt.pts is None:
+                raise FastPathUnsupported
+            if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
+                yield chunk
+                chunk = []
+            chunk.append(pkt)
+            all_pts.append(pkt.pts)
+        if chunk:
+            yield chunk
 
     def read(self) -> Features:
         container, stream = open_video(self.path, self.cfg.decode_threads)
@@ -599,27 +643,10 @@ class FastReader:
         all_pts: list[int] = []
         try:
             with container, ThreadPoolExecutor(workers) as pool:
-                chunks: list[list] = []
-                chunk: list = []
-                held = 0  # bytes of packets in the window
-                for pkt in container.demux(stream):
-                    if pkt.size == 0:  # demuxer's end-of-stream marker
-                        continue
-                    if pkt.pts is None:
-                        raise FastPathUnsupported
-                    if pkt.is_keyframe and len(chunk) >= _CHUNK_MIN_PACKETS:
-                        chunks.append(chunk)
-                        chunk = []
-                        if len(chunks) == _WINDOW_CHUNKS or held >= _WINDOW_BYTES:
-                            self._run_window(pool, chunks)
-                            chunks, held = [], 0
-                    chunk.append(pkt)
-                    held += pkt.size
-                    all_pts.append(pkt.pts)
-                if chunk:
-                    chunks.append(chunk)
-                if chunks:
-                    self._run_window(pool, chunks)
+                source = self._demux(container, stream, all_pts)
+                window = next(source, None)
+                while window is not None:
+                    window = self._run_window(pool, window, source)
         except FastPathUnsupported:
             raise
         except Exception as exc:
