@@ -13,7 +13,7 @@ Three passes, in this order:
    less far above it when the picture's layout changes far more than it does around the jump,
    that does not come back within a few frames (a flash does),
    outside the transitions found above, and at least ``min_shot_frames`` after the previous cut
-   (of two closer than that, the one that stands out more).
+   (of two closer than that, the bigger jump).
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
     n = len(kidx)
     single = np.diff(kidx) == 1  # (K-1,) steps between adjacent frames
     cuts: list[int] = []
-    strength: list[float] = []  # per cut: its jump over the local level
+    cut_jumps: list[float] = []  # per cut: its jump
     for k in np.flatnonzero(steps >= cfg.cut_threshold / 3):
         i = int(kidx[k + 1])  # the first frame of the new shot
         if taken[i] and taken[int(kidx[k])]:
@@ -221,15 +221,15 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         earlier = np.flatnonzero((kidx < int(kidx[k])) & (kidx >= int(kidx[k]) - cfg.flash_frames))
         if len(earlier) and float(distance(thumbs[earlier], thumbs[k + 1]).min()) < cfg.flash_return * jump:
             continue
-        stands_out = jump / max(level, 1.0)
         if cuts and i - cuts[-1] < cfg.min_shot_frames:
-            # two cuts closer than a shot can be: keep the one that stands out more, so that a
-            # jump in jittery motion just before a real cut does not take the real cut's place
-            if stands_out > strength[-1]:
-                cuts[-1], strength[-1] = i, stands_out
+            # two cuts closer than a shot can be: keep the bigger jump, so that a jump in jittery
+            # motion just before a real cut does not take the real cut's place (nor a jump in the
+            # aliasing of a fast pan just after it)
+            if jump > cut_jumps[-1]:
+                cuts[-1], cut_jumps[-1] = i, jump
             continue
         if i < cfg.min_shot_frames and not cuts:
             continue
         cuts.append(i)
-        strength.append(stands_out)
+        cut_jumps.append(jump)
     return cuts

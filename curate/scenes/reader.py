@@ -8,7 +8,8 @@ one chunk of whole GOPs at a time:
    reference chain is broken, so every decoded picture is exact) and take small Y/U/V thumbnails
    straight from the decoder's planes (no colour conversion). With ``fast_decode`` on H.264/HEVC,
    reference B-frames are skipped too (``BIDIR``: I and P only): P-frames seldom predict from them,
-   so pictures stay within a level or so of exact, for up to a third less decoding;
+   so pictures stay within a level or so of exact, for up to a third less decoding (a pass that
+   decodes a B-frame decodes the reference B-frames it may predict from: see _prior_ref_bs);
 2. refine: where two consecutive decoded frames differ by more than ``refine_threshold`` and much
    more than their neighbours do, the skipped frames between them may hold a cut or a transition:
    decode the chunk again (up to there), keeping the skipped frames inside those gaps, so decisions
@@ -150,8 +151,8 @@ class Paused:
     """A decoder stopped part-way through a chunk, undrained: ``next_index`` is the chunk's first
     packet not fed yet."""
 
-    def __init__(self, cc, next_index: int):
-        self._cc, self.next_index = cc, next_index
+    def __init__(self, cc, next_index: int, helpers: set[int]):
+        self._cc, self.next_index, self.helpers = cc, next_index, helpers
 
     def take(self):
         """The decoder, once (None after): whoever takes it drains or flushes it."""
@@ -252,9 +253,13 @@ class FastReader:
         with self._idle_lock:
             self._idle.append(cc)
 
-    def _feed(self, cc, packets: list, full: set[int], default_skip: str) -> None:
+    def _feed(self, cc, packets: list, full: set[int], default_skip: str,
+              helpers: set[int] = frozenset()) -> None:
+        """Feed ``packets``: those in ``full`` or ``helpers`` decoded whatever ``default_skip``
+        says; ``helpers`` (reference B-frames other B-frames need, see _prior_ref_bs) get no
+        thumbnail: known frames are the same whether or not a pass needed them."""
         for pkt in packets:
-            if pkt.pts in full:
+            if pkt.pts in full or pkt.pts in helpers:
                 cc.skip_frame = "DEFAULT"
             elif default_skip == "BIDIR" and pkt.pts in self._in_runs:
                 # a run's reference B-frames keep its P-frames exact: in a fade P-frames do predict
@@ -263,27 +268,28 @@ class FastReader:
             else:
                 cc.skip_frame = default_skip
             for frame in cc.decode(pkt):
-                self._take(frame)
+                self._take(frame, helpers)
 
-    def _drain(self, cc) -> None:
+    def _drain(self, cc, helpers: set[int] = frozenset()) -> None:
         cc.skip_frame = "DEFAULT"
         for frame in cc.decode(None):  # the decoder holds frames back for reordering
-            self._take(frame)
+            self._take(frame, helpers)
         cc.flush_buffers()
 
     def _decode(self, packets: list, full: set[int], default_skip: str) -> None:
         """Decode ``packets`` from a fresh decoder state: packets whose pts is in ``full`` always,
         the others with ``skip_frame=default_skip``."""
+        helpers = self._helpers(packets, full)
         cc = self._acquire()
-        self._feed(cc, packets, full, default_skip)
-        self._drain(cc)
+        self._feed(cc, packets, full, default_skip, helpers)
+        self._drain(cc, helpers)
         self._release(cc)
 
-    def _take(self, frame) -> None:
+    def _take(self, frame, helpers: set[int] = frozenset()) -> None:
         if frame.pts is None:
             raise FastPathUnsupported
         next(self._frames_out)
-        if frame.pts not in self.thumbs:
+        if frame.pts not in self.thumbs and frame.pts not in helpers:
             self.thumbs[frame.pts] = thumbnail(frame)
             if (ready := self._key_ready.get(frame.pts)) is not None:
                 ready.set()
@@ -356,6 +362,42 @@ class FastReader:
                 break
             if packets[j].pts > shown:
                 out.add(packets[j].pts)
+        return out
+
+    def _helpers(self, packets: list, full: set[int]) -> set[int]:
+        """The reference B-frames a pass decoding ``full`` decodes only for other B-frames' sake."""
+        return self._prior_ref_bs(packets, full) - full - self._in_runs
+
+    def _prior_ref_bs(self, packets: list, decoded: set[int]) -> set[int]:
+        """pts of the reference B-frames a pass that decodes the B-frames in ``decoded`` must decode
+        too, when it skips reference B-frames (BIDIR): for each gap with a decoded B-frame, the
+        gap's own reference B-frames and the last one fed before the gap. FFmpeg's H.264 decoder
+        stands a copy of an older picture in for a skipped reference frame, and B-frames predicting
+        from it come out wrong: one right after a cut came out as a blend with the old shot (113
+        levels off, and the cut was missed); P-frames are not affected."""
+        if self.coarse_skip != "BIDIR":
+            return set()
+        out: set[int] = set()
+        shown = last_ref_b = None
+        gap: list[tuple[int, bool]] = []  # (pts, reference) of the B-frames fed since the last I/P
+        before_gap = None
+
+        def close() -> None:
+            if any(pts in decoded or (ref and pts in self._in_runs) for pts, ref in gap):
+                out.update(pts for pts, ref in gap if ref)
+                if before_gap is not None:
+                    out.add(before_gap)
+
+        for p in packets:
+            if shown is None or p.pts > shown:  # I/P: the B-frames fed after it are its gap
+                close()
+                shown, before_gap, gap = p.pts, last_ref_b, []
+                continue
+            ref = _is_reference(memoryview(p), self.codec, self.nal_len)
+            gap.append((p.pts, ref))
+            if ref:
+                last_ref_b = p.pts
+        close()
         return out
 
     def _refine(self, packets: list, open_end: bool = False) -> None:
@@ -475,27 +517,28 @@ class FastReader:
         on a decoder of its own, and a few packets more until the decoder has let out every frame
         up to there; then stop, undrained. A tail too short to be worth it is decoded at once."""
         cc = self._acquire()  # released by _resume, or reset in _run_window when not resumed
-        self._feed(cc, packets[:last + 1], after, self.coarse_skip)
+        helpers = self._helpers(packets, after)  # the whole chunk's: its tail may need some fed here
+        self._feed(cc, packets[:last + 1], after, self.coarse_skip, helpers)
         coarse = _coarse_mask(packets[:last + 1], refs, self.coarse_skip)
         expected = {p.pts for i, p in enumerate(packets[:last + 1])
                     if coarse[i] or p.pts in after or (refs[i] and p.pts in self._in_runs)}
         j = last + 1
         while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
-            self._feed(cc, packets[j:j + 1], set(), self.coarse_skip)
+            self._feed(cc, packets[j:j + 1], set(), self.coarse_skip, helpers)
             j += 1
         if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
-            self._feed(cc, packets[j:], set(), self.coarse_skip)
-            self._drain(cc)
+            self._feed(cc, packets[j:], set(), self.coarse_skip, helpers)
+            self._drain(cc, helpers)
             self._release(cc)
             self._refine(packets)
             return "done"
         self._refine(packets[:j], open_end=True)
-        return Paused(cc, j)
+        return Paused(cc, j, helpers)
 
     def _resume(self, packets: list, paused: "Paused") -> None:
         cc = paused.take()
-        self._feed(cc, packets[paused.next_index:], set(), self.coarse_skip)
-        self._drain(cc)
+        self._feed(cc, packets[paused.next_index:], set(), self.coarse_skip, paused.helpers)
+        self._drain(cc, paused.helpers)
         self._release(cc)
         self._refine(packets)
 

@@ -229,6 +229,28 @@ def test_jump_in_jitter_does_not_hide_the_cut_after_it(tmp_path):
         assert detect_scenes(path, cfg).cuts == [18, 32, 46], cfg
 
 
+def test_b_frames_beside_skipped_reference_b_frames_are_exact(tmp_path):
+    """The coarse pass skips reference B-frames; a B-frame decoded later in such a pass (right
+    after the cut at 144 here) must not predict from the stand-in FFmpeg puts in their place:
+    it came out as a blend with the old shot, 113 levels off, and the cut was missed."""
+    from reelforge.samples import ShotSpec, VideoSpec, render_video
+
+    spec = VideoSpec("fz2", [
+        ShotSpec(55, "stripes", (199, 218, 192), "square", motion="object", speed=4.0),
+        ShotSpec(30, "gradient", (153, 120, 114), "circle", motion="jitter", speed=6.0),
+        ShotSpec(39, "gradient", (200, 177, 171), "circle", motion="jitter", speed=6.0),
+        ShotSpec(20, "noise", (217, 71, 158), "circle", motion="object", speed=2.0),
+        ShotSpec(49, "stripes", (88, 188, 160), "square", motion="pan", speed=1.0),
+        ShotSpec(47, "stripes", (34, 143, 113), "circle", motion="object", speed=2.0),
+    ], transitions=["dissolve", "fade", "fade", "cut", "fade"], width=320, height=180, fps=25, seed=354)
+    path = str(render_video(spec, tmp_path))
+    full = read_features(path, SceneConfig(exact=True))
+    fast = read_features(path, SceneConfig())
+    diff = np.abs(fast.thumbs[fast.known] - full.thumbs[fast.known]).mean(axis=1)  # per frame
+    assert diff.max() < 4, np.flatnonzero(fast.known)[diff >= 4]
+    assert detect_scenes(path, SceneConfig()).cuts == load_ground_truth(path)["cuts"] == [144]
+
+
 def test_variable_frame_rate_and_start_offset(tmp_path):
     """Irregular frame durations and a stream that starts at 2.5 s: indices and times both exact."""
     from fractions import Fraction
