@@ -8,7 +8,6 @@ id, so imported samples come out spec-conformant.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelforge.shards.access import ShardFiles, read_sample
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.index import OWN_COLUMNS, assign_buckets, build_index, index_buckets, resolve_index, select
-from reelforge.shards.spec import (CLIPS_FILE, DEFAULT_TARGET_BYTES, FORMAT_ID, INDEXED_EXTS, META_EXT,
-                                   SHARDS_SUBDIR, member_column)
+from reelforge.shards.spec import CLIPS_FILE, DEFAULT_TARGET_BYTES, FORMAT_ID, META_EXT, SHARDS_SUBDIR
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
 
 _NOT_IN_JSON = OWN_COLUMNS | {"status", "reason", "source_status"}
@@ -38,23 +37,15 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
     table = table.set_column(table.column_names.index("bucket"), "bucket", assign_buckets(table, buckets))
     unbucketed = table.filter(pc.is_null(table["bucket"])).num_rows
     table = table.filter(pc.is_valid(table["bucket"])).sort_by([("bucket", "ascending"), ("clip_id", "ascending")])
-    src_dir = index_path.parent / SHARDS_SUBDIR
     meta_cols = [c for c in table.column_names if c not in _NOT_IN_JSON]
-    out_rows, files = [], {}
+    out_rows, files = [], ShardFiles()
     writers: dict[str, ShardWriter] = {}
     try:
         for row in table.to_pylist():
             bucket = row["bucket"]
             if bucket not in writers:
                 writers[bucket] = ShardWriter(out / SHARDS_SUBDIR, ShardWriterConfig(target_bytes, prefix=bucket))
-            if row["shard"] not in files:
-                files[row["shard"]] = os.open(src_dir / row["shard"], os.O_RDONLY)
-            fd = files[row["shard"]]
-            members = {}
-            for ext in INDEXED_EXTS:
-                col = member_column(ext)
-                if row[f"{col}_offset"] is not None:
-                    members[ext] = os.pread(fd, row[f"{col}_size"], row[f"{col}_offset"])
+            members = read_sample(index_path.parent, row, files=files)
             obj = json.loads(members[META_EXT]) if META_EXT in members else {}
             obj.update({c: row[c] for c in meta_cols if row[c] is not None})
             obj["format"] = FORMAT_ID
@@ -62,8 +53,7 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
             shard = writers[bucket].write(row["clip_id"], members)
             out_rows.append({**{c: row[c] for c in meta_cols}, "shard": shard, "status": "ok", "reason": None})
     finally:
-        for fd in files.values():
-            os.close(fd)
+        files.close()
     for w in writers.values():
         w.close()
     if not out_rows:

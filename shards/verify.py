@@ -7,10 +7,10 @@ members found at import) are counted, not errors: the reader never serves them.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reelforge.shards.access import ShardFiles, open_member
 from reelforge.shards.index import read_index, resolve_index
 from reelforge.shards.members import check_member
 from reelforge.shards.spec import INDEXED_EXTS, SHARDS_SUBDIR, member_column
@@ -66,7 +66,8 @@ def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bo
         report.errors.append(f"{path.name}: {len(tar_keys)} samples in tar vs {len(idx_keys)} in index"
                              f" (missing from tar: {missing}, not in index: {extra})")
     rows_by_key = {r["key"]: r for r in rows}
-    with open(path, "rb") as f:
+    files = ShardFiles(max_open=1)
+    try:
         for sample in scan.samples:
             row = rows_by_key.get(sample.key)
             if row is None:
@@ -83,12 +84,15 @@ def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bo
                 if m is None:
                     continue
                 report.members += 1
-                data = os.pread(f.fileno(), m.size, m.offset)
-                if len(data) != m.size:
-                    report.errors.append(f"{path.name}:{m.name}: short read ({len(data)} of {m.size} bytes)")
+                try:
+                    data = open_member(path.parent, row, ext, files)
+                except OSError as exc:
+                    report.errors.append(f"{path.name}:{m.name}: {exc}")
                     continue
                 if decode and not known_failed:
                     try:
                         check_member(ext, data, full=full)
                     except ValueError as exc:
                         report.errors.append(f"{path.name}:{m.name}: {exc}")
+    finally:
+        files.close()

@@ -1,0 +1,103 @@
+"""One way to read a sample's members: by the byte offsets in ``index.parquet``.
+
+Every tool that fetches member bytes of an indexed dataset (the readers, export, verify, the report's
+contact sheet, the captioning job) goes through ``open_member`` / ``read_sample``, so there is one place
+that knows how offsets, sizes, short reads and open file handles work. Reading a tar front to back
+(``tarscan``, import, index building) is a different job and stays in ``shards/tarscan.py``.
+
+File handles are cached per process (an LRU of ``os.open`` descriptors keyed by path). The cache notices
+a fork (another pid) and starts empty there, so DataLoader workers and Ray workers never share a
+descriptor's file position (``pread`` does not use it anyway, but a closed-in-parent fd would be stale).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+from reelforge.shards.spec import INDEXED_EXTS, SHARDS_SUBDIR, member_column
+
+
+class ShardFiles:
+    """An LRU of read-only file descriptors (``max_open`` at most), valid in the process that opened them."""
+
+    def __init__(self, max_open: int = 64):
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self.max_open = max_open
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._pid = os.getpid()
+
+    def fd(self, path: str | Path) -> int:
+        if self._pid != os.getpid():  # forked: the parent's descriptors are not ours to reuse or close
+            self._fds, self._pid = OrderedDict(), os.getpid()
+        key = str(path)
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        fd = os.open(key, os.O_RDONLY)
+        self._fds[key] = fd
+        if len(self._fds) > self.max_open:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def pread(self, path: str | Path, size: int, offset: int) -> bytes:
+        """Exactly ``size`` bytes at ``offset`` of ``path``; OSError on a short read (truncated shard)."""
+        data = os.pread(self.fd(path), size, offset)
+        if len(data) != size:
+            raise OSError(f"{Path(path).name}: short read at {offset} ({len(data)} of {size} bytes)")
+        return data
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._fds.clear()
+
+    def __getstate__(self):  # pickled into workers: descriptors stay behind
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__init__(state["max_open"])
+
+    def __del__(self):
+        self.close()
+
+
+_DEFAULT = ShardFiles()
+
+
+def shard_dir(dataset: str | Path) -> Path:
+    """A dataset dir, an ``index.parquet`` path or a shards dir -> the folder holding the tars."""
+    p = Path(dataset)
+    if p.suffix == ".parquet":
+        p = p.parent
+    return p if p.name == SHARDS_SUBDIR and not (p / SHARDS_SUBDIR).is_dir() else p / SHARDS_SUBDIR
+
+
+def has_member(row: Mapping, ext: str) -> bool:
+    return row.get(f"{member_column(ext)}_offset") is not None
+
+
+def open_member(dataset: str | Path, row: Mapping, ext: str, files: ShardFiles | None = None) -> bytes:
+    """The bytes of member ``<key>.<ext>`` of the sample an index row describes.
+
+    ``row`` needs ``shard`` and ``<col>_offset``/``<col>_size`` (an ``index.parquet`` row). Raises KeyError
+    when the sample has no such member and OSError when the shard is missing or truncated.
+    """
+    col = member_column(ext)
+    offset, size = row.get(f"{col}_offset"), row.get(f"{col}_size")
+    if offset is None or size is None:
+        raise KeyError(f"sample {row.get('clip_id', row.get('key'))} has no {ext} member")
+    return (files or _DEFAULT).pread(shard_dir(dataset) / row["shard"], int(size), int(offset))
+
+
+def read_sample(dataset: str | Path, row: Mapping, exts: tuple[str, ...] = INDEXED_EXTS,
+                files: ShardFiles | None = None) -> dict[str, bytes]:
+    """``{ext: bytes}`` of every member in ``exts`` the sample has (absent members are left out)."""
+    return {ext: open_member(dataset, row, ext, files) for ext in exts if has_member(row, ext)}
