@@ -1,0 +1,44 @@
+"""The frozen text encoder, loaded from a tiny random T5 saved locally (no hub)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reelforge.train.dit.text import TextEncoder, TextEncoderConfig, make_tiny_t5
+
+CORPUS = ["A red circle moves left across a blue checkerboard.", "A green square moves up across stripes."]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory, monkeypatch_module=None):
+    import os
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    path = make_tiny_t5(tmp_path_factory.mktemp("t5") / "tiny-t5", CORPUS, d_model=32)
+    return TextEncoder(TextEncoderConfig(name=str(path), max_length=16))
+
+
+def test_encode_shapes_mask_and_padding_independence(encoder):
+    tokens, mask = encoder.encode(["a red circle moves left", "green"])
+    assert tokens.shape == (2, 6, 32) and tokens.dtype == torch.float32
+    assert mask.tolist() == [[True] * 6, [True, True, False, False, False, False]]   # words + </s>
+    assert float(tokens[1, 2:].abs().max()) == 0.0                                   # padding zeroed
+    alone, _ = encoder.encode(["green"])
+    assert torch.allclose(alone[0], tokens[1, :2], atol=1e-5)                       # batch padding is masked
+    assert not torch.allclose(encoder.encode(["red"])[0], encoder.encode(["blue"])[0])
+
+
+def test_empty_caption_is_one_token_and_cached(encoder):
+    null, mask = encoder.empty()
+    assert null.shape == (1, 1, 32) and mask.tolist() == [[True]]
+    assert encoder.empty()[0] is null
+
+
+def test_truncation_and_frozen(encoder):
+    tokens, mask = encoder.encode([" ".join(["red"] * 40)])
+    assert tokens.shape[1] == 16
+    assert not any(p.requires_grad for p in encoder.model.parameters())
+
+
+def test_empty_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="text.name"):
+        TextEncoder(TextEncoderConfig(name=""))
