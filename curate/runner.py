@@ -1,22 +1,51 @@
 """The one module of ``curate`` that touches Ray: it maps stages over a Ray Dataset.
 
-Each stage becomes one ``map_batches``: stages that declare ``concurrency`` run as that many long-lived
-actors (models load once per actor), the others as stateless tasks. Batches cross the boundary as
-plain ``dict[str, list]`` (see ``curate.stage``), converted here to and from Ray's numpy batches.
+Consecutive stateless stages run together as one task per batch (their rows, sampled frames included,
+never cross the object store between them); a stage that declares ``concurrency`` runs as that many
+long-lived actors (models load once per actor). Batches cross the boundary as plain ``dict[str, list]``
+(see ``curate.stage``), converted here to and from Ray's numpy batches.
+
+Rows stream: each comes back to the caller (the shard writer) as soon as its last stage is done.
+Ray Data starts a ``map_batches`` task only once ``batch_size`` rows are waiting for it, so a cheap
+stage declaring ``batch_size=256`` behind a transcode that emits two rows at a time used to hold every
+row of a video back until the last clip was transcoded (and then hand them to the driver all at once).
+Here a stateless stage never waits for more rows than the step before it emits per batch; an actor
+stage waits for at most its own ``batch_size`` (batching is what it is for).
+
+Failures cost one row. A Python exception anywhere in a stage, even one that escapes a batched
+``__call__``, is caught on the worker; the batch is re-run row by row and only the row that raises is
+marked failed, with the stage, the exception type and its message (or, under the ``reraise`` policy,
+the job stops with the worker's traceback: ``StageError``). A worker that dies (a decoder segfault,
+the OOM killer) is retried by Ray; if its block is still lost, the lost items are re-run one item per
+block, so only the item that kills its worker ends as a failed row saying so.
 """
 from __future__ import annotations
 
 import json
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
 
-from reelforge.curate.stage import Batch, Resources, Stage
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_policy, error_reason, row_at, \
+    rows_to_batch
 
 
 # how often a crashed task is retried before its rows are given up (and recorded as failed)
 RETRIES = 2
+# retries of the isolating re-run (one item per block) of items whose worker died in the first pass
+ISOLATED_RETRIES = 1
+SEQ = "_rf_seq"             # position of a row's item in ``items``: tells which items came back
+ERROR = "_rf_stage_error"   # a worker traceback the ``reraise`` policy turns into StageError on the driver
+# object-store bytes the pass may hold in finished-but-unconsumed and in-between blocks, per cluster CPU:
+# Ray Data's own cap is a share of the whole object store, which let ~60 of 80 finished 1-MB rows pile
+# up behind a slow consumer; with this cap a slow shard writer holds the workers back instead
+BUFFER_BYTES_PER_CPU = 128 << 20
+
+
+class StageError(RuntimeError):
+    """A stage raised a non-data exception under the ``reraise`` error policy; carries its traceback."""
 
 
 @dataclass
@@ -26,6 +55,12 @@ class StageSpec:
     cls: type[Stage]
     args: tuple = ()
 
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+
+# ---- conversion to and from Ray's numpy batches ----------------------------------------------------
 
 def _from_ray(batch: dict[str, np.ndarray]) -> Batch:
     out = {}
@@ -54,17 +89,84 @@ def _to_ray(batch: Batch) -> dict[str, np.ndarray]:
     return out
 
 
-class _StageActor:
-    def __init__(self, cls: type[Stage], args: tuple):
-        self.stage = cls(*args)
+def _plain(v: Any) -> Any:
+    """Undo Ray's containers: numpy scalars → Python, object arrays (lists, list of dicts) → lists.
+    Numeric arrays (frames) stay arrays."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return [_plain(x) for x in v]
+    return v
 
-    def __call__(self, batch):
-        return _to_ray(self.stage(_from_ray(batch)))
+
+# ---- what runs on a worker ---------------------------------------------------------------------------
+
+class _Chain:
+    """Stages applied in order to one batch, each under the error policy; runs as a task or an actor."""
+
+    def __init__(self, specs: list[StageSpec], policy: str, drop: tuple[str, ...] = ()):
+        self.specs, self.policy, self.drop = specs, policy, drop
+        self.stages: list[Stage | None] = []
+        self.setup_error: tuple[int, BaseException] | None = None
+        for i, spec in enumerate(specs):
+            try:
+                stage = spec.cls(*spec.args)
+            except Exception as exc:  # e.g. weights that do not load: every row says so, nothing hangs
+                self.setup_error = (i, exc)
+                break
+            stage.on_error = policy
+            self.stages.append(stage)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        b = _from_ray(batch)
+        for i, spec in enumerate(self.specs):
+            if self.setup_error and self.setup_error[0] == i:
+                b = self._fail_all(b, spec, self.setup_error[1], "cannot start: ")
+                break
+            b = self._apply(self.stages[i], spec, b)
+        for k in self.drop:
+            b.pop(k, None)
+        return _to_ray(b)
+
+    def _apply(self, stage: Stage, spec: StageSpec, batch: Batch) -> Batch:
+        try:
+            return stage(batch)
+        except Exception:
+            pass
+        # the batch raised as a whole: run its rows one at a time so only the row that raises pays
+        out = []
+        for i in range(batch_len(batch)):
+            one = {k: v[i:i + 1] for k, v in batch.items()}
+            try:
+                out.extend(_rows(stage(one)))
+            except Exception as exc:
+                out.extend(_rows(self._fail_all(one, spec, exc)))
+        return rows_to_batch(out, like=batch)
+
+    def _fail_all(self, batch: Batch, spec: StageSpec, exc: BaseException, what: str = "") -> Batch:
+        """Every row of ``batch`` failed by ``exc`` in ``spec``'s stage (rows already failed keep their reason)."""
+        try:
+            reason, tb = error_reason(spec.name, exc, self.policy), None
+            reason = reason.replace(f"{spec.name}: ", f"{spec.name}: {what}", 1)
+        except Exception:
+            reason, tb = f"{spec.name}: {type(exc).__name__}: {exc}"[:500], "".join(traceback.format_exception(exc))
+        rows = []
+        for row in _rows(batch):
+            defaults = {k: None for k in spec.cls.outputs}
+            row = {**defaults, **row}
+            if row.get("status", "ok") != "failed":
+                row.update(status="failed", reason=reason)
+            if tb:
+                row[ERROR] = f"stage {spec.name} raised (policy reraise):\n{tb}"
+            rows.append(row)
+        return rows_to_batch(rows, like=batch)
 
 
-def _stage_task(batch, cls: type[Stage], args: tuple):
-    return _to_ray(cls(*args)(_from_ray(batch)))
+def _rows(batch: Batch) -> list[dict]:
+    return [row_at(batch, i) for i in range(batch_len(batch))]
 
+
+# ---- planning ----------------------------------------------------------------------------------------
 
 def fit_to_cluster(plans: list[Resources], total_cpus: float) -> list[Resources]:
     """Shrink CPU requests so the pipeline can always make progress.
@@ -81,44 +183,116 @@ def fit_to_cluster(plans: list[Resources], total_cpus: float) -> list[Resources]
             for r in plans]
 
 
+def plan_steps(specs: list[StageSpec], plans: list[Resources], isolate: bool = False
+               ) -> list[tuple[list[StageSpec], Resources]]:
+    """Group stages into ``map_batches`` steps: each actor stage alone, each run of stateless stages as one
+    task step (the most CPUs/GPUs any of them asks for). Batch sizes never make rows wait for more rows
+    than the previous step emits per batch, except at an actor (see the module docstring);
+    ``isolate`` makes every batch one row (the re-run of items whose worker died)."""
+    steps: list[tuple[list[StageSpec], Resources]] = []
+    for spec, res in zip(specs, plans):
+        if steps and not res.concurrency and not steps[-1][1].concurrency:
+            chain, prev = steps[-1]
+            steps[-1] = (chain + [spec], replace(prev, num_cpus=max(prev.num_cpus, res.num_cpus),
+                                                 num_gpus=max(prev.num_gpus, res.num_gpus)))
+            continue
+        if steps and not res.concurrency:
+            res = replace(res, batch_size=min(res.batch_size, steps[-1][1].batch_size))
+        steps.append(([spec], res))
+    if isolate:
+        steps = [(chain, replace(res, batch_size=1)) for chain, res in steps]
+    return steps
+
+
 def missing_rows(items: list[dict], returned: set[str], key: str, stage_names: str) -> list[dict]:
-    """Failed rows for the items whose worker crashed, so that every input still ends with a row."""
+    """Failed rows for items that never came back, so every input still ends with a row.
+
+    ``run_stages`` already yields such a row for each item it loses; this is the caller's safety net."""
     return [dict(item, status="failed", reason=f"{stage_names}: worker crashed on this item "
                                                f"(retried {RETRIES}x; e.g. a decoder segfault or out of memory)")
             for item in items if item[key] not in returned]
 
 
-def run_stages(items: list[dict], specs: list[StageSpec]) -> Iterator[dict]:
-    """Stream the rows that come out of ``specs`` applied to ``items`` (order not preserved)."""
-    import ray
+# ---- running -----------------------------------------------------------------------------------------
 
+def run_stages(items: list[dict], specs: list[StageSpec], errors: str | None = None,
+               drop: tuple[str, ...] = (), buffer_bytes: int | None = None) -> Iterator[dict]:
+    """Stream one row per item: ``specs`` applied to it, in completion order (not input order).
+
+    ``errors``: ``record`` | ``reraise`` (default ``$REELFORGE_STAGE_ERRORS``, else ``record``); under
+    ``reraise`` a non-data exception in a stage raises ``StageError`` here. ``drop``: columns the caller
+    does not need (e.g. sampled frames), removed on the worker so they never reach the driver.
+    ``buffer_bytes``: the object-store budget of the pass (default ``BUFFER_BYTES_PER_CPU`` per CPU).
+    Every item yields exactly one row: an item whose worker died even when run alone yields a failed
+    row saying so.
+    """
     if not items:
         return
-    # a row whose worker dies (a decoder segfault, OOM) is retried, then its block is dropped instead of
-    # failing the whole job; callers record every item that did not come back (see missing_rows)
+    policy = error_policy(errors)
+    seq_items = [dict(item, **{SEQ: i}) for i, item in enumerate(items)]
+    seen: set[int] = set()
+    _set_budget(buffer_bytes)
+    for row in _run_pass(seq_items, specs, policy, drop, isolate=False):
+        seen.add(row[SEQ])
+        yield _finish(row)
+    lost = [it for it in seq_items if it[SEQ] not in seen]
+    if lost:
+        for row in _run_pass(lost, specs, policy, drop, isolate=True):
+            seen.add(row[SEQ])
+            yield _finish(row)
+    names = "/".join(s.name for s in specs)
+    for item in seq_items:
+        if item[SEQ] not in seen:
+            yield _finish(dict(item, status="failed", reason=(
+                f"{names}: worker died on this item (retried {RETRIES}x, then alone {ISOLATED_RETRIES}x; "
+                f"a native crash such as a decoder segfault, or out of memory)")))
+
+
+def _set_budget(buffer_bytes: int | None) -> None:
+    import ray
+    from ray.data import DataContext, ExecutionResources
+
+    if buffer_bytes is None:
+        buffer_bytes = int(BUFFER_BYTES_PER_CPU * max(1.0, ray.cluster_resources().get("CPU", 1.0)))
+    DataContext.get_current().execution_options.resource_limits = ExecutionResources(object_store_memory=buffer_bytes)
+
+
+def _finish(row: dict) -> dict:
+    tb = row.pop(ERROR, None)
+    if tb:
+        raise StageError(tb)
+    row.pop(SEQ, None)
+    return row
+
+
+def _run_pass(items: list[dict], specs: list[StageSpec], policy: str, drop: tuple[str, ...],
+              isolate: bool) -> Iterator[dict]:
+    import ray
+
+    # a block whose worker died past its retries is dropped instead of failing the whole job: the
+    # caller's pass re-runs the lost items alone, then records the ones that still kill their worker
     ray.data.DataContext.get_current().max_errored_blocks = -1
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
+    retries = ISOLATED_RETRIES if isolate else RETRIES
+    ds = ray.data.from_items(items, override_num_blocks=len(items) if isolate else min(len(items), 1000))
     plans = fit_to_cluster([spec.cls.resources(*spec.args) for spec in specs],
                            float(ray.cluster_resources().get("CPU", 1.0)))
-    for spec, res in zip(specs, plans):
+    steps = plan_steps(specs, plans, isolate)
+    for n, (chain, res) in enumerate(steps):
+        args = (chain, policy, drop if n == len(steps) - 1 else ())
         common = dict(batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
         if res.num_gpus:
             common["num_gpus"] = res.num_gpus
         if res.concurrency:
-            ds = ds.map_batches(_StageActor, fn_constructor_args=(spec.cls, spec.args),
+            ds = ds.map_batches(_Chain, fn_constructor_args=args,
                                 compute=ray.data.ActorPoolStrategy(size=res.concurrency),
-                                max_restarts=RETRIES, max_task_retries=RETRIES, **common)
+                                max_restarts=retries, max_task_retries=retries, **common)
         else:
-            ds = ds.map_batches(_stage_task, fn_args=(spec.cls, spec.args), max_retries=RETRIES, **common)
-    for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
-        yield {k: _plain(v[0]) for k, v in batch.items()}
+            ds = ds.map_batches(_run_chain, fn_args=args, max_retries=retries, **common)
+    # batch_size=None: each block as it is produced, no re-batching wait on the driver
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        for i in range(len(batch[SEQ])):
+            yield {k: _plain(v[i]) for k, v in batch.items()}
 
 
-def _plain(v: Any) -> Any:
-    """Undo Ray's containers: numpy scalars → Python, object arrays (lists, list of dicts) → lists.
-    Numeric arrays (frames) stay arrays."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        return [_plain(x) for x in v]
-    return v
+def _run_chain(batch, chain: list[StageSpec], policy: str, drop: tuple[str, ...]):
+    return _Chain(chain, policy, drop)(batch)

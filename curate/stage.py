@@ -9,14 +9,42 @@ Failures are data. Each row carries ``status`` (``ok`` | ``filtered`` | ``failed
 A stage only works on rows that are ``ok`` (or ``ok``/``filtered`` for scorers: scores are kept for
 filtered clips so thresholds can be re-applied later); it never raises for one bad row: it marks the row
 ``failed`` with a reason naming the stage and the error.
+
+Errors follow webdataset's ``handler`` pattern. A stage signals "this row's data is bad" by raising
+``ValueError`` or ``OSError`` (an undecodable stream, missing frames, an unreadable file): those always
+become a failed row. Any other exception is a bug in the stage, and the error policy decides:
+``record`` (the production default) turns it into a failed row whose reason carries the exception;
+``reraise`` (tests: ``REELFORGE_STAGE_ERRORS=reraise``) lets it fail the job, so a bug cannot hide as a row.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
 Batch = dict[str, Any]
+
+ERROR_POLICIES = ("record", "reraise")
+ERRORS_ENV = "REELFORGE_STAGE_ERRORS"
+# what a stage raises for bad input data (as opposed to a bug): a row, whatever the policy
+DATA_ERRORS = (ValueError, OSError)
+
+
+def error_policy(policy: str | None = None) -> str:
+    """The policy in force: ``policy`` if given, else ``$REELFORGE_STAGE_ERRORS``, else ``record``."""
+    policy = policy or os.environ.get(ERRORS_ENV) or "record"
+    if policy not in ERROR_POLICIES:
+        raise ValueError(f"error policy must be one of {ERROR_POLICIES}, got {policy!r} (from ${ERRORS_ENV}?)")
+    return policy
+
+
+def error_reason(stage: str, exc: BaseException, policy: str | None = None) -> str:
+    """The ``reason`` of a row whose stage raised ``exc``: ``"stage: Type: message"``; re-raises ``exc``
+    instead when the policy is ``reraise`` and ``exc`` is not a data error."""
+    if error_policy(policy) == "reraise" and not isinstance(exc, DATA_ERRORS):
+        raise exc
+    return f"{stage}: {type(exc).__name__}: {exc}"[:500]
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,8 @@ class Stage:
     outputs: ClassVar[tuple[str, ...]] = ()
     # which row statuses this stage works on; others pass through untouched
     acts_on: ClassVar[tuple[str, ...]] = ("ok",)
+    # record | reraise; None = $REELFORGE_STAGE_ERRORS (the runner sets the driver's choice on each worker)
+    on_error: str | None = None
 
     @classmethod
     def resources(cls, *config) -> Resources:
@@ -64,9 +94,9 @@ class Stage:
             if row.get("status", "ok") in self.acts_on:
                 try:
                     out.update(self.process_row(row))
-                except Exception as exc:  # one bad row must never fail the job
+                except Exception as exc:  # one bad row must never fail the job (unless the policy says so)
                     out["status"] = "failed"
-                    out["reason"] = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
+                    out["reason"] = error_reason(self.name, exc, self.on_error)
             row.update(out)
             out_rows.append(row)
         return rows_to_batch(out_rows, like=batch)
