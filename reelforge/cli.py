@@ -96,11 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from reelforge.curate.report import add_parser as add_report
     from reelforge.curate.scenes.cli import add_parser as add_scenes
+    from reelforge.recaption.cli import add_parser as add_caption
     from reelforge.shards.cli import add_parser as add_shards
 
     add_scenes(sub)
     add_shards(sub)
     add_report(sub)
+    add_caption(sub)
     return p
 
 

@@ -1,0 +1,67 @@
+"""``reelforge caption DATASET`` (a caption version for a built dataset) and ``reelforge caption-serve``
+(the local captioner behind an OpenAI-compatible endpoint). ``add_parser`` is wired into reelforge/cli.py;
+nothing heavy is imported until a command runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "caption" / "default.yaml"
+
+
+def _config(args):
+    from reelforge.config import load_config
+    from reelforge.recaption.job import CaptionJobConfig
+    return load_config(CaptionJobConfig, args.config, args.set)
+
+
+def cmd_caption(args) -> int:
+    from reelforge.shards import captions as store
+    if args.list:
+        print(json.dumps({"default": store.default_version(args.dataset), "versions": store.versions(args.dataset)},
+                         indent=2))
+        return 0
+    if args.make_default:
+        store.set_default_version(args.dataset, args.make_default)
+        print(f"default caption version of {args.dataset}: {args.make_default}")
+        return 0
+    cfg = _config(args)
+    from reelforge.recaption.job import caption_dataset
+    summary = caption_dataset(args.dataset, cfg.recaption, cfg.ray)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["failed"] < max(1, summary["todo"]) or not summary["todo"] else 1
+
+
+def cmd_serve(args) -> int:
+    from reelforge.recaption.captioner import Captioner
+    from reelforge.recaption.serve import CaptionServer
+    from reelforge.recaption.templates import load_template
+    cfg = _config(args).recaption
+    server = CaptionServer(Captioner(cfg.captioner, load_template(cfg.template)), args.host, args.port,
+                           max_pixels=cfg.frames.max_pixels)
+    print(f"serving {cfg.captioner.model} at {server.url}/chat/completions (Ctrl-C stops)", flush=True)
+    server.start()
+    try:
+        server._threads[0].join()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("caption", help="add a caption version to a built dataset with a vision-language model")
+    p.add_argument("dataset", help="dataset dir (with index.parquet and shards/)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="caption job YAML (configs/caption/default.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. recaption.template=short-v1 or recaption.captioner.model=/models/qwen")
+    p.add_argument("--list", action="store_true", help="list caption versions and the default, then exit")
+    p.add_argument("--make-default", metavar="VERSION", help="name VERSION the dataset's default, then exit")
+    p.set_defaults(func=cmd_caption)
+
+    s = sub.add_parser("caption-serve", help="serve the local captioner as an OpenAI-compatible endpoint")
+    s.add_argument("--config", default=str(DEFAULT_CONFIG))
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)

@@ -1,0 +1,221 @@
+"""The caption store: every caption version of every clip, side by side (``DIR/captions.parquet``).
+
+One row per (clip, version): the text, whether it is usable (``status`` ok|failed, ``reason``), where it
+came from (``source``: vlm, api, sidecar, import, json) and everything needed to reproduce it (``model``,
+``template_id``, ``template_hash``, ``params`` as JSON, ``created_at``). A new captioning run adds a
+version; nothing is overwritten. The shards' own captions (``<key>.txt``, written from sidecars or
+imported alt-text, and the JSON ``captions`` object) enter the store as versions too
+(``import_shard_captions``). The file's parquet metadata names the dataset's default version.
+
+Writers commit rows in parts (``DIR/captions/parts/<version>/part-*.parquet``, each written atomically),
+so a killed job loses only its uncommitted clips; ``merge`` folds the parts into ``captions.parquet``
+(atomic replace, then the parts are removed; a crash in between leaves rows that the next merge dedups).
+Per (clip, version) the store keeps one row: the first ``ok`` one, else the latest failure. One writer
+per dataset at a time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reelforge.shards.spec import CAPTIONS_FIELD
+
+CAPTIONS_FILE = "captions.parquet"
+PARTS_SUBDIR = "captions/parts"
+DEFAULT_KEY = b"reelforge.captions.default"
+FORMAT_KEY = b"reelforge.format"
+FORMAT_ID = "reelforge.captions.v1"
+
+SCHEMA = pa.schema([
+    ("clip_id", pa.string()), ("version", pa.string()), ("text", pa.string()),
+    ("status", pa.string()), ("reason", pa.string()), ("source", pa.string()),
+    ("model", pa.string()), ("template_id", pa.string()), ("template_hash", pa.string()),
+    ("params", pa.string()), ("created_at", pa.float64()), ("attempts", pa.int64()), ("tokens", pa.int64()),
+])
+
+
+def caption_row(clip_id: str, version: str, text: str | None, status: str = "ok", reason: str | None = None,
+                source: str = "vlm", model: str | None = None, template_id: str | None = None,
+                template_hash: str | None = None, params: dict | None = None, attempts: int = 1,
+                tokens: int | None = None) -> dict:
+    return {"clip_id": clip_id, "version": version, "text": text, "status": status, "reason": reason,
+            "source": source, "model": model, "template_id": template_id, "template_hash": template_hash,
+            "params": json.dumps(params, sort_keys=True) if params is not None else None,
+            "created_at": time.time(), "attempts": attempts, "tokens": tokens}
+
+
+def _write_atomic(table: pa.Table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _check_version(version: str) -> None:
+    if not version or "/" in version or "," in version or version.startswith("."):
+        raise ValueError(f"bad caption version name {version!r} (no '/', ',' or leading '.')")
+
+
+def write_part(dataset: str | Path, version: str, rows: list[dict]) -> Path | None:
+    """Commit ``rows`` (``caption_row`` dicts of one version) as one atomically written part file."""
+    _check_version(version)
+    if not rows:
+        return None
+    name = f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.parquet"
+    return _write_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), Path(dataset) / PARTS_SUBDIR / version / name)
+
+
+def _part_files(dataset: Path) -> list[Path]:
+    return sorted((dataset / PARTS_SUBDIR).glob("*/part-*.parquet"))
+
+
+def _read_store(dataset: Path) -> tuple[pa.Table, dict]:
+    path = dataset / CAPTIONS_FILE
+    if not path.exists():
+        return SCHEMA.empty_table(), {}
+    table = pq.read_table(path)
+    return table.select(SCHEMA.names).cast(SCHEMA), dict(table.schema.metadata or {})
+
+
+def _one_per_clip(rows: list[dict]) -> list[dict]:
+    """Per (clip, version): the first ok row, else the latest failed one."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        k = (r["clip_id"], r["version"])
+        cur = best.get(k)
+        if cur is None or (cur["status"] != "ok" and (r["status"] == "ok" or r["created_at"] >= cur["created_at"])):
+            best[k] = r
+    return sorted(best.values(), key=lambda r: (r["version"], r["clip_id"]))
+
+
+def all_rows(dataset: str | Path) -> list[dict]:
+    """Every stored caption row, committed parts included (deduplicated per clip and version)."""
+    dataset = Path(dataset)
+    rows = _read_store(dataset)[0].to_pylist()
+    for part in _part_files(dataset):
+        rows += pq.read_table(part).cast(SCHEMA).to_pylist()
+    return _one_per_clip(rows)
+
+
+def merge(dataset: str | Path, default: str | None = None) -> Path:
+    """Fold committed parts into ``captions.parquet`` (and set the default version when given)."""
+    dataset = Path(dataset)
+    _, meta = _read_store(dataset)
+    parts = _part_files(dataset)
+    rows = all_rows(dataset)
+    meta[FORMAT_KEY] = FORMAT_ID.encode()
+    if default is not None:
+        _check_version(default)
+        meta[DEFAULT_KEY] = default.encode()
+    elif DEFAULT_KEY not in meta and rows:  # the first version a dataset gets is its default
+        meta[DEFAULT_KEY] = min(rows, key=lambda r: r["created_at"])["version"].encode()
+    table = pa.Table.from_pylist(rows, schema=SCHEMA).replace_schema_metadata(meta)
+    path = _write_atomic(table, dataset / CAPTIONS_FILE)
+    for p in parts:
+        p.unlink(missing_ok=True)
+    return path
+
+
+def has_store(dataset: str | Path) -> bool:
+    return (Path(dataset) / CAPTIONS_FILE).exists() or bool(_part_files(Path(dataset)))
+
+
+def default_version(dataset: str | Path) -> str | None:
+    path = Path(dataset) / CAPTIONS_FILE
+    if not path.exists():
+        return None
+    value = (pq.read_schema(path).metadata or {}).get(DEFAULT_KEY)
+    return value.decode() if value else None
+
+
+def set_default_version(dataset: str | Path, version: str) -> None:
+    if version not in versions(dataset):
+        raise KeyError(f"no caption version {version!r} in {dataset} (have {sorted(versions(dataset))})")
+    merge(dataset, default=version)
+
+
+def versions(dataset: str | Path) -> dict[str, int]:
+    """{version: number of ok captions}."""
+    out: dict[str, int] = {}
+    for r in all_rows(dataset):
+        out.setdefault(r["version"], 0)
+        out[r["version"]] += r["status"] == "ok"
+    return out
+
+
+def done_clip_ids(dataset: str | Path, version: str) -> set[str]:
+    """Clips that already have an ok caption of ``version`` (merged or in committed parts)."""
+    return {r["clip_id"] for r in all_rows(dataset) if r["version"] == version and r["status"] == "ok"}
+
+
+def captions_for(dataset: str | Path, version: str | None = None) -> dict[str, str]:
+    """{clip_id: text} of the ok captions of ``version`` (None: the default version; {} when none)."""
+    version = version or default_version(dataset)
+    if version is None:
+        return {}
+    return {r["clip_id"]: r["text"] for r in all_rows(dataset) if r["version"] == version and r["status"] == "ok"}
+
+
+def captions_by_clip(dataset: str | Path) -> dict[str, dict[str, str]]:
+    """{clip_id: {version: text}} of every ok caption."""
+    out: dict[str, dict[str, str]] = {}
+    for r in all_rows(dataset):
+        if r["status"] == "ok":
+            out.setdefault(r["clip_id"], {})[r["version"]] = r["text"]
+    return out
+
+
+def import_shard_captions(dataset: str | Path, index_rows: list[dict] | None = None) -> dict[str, int]:
+    """Add the captions the shards already carry as versions: ``<key>.txt`` under its ``caption_source``
+    (``sidecar`` for build sidecars, ``import`` for other tools' alt-text, else ``txt``) and every entry
+    of the JSON ``captions`` object under its own name. Versions already in the store are left alone.
+    Returns {version: rows added}."""
+    from reelforge.shards.access import ShardFiles, open_member
+    from reelforge.shards.index import read_index
+
+    dataset = Path(dataset)
+    rows = index_rows if index_rows is not None else read_index(dataset).to_pylist()
+    have = set(versions(dataset))
+    files, added, txt_versions = ShardFiles(), {}, {}
+    out: list[dict] = []
+    try:
+        for row in rows:
+            if row.get("status") == "failed":
+                continue
+            found: dict[str, str] = {}
+            if row.get("txt_size") is not None:
+                name = row.get("caption_source") or "txt"
+                try:
+                    found[name] = open_member(dataset, row, "txt", files).decode("utf-8")
+                    txt_versions[name] = txt_versions.get(name, 0) + 1
+                except (OSError, UnicodeDecodeError):
+                    pass  # verify reports unreadable members; the store just lacks this caption
+            if row.get("caption_versions") and row.get("json_size") is not None:
+                try:
+                    extra = json.loads(open_member(dataset, row, "json", files)).get(CAPTIONS_FIELD) or {}
+                    found.update({k: v for k, v in extra.items() if isinstance(v, str)})
+                except (OSError, ValueError):
+                    pass
+            for version, text in found.items():
+                if version in have or not text.strip():
+                    continue
+                out.append(caption_row(row["clip_id"], version, text.strip(),
+                                       source="json" if version in (row.get("caption_versions") or "").split(",")
+                                       else (row.get("caption_source") or "txt")))
+                added[version] = added.get(version, 0) + 1
+    finally:
+        files.close()
+    for version in added:
+        write_part(dataset, version, [r for r in out if r["version"] == version])
+    if added:
+        # what `<key>.txt` held stays what readers get by default, until someone names another default
+        txt = max(txt_versions, key=txt_versions.get) if txt_versions else None
+        merge(dataset, default=txt if default_version(dataset) is None and txt in added else None)
+    return added
