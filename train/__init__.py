@@ -1,7 +1,7 @@
-"""Training (next on the roadmap): the video VAE and the diffusion transformer, launched with Ray Train.
+"""Training: one shared trainer (``trainer.py``) that every model family plugs into through a
+``TrainTask`` (``task.py``), launched on N workers by Ray Train (``launch.py``, the only module here
+that touches Ray); the video VAE (``vae/``) and the diffusion transformer (``dit/``) are tasks.
 
-The data side is ready: ``reelforge.shards.reader`` / ``reelforge.shards.stream`` yield fixed-shape
-batches per bucket, equal in number on every rank, with ``state_dict()`` for mid-epoch resume, and take
-``rank``/``world_size`` as arguments so the Ray Train launcher (the one module here that will touch
-Ray) passes ``ray.train.get_context()``'s values in.
+The shard readers (``reelforge.shards.reader`` / ``.stream``) take ``rank``/``world_size`` as
+arguments: the launcher passes ``ray.train.get_context()``'s values into the task's loader.
 """
