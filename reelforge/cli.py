@@ -12,6 +12,7 @@ The same commands run unchanged under ``ray job submit -- reelforge …``.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -106,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# the output cannot take more: disk full, over quota, read-only, not permitted
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _output_error(exc: OSError, output: str | None) -> str:
+    """One line for a write that failed: the path, the OS error, what the output holds, how to go on."""
+    from reelforge.shards.writer import ShardWriteError
+
+    msg = str(exc) if isinstance(exc, ShardWriteError) else f"cannot write {exc.filename or '?'}: {exc.strerror}"
+    if output and Path(output).is_dir():
+        msg += f" ({sum(1 for _ in Path(output).rglob('*.tar'))} committed .tar file(s) under {output})"
+    return msg + "; free space or fix permissions and run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -117,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        print(f"reelforge: {_output_error(exc, getattr(args, 'output', None))}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

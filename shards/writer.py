@@ -34,6 +34,21 @@ class CommittedShard:
     bytes: int = 0
 
 
+class ShardWriteError(OSError):
+    """The output cannot be written (disk full, read-only, over quota). ``str()`` is one line naming the
+    path, the OS error and what the writer had committed before it; the open shard's ``.tmp`` is gone,
+    so a resume redoes exactly the uncommitted samples."""
+
+    def __init__(self, path: Path, cause: OSError, shards: int, samples: int):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.shards, self.samples = shards, samples
+        self.message = (f"cannot write {path}: {cause.strerror or cause}; committed before it: {shards} "
+                        f"shard(s), {samples} sample(s); the unfinished shard was removed")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ShardWriter:
     def __init__(self, out_dir: str | Path, cfg: ShardWriterConfig | None = None,
                  on_commit: Callable[[CommittedShard], None] | None = None, start_index: int | None = None):
@@ -68,16 +83,19 @@ class ShardWriter:
         """Add one sample; returns the name of the shard it will land in."""
         if "." in key or "/" in key:
             raise ValueError(f"sample key must not contain '.' or '/': {key!r}")
-        if self._tar is None:
-            self._open()
-        now = time.time()
-        for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mtime = now
-            info.mode = 0o644
-            self._tar.addfile(info, io.BytesIO(data))
-            self._current.bytes += len(data) + 512
+        try:
+            if self._tar is None:
+                self._open()
+            now = time.time()
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                info.mtime = now
+                info.mode = 0o644
+                self._tar.addfile(info, io.BytesIO(data))
+                self._current.bytes += len(data) + 512
+        except OSError as exc:
+            raise self._failed(exc) from exc
         self._current.keys.append(key)
         name = self._current.name
         if self._current.bytes >= self.cfg.target_bytes:
@@ -88,11 +106,14 @@ class ShardWriter:
         """Close and commit the open shard (if any)."""
         if self._tar is None:
             return None
-        self._tar.close()
-        with open(self._tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
         final = self.out_dir / self._current.name
-        os.replace(self._tmp_path, final)
+        try:
+            self._tar.close()
+            with open(self._tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self._tmp_path, final)
+        except OSError as exc:
+            raise self._failed(exc) from exc
         shard = self._current
         self.committed.append(shard)
         self._tar, self._tmp_path, self._current = None, None, None
@@ -104,13 +125,29 @@ class ShardWriter:
     def close(self) -> None:
         self.flush()
 
+    def _failed(self, exc: OSError) -> ShardWriteError:
+        """Drop the open shard after a failed write and say what had been committed before it."""
+        path = self._tmp_path or self.out_dir
+        try:
+            self.abort()
+        except OSError:  # closing a tar on a full disk fails again; its .tmp is unlinked regardless
+            pass
+        return ShardWriteError(path, exc, len(self.committed), sum(len(s.keys) for s in self.committed))
+
+    def abort(self) -> None:
+        """Drop the open shard (its ``.tmp``): nothing uncommitted is left under any name."""
+        if self._tar is not None:
+            try:
+                self._tar.close()
+            finally:
+                self._tmp_path.unlink(missing_ok=True)
+                self._tar, self._tmp_path, self._current = None, None, None
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         if exc[0] is None:
             self.close()
-        elif self._tar is not None:  # failed mid-shard: leave nothing under a final name
-            self._tar.close()
-            self._tmp_path.unlink(missing_ok=True)
-            self._tar = None
+        else:  # failed mid-shard: leave nothing under a final name
+            self.abort()
