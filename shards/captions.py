@@ -219,3 +219,11 @@ def import_shard_captions(dataset: str | Path, index_rows: list[dict] | None = N
         txt = max(txt_versions, key=txt_versions.get) if txt_versions else None
         merge(dataset, default=txt if default_version(dataset) is None and txt in added else None)
     return added
+
+
+def store_captions(dataset: str | Path, version: str | None) -> dict[str, str] | None:
+    """For the readers: {clip_id: text} of ``version`` when the dataset's caption store has that version,
+    else None (the reader then takes the version from the JSON member's ``captions``, as without a store)."""
+    if version is None or not has_store(dataset) or version not in versions(dataset):
+        return None
+    return captions_for(dataset, version)

@@ -47,7 +47,7 @@ def _cmd_import(args) -> int:
 def _cmd_export(args) -> int:
     from reelforge.shards.export import export_shards
     summary = export_shards(args.dataset, args.out, where=args.where, buckets=_buckets(args.buckets),
-                            target_bytes=args.target_mb * 2**20)
+                            target_bytes=args.target_mb * 2**20, caption_version=args.caption_version)
     print(yaml.safe_dump(summary, sort_keys=False))
     return 0
 
@@ -86,6 +86,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--where", help="filter, e.g. \"aesthetic >= 5 AND duration_s BETWEEN 2 AND 8\"")
     q.add_argument("--buckets", help="bucket table YAML (default: the table the index was built with)")
     q.add_argument("--target-mb", type=int, default=256)
+    q.add_argument("--caption-version", help="caption version written as <key>.txt (default: the dataset's default; "
+                                             "every version goes into the JSON 'captions' object)")
     q.set_defaults(func=_cmd_export)
 
 

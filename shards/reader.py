@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from reelforge.shards.buckets import BucketTable
+from reelforge.shards.captions import store_captions
 from reelforge.shards.index import assign_buckets, index_buckets, resolve_index, select
 from reelforge.shards.plan import PlannedBatch, plan_epoch
 from reelforge.shards.spec import CAPTIONS_FIELD, KIND_IMAGE, KIND_VIDEO, SHARDS_SUBDIR
@@ -99,6 +100,8 @@ class VideoShardDataset(IterableDataset):
         self._plans: dict[int, list[PlannedBatch]] = {}
         self._files: OrderedDict[str, int] = OrderedDict()
         self.failed_samples = 0
+        # the caption store (captions.parquet) serves the version when it has it; else the JSON member
+        self._store_captions = store_captions(self.index_path.parent, self.cfg.caption_version)
 
     # --- plan and position -------------------------------------------------------------------------
     def plan(self, epoch: int | None = None) -> list[PlannedBatch]:
@@ -187,7 +190,10 @@ class VideoShardDataset(IterableDataset):
 
     def _caption(self, row: dict) -> str:
         version, captions = self.cfg.caption_version, None
-        if version is not None and row["json_size"] and version in (row["caption_versions"] or "").split(","):
+        if self._store_captions is not None:
+            text = self._store_captions.get(row["clip_id"])
+            captions = {version: text} if text is not None else {}
+        elif version is not None and row["json_size"] and version in (row["caption_versions"] or "").split(","):
             captions = json.loads(self._read(row, "json")).get(CAPTIONS_FIELD)
         return pick_caption(version, self.cfg.caption_fallback, captions,
                             lambda: self._read(row, "txt").decode("utf-8") if row["txt_size"] is not None else None)

@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from reelforge.shards.buckets import BucketTable
+from reelforge.shards.captions import store_captions
 from reelforge.shards.index import assign_buckets, index_buckets, select
 from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, IMAGE_EXT, INDEX_FILE, KIND_IMAGE, KIND_VIDEO,
                                    META_EXT, SHARDS_SUBDIR, VIDEO_EXT)
@@ -197,6 +198,8 @@ class StreamDataset(IterableDataset):
         elif cfg.where:
             raise ValueError("where filters the index: give index (or a dataset_dir that has one)")
         self.urls = urls
+        # the caption store beside the index serves the version when it has it; else the JSON member
+        self._store_captions = store_captions(Path(index).parent, cfg.caption_version) if index else None
         self.batch_sizes = {b.name: b.batch_size for b in self.buckets.buckets}
         self.batches_per_epoch = self._epoch_length() if cfg.resampled else None
         self.epoch, self.position = 0, 0
@@ -342,7 +345,11 @@ class StreamDataset(IterableDataset):
                 return None
             clip_id = str(meta.get("clip_id") or key)
         txt = sample.get(CAPTION_EXT)
-        caption = pick_caption(self.cfg.caption_version, self.cfg.caption_fallback, meta.get(CAPTIONS_FIELD),
+        captions = meta.get(CAPTIONS_FIELD)
+        if self._store_captions is not None:
+            text = self._store_captions.get(clip_id)
+            captions = {self.cfg.caption_version: text} if text is not None else {}
+        caption = pick_caption(self.cfg.caption_version, self.cfg.caption_fallback, captions,
                                lambda: None if txt is None else txt.decode("utf-8"))
         self.accepted += 1
         return {"clip_id": clip_id, "kind": kind, "bucket": bucket, "media": sample[ext], "width": width,
