@@ -1,34 +1,33 @@
-"""Filters: the scoring stages in build order, and thresholds applied to their score columns.
+"""Filters: thresholds applied to the score columns of the scoring stages.
 
 Scoring and deciding are separate. The stages only write score columns (for ``ok`` and ``filtered``
 rows alike); :func:`apply_filters` turns scores into ``status``/``reason`` with each section's
-``check``. So thresholds can be changed and re-applied to a built dataset (:func:`refilter`) without
+``check``, in the order of the flat stage list (``curate/stage_list.py``). So thresholds can be changed
+and re-applied to a built dataset (``build --refilter``, which re-runs the build's finish) without
 decoding a single frame, and :func:`funnel` counts what each filter removed.
 """
 from __future__ import annotations
 
-import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from reelforge.curate.dedup import DedupConfig, apply_dedup, read_embeddings
+from reelforge.curate.dedup import DedupConfig, apply_dedup
 from reelforge.curate.runner import StageSpec
-from reelforge.curate.stages.aesthetic import AestheticConfig, AestheticStage
-from reelforge.curate.stages.basic import BasicConfig, BasicStage
-from reelforge.curate.stages.borders import BordersConfig, BordersStage
+from reelforge.curate.stage_list import FILTER_NAMES, runnable, stage_args
+from reelforge.curate.stages.aesthetic import AestheticConfig
+from reelforge.curate.stages.basic import BasicConfig
+from reelforge.curate.stages.borders import BordersConfig
 from reelforge.curate.stages.caption_match import CaptionMatchConfig
-from reelforge.curate.stages.exposure import ExposureConfig, ExposureStage
-from reelforge.curate.stages.motion import MotionConfig, MotionStage
-from reelforge.curate.stages.nsfw import NsfwConfig, NsfwStage
-from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
+from reelforge.curate.stages.exposure import ExposureConfig
+from reelforge.curate.stages.motion import MotionConfig
+from reelforge.curate.stages.nsfw import NsfwConfig
+from reelforge.curate.stages.text_overlay import TextOverlayConfig
 
-# The order filters are judged in: the first failing one names the reason. Cheap, decisive checks
-# first, so the funnel charges a clip to the most basic thing wrong with it.
-FILTER_ORDER = ("basic", "borders", "exposure", "motion", "aesthetic", "text_overlay", "nsfw",
-                "caption_match", "dedup")
+# The order filters are judged in (the stage list's order): the first failing one names the reason.
+FILTER_ORDER = FILTER_NAMES
 
 # columns the checks read (score columns of the stages, dedup's pair)
 CHECK_COLUMNS = (
@@ -56,15 +55,10 @@ class FiltersConfig:
 
 
 def build_filter_stages(cfg: FiltersConfig) -> list[StageSpec]:
-    """The enabled per-clip scoring stages in build order, as (class, constructor args) specs the runner
-    builds on each worker (dedup and caption match run later).
-
-    Borders comes before the scorers that look inside its crop box (exposure, motion, text overlay).
-    """
-    makers = [("basic", BasicStage), ("borders", BordersStage), ("exposure", ExposureStage),
-              ("motion", MotionStage), ("aesthetic", AestheticStage), ("text_overlay", TextOverlayStage),
-              ("nsfw", NsfwStage)]
-    return [StageSpec(make, (getattr(cfg, name),)) for name, make in makers if getattr(cfg, name).enabled]
+    """The runnable per-clip scoring stages in stage-list order, as (class, constructor args) specs the
+    runner builds on each worker (dedup runs at the end, over all clips)."""
+    curate = types.SimpleNamespace(filters=cfg)
+    return [StageSpec(e.cls, stage_args(e, curate)) for e in runnable(curate, "clip", within="filters.")]
 
 
 def filter_name(reason: str | None) -> str:
@@ -125,38 +119,12 @@ def funnel(rows: list[dict] | pa.Table) -> dict[str, int]:
     return counts
 
 
-def refilter(dataset_dir: str | Path, cfg: FiltersConfig) -> dict[str, int]:
-    """Re-apply ``cfg``'s thresholds to ``DIR/clips.parquet`` (and re-run dedup on ``DIR/embeddings.parquet``
-    over the clips that survive); rewrites the file atomically keeping every row; returns the funnel."""
-    path = Path(dataset_dir) / "clips.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"no clips.parquet in {dataset_dir}")
-    table = pq.read_table(path)
-    # dedup depends on which clips survive the other filters, so it is recomputed, not re-checked
-    for name in ("dedup_of", "dedup_cosine"):
-        if name in table.column_names:
-            table = table.drop_columns([name])
-    table = apply_filters(table, cfg)
-    emb_path = Path(dataset_dir) / "embeddings.parquet"
-    if cfg.dedup.enabled and emb_path.is_file():
-        table = _with_schema(apply_dedup(table, read_embeddings(emb_path), cfg.dedup), like=table)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return funnel(table)
-
-
-def _with_schema(table: pa.Table, like: pa.Table) -> pa.Table:
-    """Cast ``table`` back to ``like``'s types for the columns they share (pylist round trips can turn an
-    all-null column into type null); dedup's own columns get fixed types."""
-    fields = []
-    for f in table.schema:
-        if f.name in like.column_names:
-            fields.append(like.schema.field(f.name))
-        elif f.name == "dedup_of":
-            fields.append(pa.field("dedup_of", pa.string()))
-        elif f.name == "dedup_cosine":
-            fields.append(pa.field("dedup_cosine", pa.float64()))
-        else:
-            fields.append(f)
-    return table.cast(pa.schema(fields))
+def decide_all(rows: list[dict], cfg: FiltersConfig, embeddings: Path | None) -> list[dict]:
+    """Statuses from scores: the thresholds, then (when enabled and ``embeddings`` exists) embedding dedup
+    over the clips that survive them. Dedup columns of an earlier decision are dropped first: which clip
+    is a duplicate depends on which clips survive, so it is recomputed, never re-checked."""
+    rows = [{k: v for k, v in r.items() if k not in ("dedup_of", "dedup_cosine")} for r in rows]
+    rows = apply_filters(rows, cfg)
+    if cfg.dedup.enabled and embeddings is not None and Path(embeddings).is_file():
+        rows = apply_dedup(rows, embeddings, cfg.dedup)
+    return rows

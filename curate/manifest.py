@@ -2,20 +2,27 @@
 
 Layout under the dataset dir::
 
+    _work/build.json              the settings the work below was made with (curate/buildstate.py)
     _work/videos.parquet          phase 1 result: one row per input (probe + scene split), reused on resume
-    _work/clips/<shard>.parquet   the clip rows committed together with shard <shard> (and any dropped
-                                  clips seen since the previous commit), written right after the tar's
-                                  atomic rename
-    videos.parquet, clips.parquet, embeddings.parquet   final tables, written at the end
+    _work/shards/work-NNNNNN.tar  work shards: every transcoded clip, whatever its status will be
+    _work/clips/<shard>.parquet   the clip rows (scores, ``work_shard``) committed together with work shard
+                                  <shard> (and any dropped/failed clips seen since the previous commit),
+                                  written right after the tar's atomic rename; ``tail-*.parquet`` for rows
+                                  committed without a shard
+    _work/published.json          what DIR/shards was last published from (shards/publish.py)
+    videos.parquet, clips.parquet, embeddings.parquet, shards/   final tables and training shards,
+                                  rewritten by every finish (build end, --refilter)
 
-A clip counts as done once its part file exists; a tar without a part file (killed between the two
+A clip counts as done once its part file exists; a work tar without a part file (killed between the two
 renames) is deleted on resume and its clips are redone. ``clip_id`` is deterministic, so redone clips
-get the same ids and nothing is duplicated.
+get the same ids and nothing is duplicated. Nothing here ever deletes DIR/shards: only a publish
+replaces it.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -81,7 +88,22 @@ class Manifest:
         self.work = self.out / "_work"
         self.parts = self.work / "clips"
         self.parts.mkdir(parents=True, exist_ok=True)
-        self.shards_dir = self.out / "shards"
+        self.work_shards = self.work / "shards"
+        self.shards_dir = self.out / "shards"   # published training shards (shards/publish.py)
+
+    def has_work(self) -> bool:
+        return (self.work / "videos.parquet").exists() or any(self.parts.glob("*.parquet")) or \
+            any(self.work_shards.glob("*.tar"))
+
+    def reset(self, videos: bool) -> None:
+        """Forget the clip work (parts, work shards, publish record) and, if ``videos``, phase 1 too."""
+        for p in self.parts.glob("*.parquet"):
+            p.unlink()
+        if self.work_shards.exists():
+            shutil.rmtree(self.work_shards)
+        (self.work / "published.json").unlink(missing_ok=True)
+        if videos:
+            (self.work / "videos.parquet").unlink(missing_ok=True)
 
     # ---- phase 1: videos -------------------------------------------------------------------------
     def load_videos(self) -> dict[str, dict]:
@@ -95,9 +117,9 @@ class Manifest:
 
     # ---- phase 2: clips --------------------------------------------------------------------------
     def recover(self) -> set[str]:
-        """Drop uncommitted shards; return the clip ids already committed."""
-        if self.shards_dir.exists():
-            for tar in self.shards_dir.glob("*.tar"):
+        """Drop uncommitted work shards; return the clip ids already committed."""
+        if self.work_shards.exists():
+            for tar in self.work_shards.glob("*.tar"):
                 if not (self.parts / (tar.name + ".parquet")).exists():
                     tar.unlink()  # renamed but never recorded: its clips will be redone
         done: set[str] = set()

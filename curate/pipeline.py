@@ -1,11 +1,17 @@
 """The dataset build: raw videos in, WebDataset shards + parquet manifests out.
 
-Read top to bottom, the job is two Ray Data passes and a finish:
+The stages and their order are ``curate/stage_list.py``'s flat list. Read top to bottom, the job is:
 
-1. videos  — Probe → SceneSplit: one row per input file (status, probe fields, planned clip spans)
-2. clips   — Transcode → scoring stages: one row per clip, streamed into the atomic shard writer
-3. finish  — thresholds (and dataset-wide dedup) decide each clip's status; final parquet tables,
-             the shard index, the resolved config and a summary are written.
+0. guard   — lock the output, undo a killed publish, check the settings against the work on disk
+             (``curate/buildstate.py``) and every stage's input columns, all before Ray starts
+1. videos  — the ``video`` stages (probe → scene split): one row per input file; then exact duplicates
+             (same bytes under two names) are set aside and each remaining video's clips are planned
+2. clips   — the ``clip`` stages (transcode → scorers) stream into work shards under ``_work/``, committed
+             with their rows at least every ``shards.max_open_seconds``
+3. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
+             as ``DIR/shards`` (members copied, final JSON); clips.parquet, videos.parquet, the index, the
+             resolved config, the summary and the report are written from the same decision.
+             ``--refilter`` runs only this step.
 
 Stages are plain classes (``curate.stages``); ``curate.runner`` maps them over Ray and
 ``reelforge.cluster`` starts or joins Ray: no other module touches it.
@@ -23,18 +29,23 @@ from tqdm import tqdm
 
 from reelforge.cluster import RayConfig, init_ray
 from reelforge.config import dump_config
+from reelforge.curate import buildstate
+from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
 from reelforge.curate.discover import DiscoverConfig, discover
-from reelforge.curate.filters import FiltersConfig, apply_filters, build_filter_stages, funnel
+from reelforge.curate.filters import FiltersConfig, decide_all, funnel
 from reelforge.curate.manifest import (BULK_COLUMNS, EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table,
                                        write_parquet_atomic)
 from reelforge.curate.runner import StageSpec, missing_rows, run_stages
 from reelforge.curate.scenes import SceneConfig
-from reelforge.curate.stages.probe import Probe, ProbeConfig
-from reelforge.curate.stages.scene_split import SceneSplit
-from reelforge.curate.stages.transcode import Transcode, TranscodeConfig
-from reelforge.shards.spec import FORMAT_ID
+from reelforge.curate.stage_list import check_columns, runnable, skipped, stage_args
+from reelforge.curate.stages.probe import ProbeConfig
+from reelforge.curate.stages.transcode import TranscodeConfig
+from reelforge.shards import publish as publishing
+from reelforge.shards.spec import FORMAT_ID, INDEX_FILE
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
+
+WORK_PREFIX = "work"   # work shards: _work/shards/work-NNNNNN.tar
 
 
 @dataclass
@@ -60,12 +71,30 @@ _VIDEO_TO_CLIP = {"path": "video_path", "sha256": "video_sha256", "width": "src_
                   "fps": "src_fps", "rotation": "rotation", "sar": "sar", "codec": "src_codec"}
 
 
-def video_stages(cfg: CurateConfig) -> list[StageSpec]:
-    return [StageSpec(Probe, (cfg.probe,)), StageSpec(SceneSplit, (cfg.scenes, cfg.split))]
+def stage_specs(cfg: CurateConfig, phase: str) -> list[StageSpec]:
+    """The runnable Ray stages of ``phase`` ("video" | "clip"), in the stage list's order."""
+    return [StageSpec(e.cls, stage_args(e, cfg)) for e in runnable(cfg, phase)]
 
 
-def clip_stages(cfg: CurateConfig) -> list[StageSpec]:
-    return [StageSpec(Transcode, (cfg.transcode,))] + build_filter_stages(cfg.filters)
+def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
+    """Same bytes under two names: the first path (sorted) is the original; each copy becomes
+    ``filtered`` with ``duplicate_of`` and a reason naming the original, and plans no clips.
+
+    Decided on every run from the current inputs (never stored in ``_work``), so dropping the original
+    from the inputs makes the copy the original next time.
+    """
+    first: dict[str, str] = {}
+    out = []
+    for v in sorted(videos, key=lambda v: v["path"]):
+        sha = v.get("sha256")
+        if v.get("status") == "ok" and sha:
+            if sha in first:
+                v = dict(v, status="filtered", duplicate_of=first[sha],
+                         reason=f"duplicate: same bytes as {first[sha]} (sha256 {sha[:16]}...)")
+            else:
+                first[sha] = v["path"]
+        out.append(v)
+    return out
 
 
 def plan_clip_rows(video: dict) -> list[dict]:
@@ -91,10 +120,11 @@ def plan_clip_rows(video: dict) -> list[dict]:
 
 
 def sample_json(row: dict) -> bytes:
-    """The ``<clip_id>.json`` member: every scalar column of the row plus the format id."""
+    """The ``<clip_id>.json`` member: every scalar column of the row plus the format id. Published shards
+    get it from the clip's final clips.parquet row, so its ``status``/``reason`` are the final ones."""
     meta = {"format": FORMAT_ID}
     for k, v in row.items():
-        if k in BULK_COLUMNS or k == EMBEDDING_COLUMN or k in ("caption",):
+        if k in BULK_COLUMNS or k == EMBEDDING_COLUMN or k in ("caption", "shard", "work_shard"):
             continue
         if hasattr(v, "item"):
             v = v.item()
@@ -105,107 +135,235 @@ def sample_json(row: dict) -> bytes:
     return json.dumps(meta, sort_keys=True).encode()
 
 
-def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh: bool = False) -> dict:
+def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh: bool = False,
+              rebuild: bool = False) -> dict:
+    """Build (or resume, or extend) the dataset in ``out_dir`` from ``inputs``; returns the summary.
+
+    Raises BuildStateError before any work when the output is in use, or holds work made with settings
+    that change the clips (``rebuild=True`` discards that work and redoes it), and StageListError when
+    the enabled stages do not fit together.
+    """
     t0 = time.time()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    manifest = Manifest(out)
+    check_columns(cfg.curate)
     paths = discover(inputs, cfg.curate.discover)
-    mode = init_ray(cfg.ray)
-    print(f"reelforge build: {len(paths)} input files, Ray {mode}, output {out}")
+    with OutputLock(out):
+        publishing.recover(out)
+        manifest = Manifest(out)
+        _check_work(out, manifest, cfg, rebuild)
+        mode = init_ray(cfg.ray)
+        print(f"reelforge build: {len(paths)} input files, Ray {mode}, output {out}")
+        videos = _videos_phase(manifest, paths, cfg, refresh)
+        t_videos = time.time()
+        _clips_phase(manifest, videos, cfg)
+        t_clips = time.time()
+        summary = finish(out, cfg, manifest, videos)
+        summary["phase_s"] = {"videos": round(t_videos - t0, 2), "clips": round(t_clips - t_videos, 2),
+                              "finish": round(time.time() - t_clips, 2)}
+        summary["wall_s"] = round(time.time() - t0, 2)
+        summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
+        write_outputs(out, cfg, summary)
+    return summary
 
-    # ---- 1. videos: probe and scene split -------------------------------------------------------
+
+def run_refilter(out_dir: str | Path, cfg: BuildConfig) -> dict:
+    """Re-decide every clip of a built dataset with ``cfg``'s thresholds, without decoding: re-runs the
+    finish (statuses, dedup, publish, tables, index, summary, config, report) from the work record.
+
+    Refuses (BuildStateError) settings that would change the clips themselves, and a dataset whose
+    ``_work`` is gone (the rejected clips and the scores live there).
+    """
+    t0 = time.time()
+    out = Path(out_dir)
+    check_columns(cfg.curate)
+    if not out.is_dir():
+        raise FileNotFoundError(f"no dataset at {out}")
+    with OutputLock(out):
+        publishing.recover(out)
+        state = buildstate.load_state(out / "_work")
+        if state is None:
+            raise BuildStateError(
+                f"{out}: no work record (_work/{buildstate.STATE_FILE}); --refilter re-decides from the scores and "
+                f"work shards a build keeps in _work. Rebuild with `reelforge build CONFIG --input ... --output {out} "
+                f"--rebuild`")
+        changes = buildstate.changed_settings(state["settings"], buildstate.work_settings(cfg.curate))
+        if changes:
+            raise BuildStateError(
+                f"--refilter re-applies thresholds only, but these settings change the clips themselves: "
+                f"{buildstate.describe_changes(changes)}. Run `reelforge build CONFIG --input ... --output {out} "
+                f"--rebuild` to redo that work")
+        manifest = Manifest(out)
+        summary = finish(out, cfg, manifest, list(manifest.load_videos().values()))
+        previous = _read_summary(out)
+        for key in ("phase_s", "wall_s", "source_seconds_per_s"):  # the build's timings still describe the build
+            if key in previous:
+                summary[key] = previous[key]
+        summary["refilter_s"] = round(time.time() - t0, 2)
+        write_outputs(out, cfg, summary)
+    return summary
+
+
+def _read_summary(out: Path) -> dict:
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_work(out: Path, manifest: Manifest, cfg: BuildConfig, rebuild: bool) -> None:
+    """Stop unless the work on disk was made with this config's clip-changing settings (or discard it
+    with ``rebuild``); then record the settings the work from here on is made with."""
+    current = buildstate.work_settings(cfg.curate)
+    state = buildstate.load_state(manifest.work)
+    published = any(manifest.shards_dir.glob("*.tar"))
+    if state is None:
+        if (published or manifest.has_work()) and not rebuild:
+            raise BuildStateError(
+                f"{out} holds a dataset but no work record (_work/{buildstate.STATE_FILE}): its _work folder was "
+                f"deleted or written by an older reelforge, so what its clips were made with is unknown. Re-run "
+                f"with --rebuild to rebuild every clip (the published shards stay until the new ones replace "
+                f"them), or choose another --output")
+        manifest.reset(videos=True)
+    else:
+        changes = buildstate.changed_settings(state["settings"], current)
+        if changes and not rebuild:
+            raise BuildStateError(
+                f"{out} was built with other settings that change the clips: {buildstate.describe_changes(changes)}. "
+                f"Re-run with --rebuild to redo the affected work ({' and '.join(changes)} phase), or choose "
+                f"another --output; thresholds alone go through --refilter")
+        if rebuild:
+            manifest.reset(videos="videos" in changes or not changes)
+    buildstate.save_state(manifest.work, current)
+
+
+def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh: bool) -> list[dict]:
+    """Probe and split the inputs not done yet; returns one row per input, duplicates marked."""
     known = {} if refresh else manifest.load_videos()
     todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
     videos = [known[p] for p in paths if p in known]
     last_save, returned = time.time(), set()
-    for row in tqdm(run_stages(todo, video_stages(cfg.curate)), total=len(todo), desc="videos", unit="video"):
+    for row in tqdm(run_stages(todo, stage_specs(cfg.curate, "video")), total=len(todo), desc="videos",
+                    unit="video"):
         videos.append(row)
         returned.add(row["path"])
-        if time.time() - last_save > 60:  # a kill loses at most a minute of probing and splitting
+        if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
             manifest.save_videos(videos)
             last_save = time.time()
     videos += missing_rows(todo, returned, "path", "probe/scene_split")
     manifest.save_videos(videos)
+    return mark_exact_duplicates(videos)
 
-    t_videos = time.time()
 
-    # ---- 2. clips: transcode, score, stream into shards ----------------------------------------
+def _clips_phase(manifest: Manifest, videos: list[dict], cfg: BuildConfig) -> None:
+    """Transcode and score the planned clips not committed yet, streaming them into work shards.
+
+    Rows are held only until the next commit (a shard or a tail part), at most about
+    ``shards.max_open_seconds`` of work; the media bytes go straight into the open tar.
+    """
     done = manifest.recover()
-    work, dropped = [], []
+    work, pending = [], []
     for video in videos:
         if video["status"] != "ok":
             continue
         for row in plan_clip_rows(video):
             if row["clip_id"] in done:
                 continue
-            (work if row["status"] == "ok" else dropped).append(row)
+            if row["status"] == "ok":
+                work.append(row)
+            else:  # planned but dropped (e.g. shorter than min_seconds): recorded with the next commit
+                pending.append(dict(row, work_shard=None))
+    last_commit = time.time()
 
-    pending: list[dict] = list(dropped)  # rows waiting for the next commit
+    def commit(name: str) -> None:
+        nonlocal pending, last_commit
+        manifest.commit_part(name, pending)
+        pending, last_commit = [], time.time()
 
-    def on_commit(shard) -> None:
-        nonlocal pending
-        manifest.commit_part(shard.name, pending)
-        pending = []
-
-    writer = ShardWriter(manifest.shards_dir, cfg.shards, on_commit=on_commit)
+    writer = ShardWriter(manifest.work_shards, ShardWriterConfig(
+        target_bytes=cfg.shards.target_bytes, prefix=WORK_PREFIX, max_open_seconds=cfg.shards.max_open_seconds),
+        on_commit=lambda shard: commit(shard.name), known_keys=done)
     returned = set()
-    with tqdm(total=len(work), desc="clips", unit="clip") as bar:
-        for row in run_stages(work, clip_stages(cfg.curate)):
-            bar.update(1)
-            returned.add(row["clip_id"])
-            members = None
-            if row.get("status") != "failed" and row.get("mp4"):
-                members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
-                if row.get("caption"):
-                    members["txt"] = row["caption"].encode("utf-8")
-            row["shard"] = writer.current_name() if members else None
-            row["mp4_bytes"] = len(members["mp4"]) if members else 0
-            # the row joins `pending` before the write: a write that fills the shard commits it at
-            # once, and the shard's part file must already hold this row
-            pending.append({k: v for k, v in row.items() if k not in BULK_COLUMNS})
-            if members:
-                writer.write(row["clip_id"], members)
-    writer.close()
-    pending += [dict(r, shard=None) for r in missing_rows(work, returned, "clip_id", "transcode/scoring")]
+    try:
+        with tqdm(total=len(work), desc="clips", unit="clip") as bar:
+            for row in run_stages(work, stage_specs(cfg.curate, "clip"), drop=("frames", "frame_times")):
+                bar.update(1)
+                returned.add(row["clip_id"])
+                members = None
+                if row.get("status") != "failed" and row.get("mp4"):
+                    members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
+                    if row.get("caption"):
+                        members["txt"] = row["caption"].encode("utf-8")
+                row["work_shard"] = writer.current_name() if members else None
+                row["mp4_bytes"] = len(members["mp4"]) if members else 0
+                # the row joins `pending` before the write: a write that fills the shard commits it at
+                # once, and the shard's part file must already hold this row
+                pending.append({k: v for k, v in row.items() if k not in BULK_COLUMNS})
+                if members:
+                    writer.write(row["clip_id"], members)
+                elif pending and time.time() - last_commit > cfg.shards.max_open_seconds:
+                    # rows without media (failed clips) are committed on time too
+                    if writer.flush() is None:
+                        commit(f"tail-{int(time.time() * 1000)}")
+        writer.close()
+    except BaseException:
+        writer.abort()  # the open shard's rows were never committed: redone on resume
+        raise
+    pending += [dict(r, work_shard=None) for r in missing_rows(work, returned, "clip_id", "transcode/scoring")]
     if pending:  # dropped/failed clips after the last shard
-        manifest.commit_part(f"tail-{int(time.time() * 1000)}", pending)
-        pending = []
+        commit(f"tail-{int(time.time() * 1000)}")
 
-    t_clips = time.time()
 
-    # ---- 3. finish: decide statuses, write tables, index, summary -------------------------------
-    summary = finish(out, cfg, manifest, videos)
-    summary["phase_s"] = {"videos": round(t_videos - t0, 2), "clips": round(t_clips - t_videos, 2),
-                          "finish": round(time.time() - t_clips, 2)}
-    summary["wall_s"] = round(time.time() - t0, 2)
-    summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary)
-    if cfg.report:
-        from reelforge.curate.report import write_report
+def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
+    """The committed clip rows of the clips the current inputs plan, each once, with its current video path.
 
-        print(f"report        {write_report(out)}")
-    return summary
+    Clip ids are content hashes: the same file under a new path (or folder) plans the same ids, and its
+    rows take the new path instead of adding old rows beside new ones. Rows of inputs no longer given
+    stay in ``_work`` but are not part of the dataset.
+    """
+    plan: dict[str, str] = {}
+    for v in videos:
+        if v["status"] != "ok":
+            continue
+        spans = v.get("clip_spans") or []
+        for span in json.loads(spans) if isinstance(spans, str) else spans:
+            plan.setdefault(clip_id_for(v["sha256"], span["start_frame"], span["end_frame"]), v["path"])
+    table = manifest.committed_clips()
+    rows, seen = [], set()
+    for r in (table.to_pylist() if table is not None else []):
+        cid = r["clip_id"]
+        if cid in plan and cid not in seen:
+            seen.add(cid)
+            r["video_path"] = plan[cid]
+            rows.append(r)
+    return rows
 
 
 def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) -> dict:
-    from reelforge.curate.dedup import apply_dedup, write_embeddings
+    """Decide, publish and write every table from one decision; returns the summary (not yet written)."""
+    from reelforge.curate.dedup import write_embeddings
     from reelforge.shards.index import build_index
 
-    clips = manifest.committed_clips()
-    rows = clips.to_pylist() if clips is not None else []
+    videos = mark_exact_duplicates(videos)
+    rows = _current_clip_rows(manifest, videos)
     emb_rows = [{"clip_id": r["clip_id"], "embedding": r[EMBEDDING_COLUMN]} for r in rows
                 if isinstance(r.get(EMBEDDING_COLUMN), (list, np.ndarray)) and len(r[EMBEDDING_COLUMN])]
     for r in rows:
         r.pop(EMBEDDING_COLUMN, None)
-    rows = apply_filters(rows, cfg.curate.filters)
+    emb_path = out / "embeddings.parquet"
     if emb_rows:
-        write_embeddings(emb_rows, out / "embeddings.parquet")
-        if cfg.curate.filters.dedup.enabled:
-            rows = apply_dedup(rows, out / "embeddings.parquet", cfg.curate.filters.dedup)
+        write_embeddings(emb_rows, emb_path)
+    else:
+        emb_path.unlink(missing_ok=True)
+    rows = decide_all(rows, cfg.curate.filters, emb_path if emb_rows else None)
+    for r in rows:
+        if r["status"] == "ok" and not r.get("work_shard"):
+            r["status"], r["reason"] = "failed", "transcode: no clip media was written for this clip"
     rows.sort(key=lambda r: (r.get("video_path") or "", r.get("start_frame") or 0))
+
+    published = publishing.publish(out, manifest.work_shards, [r for r in rows if r["status"] == "ok"],
+                                   sample_json, cfg.shards, manifest.work)
+    for r in rows:
+        r["shard"] = published.shard_of.get(r["clip_id"])
     write_parquet_atomic(rows_to_table(rows), out / "clips.parquet")
 
     per_video = Counter(r["video_path"] for r in rows)
@@ -222,36 +380,61 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
                            f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
         vrows.append(v)
     write_parquet_atomic(rows_to_table(vrows), out / "videos.parquet")
-    if any(r.get("shard") for r in rows):
+    if published.shards:
         build_index(out)
+    else:  # nothing kept: no stale index may keep serving the previous set
+        (out / INDEX_FILE).unlink(missing_ok=True)
 
-    shards = sorted(manifest.shards_dir.glob("*.tar"))
     # group failures by what went wrong, not by which file: the path is replaced in the reason
     failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] == "failed")
+    work_tars = list(manifest.work_shards.glob("*.tar"))
     return {
         "inputs": len(vrows),
         "videos_ok": sum(v["status"] == "ok" for v in vrows),
-        "videos_filtered": sum(v["status"] == "filtered" for v in vrows),
+        "videos_filtered": sum(v["status"] == "filtered" and not v.get("duplicate_of") for v in vrows),
+        "videos_duplicate": sum(bool(v.get("duplicate_of")) for v in vrows),
         "videos_failed": sum(v["status"] == "failed" for v in vrows),
         "failed_by_reason": dict(failed),
         "clips": len(rows),
         "clips_ok": sum(r["status"] == "ok" for r in rows),
         "funnel": funnel(rows),
-        "shards": len(shards),
-        "shard_bytes": sum(p.stat().st_size for p in shards),
+        "skipped_stages": skipped(cfg.curate),
+        "shards": len(published.shards),
+        "shard_bytes": published.bytes,
+        "publish": {"seconds": published.seconds, "bytes": published.bytes, "unchanged": published.skipped},
+        "work_shards": len(work_tars),
+        "work_shard_bytes": sum(p.stat().st_size for p in work_tars),
         "source_seconds": round(sum(float(v.get("duration_s") or 0) for v in vrows if v["status"] == "ok"), 3),
     }
+
+
+def write_outputs(out: Path, cfg: BuildConfig, summary: dict) -> None:
+    """The resolved config (it describes the data now on disk), the summary, and the report."""
+    dump_config(cfg, out / "config.yaml")
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "summary.json")
+    print_summary(summary)
+    if cfg.report:
+        from reelforge.curate.report import write_report
+
+        print(f"report        {write_report(out)}")
 
 
 def print_summary(s: dict) -> None:
     print("\n== reelforge build summary ==")
     print(f"inputs        {s['inputs']}  (ok {s['videos_ok']}, no usable shot {s['videos_filtered']}, "
-          f"failed {s['videos_failed']})")
+          f"duplicate {s.get('videos_duplicate', 0)}, failed {s['videos_failed']})")
     for reason, n in sorted(s["failed_by_reason"].items(), key=lambda kv: -kv[1]):
         print(f"  failed      {n:4d}  {reason}")
     print(f"clips         {s['clips']}  (kept {s['clips_ok']})")
     for name, n in s["funnel"].items():
         print(f"  removed by  {name:<14s} {n}")
-    print(f"shards        {s['shards']}  ({s['shard_bytes'] / 1e6:.1f} MB)")
+    for name, why in (s.get("skipped_stages") or {}).items():
+        print(f"  skipped     {name:<14s} {why}")
+    pub = s.get("publish") or {}
+    how = "unchanged" if pub.get("unchanged") else f"published in {pub.get('seconds', 0):.1f} s"
+    print(f"shards        {s['shards']}  ({s['shard_bytes'] / 1e6:.1f} MB of kept clips, {how}; "
+          f"work shards {s.get('work_shard_bytes', 0) / 1e6:.1f} MB)")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in s.get("phase_s", {}).items())
     print(f"wall time     {s.get('wall_s', 0):.1f} s  ({s.get('source_seconds_per_s', 0):.2f} source-s/s; {phases})")

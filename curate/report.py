@@ -1,7 +1,7 @@
 """``reelforge report DATASET``: one self-contained HTML page on a built dataset's quality.
 
 Reads what a build leaves behind (``clips.parquet``, ``videos.parquet``, ``summary.json``, ``config.yaml``,
-``shards/*.tar``) and writes ``DATASET/report.html`` (inline CSS, inline SVG charts drawn here, JPEG
+``shards/*.tar`` for kept clips, ``_work/shards/*.tar`` for removed ones) and writes ``DATASET/report.html`` (inline CSS, inline SVG charts drawn here, JPEG
 thumbnails as ``data:`` URIs: no JavaScript, no network) and ``DATASET/report.json`` (the numbers behind it).
 
 Every part is optional: a missing file or column leaves its section saying so, never a crash.
@@ -37,26 +37,18 @@ import yaml
 
 from reelforge.config import ConfigError, from_dict
 from reelforge.curate.filters import CHECK_COLUMNS, FILTER_ORDER, FiltersConfig, filter_name
-from reelforge.curate.stages.aesthetic import AestheticStage
-from reelforge.curate.stages.basic import BasicStage
-from reelforge.curate.stages.borders import BordersStage
-from reelforge.curate.stages.caption_match import CaptionMatchStage
-from reelforge.curate.stages.exposure import ExposureStage
-from reelforge.curate.stages.motion import MotionStage
-from reelforge.curate.stages.nsfw import NsfwStage
-from reelforge.curate.stages.text_overlay import TextOverlayStage
+from reelforge.curate.stage_list import STAGES
 
-# Score columns in pipeline order: what the scoring stages add, plus dedup's cosine. Crop coordinates are
-# geometry, not scores; duration/fps/resolution get their own section.
-_SCORERS = (BasicStage, BordersStage, ExposureStage, MotionStage, AestheticStage, TextOverlayStage, NsfwStage,
-            CaptionMatchStage)
+# Score columns in pipeline order (the flat stage list): what the scoring stages add, plus dedup's cosine.
+# Crop coordinates are geometry, not scores; duration/fps/resolution get their own section.
+_SCORERS = tuple(e.cls for e in STAGES if e.cls is not None and e.sections and e.sections[0].startswith("filters."))
 _NOT_SCORES = {"crop_x0", "crop_y0", "crop_x1", "crop_y1", "duration_s", "fps", "clip_embedding", "aesthetic_skip"}
 SCORE_COLUMNS = tuple(dict.fromkeys(
     [c for s in _SCORERS for c in s.outputs if c not in _NOT_SCORES]
     + [c for c in CHECK_COLUMNS if c not in _NOT_SCORES and c != "dedup_of"]))
 
 # what the report reads of each table
-CLIP_COLUMNS = tuple(dict.fromkeys(("clip_id", "video_path", "status", "reason", "shard", "start_s", "end_s",
+CLIP_COLUMNS = tuple(dict.fromkeys(("clip_id", "video_path", "status", "reason", "shard", "work_shard", "start_s", "end_s",
                                     "duration_s", "width", "height", "fps", "num_frames")
                                    + SCORE_COLUMNS + tuple(CHECK_COLUMNS)))
 VIDEO_COLUMNS = ("path", "status", "reason", "duration_s", "width", "height", "fps", "codec", "num_clips",
@@ -161,7 +153,7 @@ def funnel_numbers(clips: list[dict], videos: list[dict], summary: dict) -> dict
         warnings.append(f"planned {planned} != kept {kept} + removed {sum(removed.values())} + failed {failed}"
                         f" (rows with other statuses: {other})")
     if summary:
-        # summary.json is written by the build; a later --refilter rewrites only clips.parquet
+        # summary.json is written with clips.parquet (build and --refilter): they must agree
         want = {"planned": summary.get("clips"), "kept": summary.get("clips_ok")}
         want.update({f"removed by {k}": v for k, v in (summary.get("funnel") or {}).items()})
         have = {"planned": planned, "kept": kept, **{f"removed by {k}": v for k, v in removed.items()}}
@@ -398,20 +390,30 @@ def contact_groups(clips: list[dict], per_group: int) -> list[Group]:
         rows = sorted(by.get(title, []), key=lambda r: (str(r.get("video_path")), r.get("start_s") or 0))
         if not rows:
             continue
-        media = [r for r in rows if r.get("shard") and r.get("clip_id")]
-        bare = [r for r in rows if not (r.get("shard") and r.get("clip_id"))]
+        media = [r for r in rows if _where(r) and r.get("clip_id")]
+        bare = [r for r in rows if not (_where(r) and r.get("clip_id"))]
         out.append(Group(title, len(rows), _spread(media, per_group), _spread(bare, per_group), len(bare)))
     return out
+
+
+def _where(r: dict) -> str | None:
+    """The tar holding a clip's media, relative to the dataset: kept clips are published under
+    ``shards/``, removed ones stay in the build's work shards."""
+    if r.get("shard"):
+        return f"shards/{r['shard']}"
+    if r.get("work_shard"):
+        return f"_work/shards/{r['work_shard']}"
+    return None
 
 
 def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
     """clip_id -> ``data:image/jpeg;base64,...`` or an error text; each shard is opened once."""
     by_shard = defaultdict(dict)
     for r in clips:
-        by_shard[r["shard"]][f"{r['clip_id']}.mp4"] = r
+        by_shard[_where(r)][f"{r['clip_id']}.mp4"] = r
     out = {}
     for shard, wanted in by_shard.items():
-        path = dataset / "shards" / shard
+        path = dataset / shard
         if not path.is_file():
             out.update({r["clip_id"]: f"shard {shard} missing" for r in wanted.values()})
             continue
@@ -429,7 +431,7 @@ def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
         except (OSError, tarfile.TarError) as exc:
             out.update({r["clip_id"]: f"shard {shard} unreadable: {exc}"[:200] for r in wanted.values()})
     for r in clips:
-        out.setdefault(r["clip_id"], f"not found in {r['shard']}")
+        out.setdefault(r["clip_id"], f"not found in {_where(r)}")
     return out
 
 
@@ -507,8 +509,8 @@ def _funnel_html(f: dict) -> str:
     if f["adds_up"]:
         box = f'<div class="ok">✓ adds up: {e(check)}</div>'
     else:
-        hint = ("<p>summary.json is written by the build; <code>build --refilter</code> rewrites only clips.parquet, "
-                "so after a refilter its numbers are expected to differ.</p>"
+        hint = ("<p>summary.json and clips.parquet are written together by the build and by "
+                "<code>build --refilter</code>: a difference means one of them was edited or copied alone.</p>"
                 if any(w.startswith("summary.json") for w in f["warnings"]) else "")
         box = ('<div class="warn"><b>⚠ the funnel does not add up</b><ul>'
                + "".join(f"<li>{e(w)}</li>" for w in f["warnings"]) + f"</ul>{hint}</div>")
@@ -605,6 +607,8 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
         if not isinstance(value, dict):
             notes.append(f"{name} is not a mapping: ignored")
     summary = summary if isinstance(summary, dict) else {}
+    for name, why in (summary.get("skipped_stages") or {}).items():
+        notes.append(f"stage {name} is enabled but did not run: {why}")
     config = config if isinstance(config, dict) else {}
     sections = filter_sections(config, notes)
     bounds = [b for name, s in sections.items() for b in section_bounds(name, s)]

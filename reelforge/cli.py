@@ -1,7 +1,7 @@
 """``reelforge`` — one command, subcommands for each job.
 
     reelforge demo [--output DIR]                   sample videos → build, on a local Ray
-    reelforge build CONFIG --input IN --output DIR [--set key=value …] [--refilter]
+    reelforge build CONFIG --input IN --output DIR [--set key=value …] [--refilter | --rebuild]
     reelforge scenes VIDEO… [--detector content|transnetv2] [--json]
     reelforge shards verify|stats|import|export …
     reelforge report DATASET                        self-contained HTML quality report
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
 from pathlib import Path
 
@@ -32,16 +31,17 @@ def _load_build_config(path, overrides):
 def cmd_build(args) -> int:
     cfg = _load_build_config(args.config, args.set)
     if args.refilter:
-        from reelforge.curate.filters import refilter
+        if args.input or args.rebuild:
+            raise ConfigError("--refilter re-decides an existing dataset: it takes no --input and no --rebuild")
+        from reelforge.curate.pipeline import run_refilter
 
-        result = refilter(args.output, cfg.curate.filters)
-        print(json.dumps(result, indent=2))
+        run_refilter(args.output, cfg)
         return 0
     if not args.input:
         raise ConfigError("--input is required (a folder, a glob, @list.txt or an fsspec URL)")
     from reelforge.curate.pipeline import run_build
 
-    summary = run_build(args.input, args.output, cfg, refresh=args.refresh)
+    summary = run_build(args.input, args.output, cfg, refresh=args.refresh, rebuild=args.rebuild)
     return 0 if summary["inputs"] else 1
 
 
@@ -64,7 +64,7 @@ def cmd_demo(args) -> int:
     print(f"generating sample videos in {raw} …")
     generate_samples(raw, preset=args.preset)
     cfg = _load_build_config(args.config, args.set)
-    run_build([str(raw)], out / "dataset", cfg)
+    run_build([str(raw)], out / "dataset", cfg, rebuild=args.rebuild)
     print(f"\ndataset written to {out / 'dataset'}  (videos.parquet, clips.parquet, shards/)")
     return 0
 
@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--input", "-i", action="append", help="folder, glob, @list.txt or URL (repeatable)")
     b.add_argument("--output", "-o", required=True, help="dataset directory")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    b.add_argument("--refilter", action="store_true", help="re-apply filter thresholds to an existing dataset")
+    b.add_argument("--refilter", action="store_true",
+                   help="re-apply filter thresholds to an existing dataset (statuses, shards, index, summary, report)")
+    b.add_argument("--rebuild", action="store_true",
+                   help="redo the work whose settings changed since the output was built (or all of it)")
     b.add_argument("--refresh", action="store_true", help="re-probe and re-split every input")
     b.set_defaults(func=cmd_build)
 
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", default=str(ROOT / "configs" / "build" / "demo.yaml"))
     d.add_argument("--preset", default="demo", choices=["demo", "test"])
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--rebuild", action="store_true", help="redo work whose settings changed since the last demo")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("samples", help="write the deterministic sample videos with ground truth")
@@ -122,6 +126,8 @@ def _output_error(exc: OSError, output: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reelforge.curate.buildstate import BuildStateError  # light: no torch, no ray
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -137,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reelforge: {_output_error(exc, getattr(args, 'output', None))}", file=sys.stderr)
         return 3
+    except BuildStateError as exc:  # raised before any work: the output is untouched
+        print(f"reelforge: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 A shard is written to ``<name>.tar.tmp`` and renamed to ``<name>.tar`` only when complete, so a killed
 job never leaves a half-written tar under a final name. ``on_commit`` is called with the shard name and
 the keys it holds right after the rename: the manifest records a sample as landed only then.
+
+A shard is committed when it reaches ``target_bytes`` or, after a write, when it has been open for
+``max_open_seconds``: a slow build still commits its progress about once a minute, so a kill loses at most
+that much work. A writer refuses a key it already wrote (two samples with one key would be one sample to
+WebDataset and an ambiguous row in the index).
 """
 from __future__ import annotations
 
@@ -21,10 +26,13 @@ from reelforge.shards.spec import DEFAULT_TARGET_BYTES, SHARD_PATTERN
 class ShardWriterConfig:
     target_bytes: int = DEFAULT_TARGET_BYTES
     prefix: str = "shard"
+    max_open_seconds: float = 60.0   # commit an open shard after a write once it is this old (0 = never)
 
     def __post_init__(self):
         if self.target_bytes < 1024:
             raise ValueError(f"target_bytes must be >= 1024, got {self.target_bytes}")
+        if self.max_open_seconds < 0:
+            raise ValueError(f"max_open_seconds must be >= 0, got {self.max_open_seconds}")
 
 
 @dataclass
@@ -51,7 +59,9 @@ class ShardWriteError(OSError):
 
 class ShardWriter:
     def __init__(self, out_dir: str | Path, cfg: ShardWriterConfig | None = None,
-                 on_commit: Callable[[CommittedShard], None] | None = None, start_index: int | None = None):
+                 on_commit: Callable[[CommittedShard], None] | None = None, start_index: int | None = None,
+                 known_keys: set[str] | None = None):
+        """``known_keys``: keys committed by earlier runs into the same place (a resumed build), refused too."""
         self.cfg = cfg or ShardWriterConfig()
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +71,8 @@ class ShardWriter:
         self._tmp_path: Path | None = None
         self._current: CommittedShard | None = None
         self.committed: list[CommittedShard] = []
+        self._keys: set[str] = set(known_keys or ())
+        self._opened_at = 0.0
         # a crash leaves *.tmp files behind: they were never committed, so remove them
         for stale in self.out_dir.glob(f"{self.cfg.prefix}-*.tar.tmp"):
             stale.unlink()
@@ -78,11 +90,14 @@ class ShardWriter:
         self._tmp_path = self.out_dir / (name + ".tmp")
         self._tar = tarfile.open(self._tmp_path, "w", format=tarfile.USTAR_FORMAT)
         self._current = CommittedShard(name=name)
+        self._opened_at = time.monotonic()
 
     def write(self, key: str, members: dict[str, bytes]) -> str:
         """Add one sample; returns the name of the shard it will land in."""
         if "." in key or "/" in key:
             raise ValueError(f"sample key must not contain '.' or '/': {key!r}")
+        if key in self._keys:
+            raise ValueError(f"sample key {key!r} was already written by this writer")
         try:
             if self._tar is None:
                 self._open()
@@ -97,8 +112,10 @@ class ShardWriter:
         except OSError as exc:
             raise self._failed(exc) from exc
         self._current.keys.append(key)
+        self._keys.add(key)
         name = self._current.name
-        if self._current.bytes >= self.cfg.target_bytes:
+        too_old = self.cfg.max_open_seconds and time.monotonic() - self._opened_at >= self.cfg.max_open_seconds
+        if self._current.bytes >= self.cfg.target_bytes or too_old:
             self.flush()
         return name
 

@@ -78,8 +78,9 @@ def test_clips_table_and_shards_agree(built):
     in_shards = {c["clip_id"]: c for c in clips if c["shard"]}
     assert in_shards and all(c["shard"] for c in clips if c["status"] == "ok")
 
-    tars = sorted((out / "shards").glob("*.tar"))
-    assert len(tars) >= 2  # the small target size forces several shards
+    assert len(list((out / "_work" / "shards").glob("*.tar"))) >= 2  # the small target forces several shards
+    tars = sorted((out / "shards").glob("*.tar"))  # published: the kept clips only
+    assert tars
     listed = subprocess.run(["tar", "tf", str(tars[0])], capture_output=True, text=True, check=True).stdout.split()
     assert listed and all(n.rsplit(".", 1)[0] in in_shards for n in listed)
 
@@ -142,10 +143,10 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
     multi = tiny_clip_overrides + ["shards.target_bytes=30000"]
     with pytest.raises(KeyboardInterrupt):
         run_build([str(raw)], out, _cfg(multi))
-    assert not (out / "clips.parquet").exists()
-    # a tar renamed but not recorded (killed between the two) must not survive the resume
-    orphan = out / "shards" / "shard-009999.tar"
-    shutil.copy(sorted((out / "shards").glob("*.tar"))[0], orphan)
+    assert not (out / "clips.parquet").exists() and not (out / "shards").exists()  # nothing published yet
+    # a work tar renamed but not recorded (killed between the two) must not survive the resume
+    orphan = out / "_work" / "shards" / "work-009999.tar"
+    shutil.copy(sorted((out / "_work" / "shards").glob("*.tar"))[0], orphan)
 
     monkeypatch.setattr(writer_mod.ShardWriter, "flush", real_flush)
     run_build([str(raw)], out, _cfg(multi))
@@ -159,5 +160,5 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
         with tarfile.open(t) as tf:
             keys.update(n.rsplit(".", 1)[0] for n in tf.getnames() if n.endswith(".mp4"))
     assert set(keys) == {k for k, c in reference.items() if c["shard"]} and max(keys.values()) == 1
-    per_shard = Counter(c["shard"] for c in resumed if c["shard"])
+    per_shard = Counter(c["work_shard"] for c in resumed if c["work_shard"])
     assert max(per_shard.values()) >= 2

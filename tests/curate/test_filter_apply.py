@@ -6,7 +6,7 @@ import pytest
 
 from reelforge.config import ConfigError, from_dict
 from reelforge.curate.dedup import write_embeddings
-from reelforge.curate.filters import FILTER_ORDER, FiltersConfig, apply_filters, build_filter_stages, funnel, refilter
+from reelforge.curate.filters import FILTER_ORDER, FiltersConfig, apply_filters, build_filter_stages, decide_all, funnel
 from reelforge.curate.stages.aesthetic import AestheticStage
 from reelforge.curate.stages.basic import BasicStage
 
@@ -66,7 +66,9 @@ def test_table_in_table_out_with_the_same_schema():
     assert out.column("status").to_pylist() == [r["status"] for r in apply_filters(ROWS, FiltersConfig())]
 
 
-def test_refilter_rewrites_statuses_and_reruns_dedup(tmp_path):
+def test_redeciding_reruns_dedup_over_the_survivors(tmp_path):
+    # (the dataset-level refilter, which rewrites shards, index and summary too, is tested in
+    # test_consistency.py; this is the decision it makes)
     rng = np.random.default_rng(0)
     rows = apply_filters(ROWS, FiltersConfig())
     emb = rng.standard_normal((len(rows), 16)).astype(np.float32)
@@ -74,25 +76,20 @@ def test_refilter_rewrites_statuses_and_reruns_dedup(tmp_path):
     for r, e in zip(rows, emb):
         r["clip_embedding"] = e.tolist()
     write_embeddings(rows, tmp_path / "embeddings.parquet")
-    pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "clip_embedding"} for r in rows]),
-                   tmp_path / "clips.parquet")
+    rows = [{k: v for k, v in r.items() if k != "clip_embedding"} for r in rows]
 
     # loosen motion: "static" survives the filters and is then a duplicate of the better "good"
     cfg = from_dict(FiltersConfig, {"motion": {"min_motion": 0.0}})
-    counts = refilter(tmp_path, cfg)
-    table = pq.read_table(tmp_path / "clips.parquet")
-    by_id = {r["clip_id"]: r for r in table.to_pylist()}
-    assert table.num_rows == len(ROWS)  # every row kept
+    out = decide_all(rows, cfg, tmp_path / "embeddings.parquet")
+    by_id = {r["clip_id"]: r for r in out}
+    assert len(out) == len(ROWS)  # every row kept
     assert by_id["static"]["reason"].startswith("dedup: cosine=") and by_id["static"]["dedup_of"] == "good"
+    counts = funnel(out)
     assert counts["dedup"] == 1 and counts["motion"] == 0 and counts["exposure"] == 1
-    assert not (tmp_path / "clips.parquet.tmp").exists()
-    # refiltering is idempotent
-    assert refilter(tmp_path, cfg) == counts
-
-
-def test_refilter_needs_a_dataset(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no clips.parquet"):
-        refilter(tmp_path, FiltersConfig())
+    # deciding again from the decided rows gives the same answer (old dedup columns are recomputed)
+    assert funnel(decide_all(out, cfg, tmp_path / "embeddings.parquet")) == counts
+    # without embeddings, no dedup: "static" stays
+    assert {r["clip_id"]: r["status"] for r in decide_all(rows, cfg, None)}["static"] == "ok"
 
 
 def test_config_errors_name_the_key():

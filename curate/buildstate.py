@@ -1,0 +1,142 @@
+"""What a build's data on disk was made with, and who may write it: the work record and the output lock.
+
+Work is keyed by the settings that produced it. ``_work/build.json`` records, per phase, every config key
+whose value changes the data of that phase:
+
+- ``videos``: probe, shot detection and the clip plan (``curate.probe``, ``curate.scenes``, ``curate.split``);
+- ``clips``: the transcode and the scores (``curate.transcode`` and the scoring fields of each filter).
+
+Thresholds (``min_*``/``max_*`` of a filter, switching a filter off, the whole ``dedup`` section) only
+change decisions: the build's finish and ``--refilter`` re-apply them to the recorded scores. Keys that
+only change speed or placement (devices, threads, actor counts, batch sizes) are not recorded. A run
+whose recorded keys differ stops before doing anything (:class:`BuildStateError` naming each key, old
+and new value, and ``--rebuild``); ``--rebuild`` redoes the phases whose keys changed.
+
+The lock is an ``fcntl.flock`` on ``OUT/.lock``: the kernel drops it when the process dies, however it
+dies, so a killed build never leaves a stale lock. The file also says who holds it, for the message.
+(flock works on local file systems; on NFS it depends on the mount; object stores need issue 16's
+design.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+STATE_FILE = "build.json"
+LOCK_FILE = ".lock"
+STATE_VERSION = 1
+
+# config fields that change how fast or where work runs, never its result
+_SPEED_ONLY = {"device", "concurrency", "num_cpus", "batch_size", "threads", "decode_workers", "decode_threads",
+               "transnet_batch_windows"}
+
+
+class BuildStateError(RuntimeError):
+    """The output cannot be used as asked (in use, built with other settings, work record missing)."""
+
+
+class OutputLock:
+    """Exclusive lock on an output dir for one build or refilter; ``with OutputLock(out): ...``."""
+
+    def __init__(self, out_dir: str | Path):
+        self.path = Path(out_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise BuildStateError(f"{self.path.parent} is in use by another build ({holder}); wait for it to "
+                                  f"finish or choose another --output") from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+# ---- work keys --------------------------------------------------------------------------------------
+
+def _flat(obj, prefix: str) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(v):
+            out.update(_flat(v, key))
+        elif f.name not in _SPEED_ONLY:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _is_threshold(name: str) -> bool:
+    return name.startswith(("min_", "max_")) or name == "enabled"
+
+
+def work_settings(curate_cfg) -> dict[str, dict]:
+    """{phase: {dotted key: value}} of the settings whose change changes that phase's data."""
+    videos = {}
+    for name in ("probe", "scenes", "split"):
+        videos.update(_flat(getattr(curate_cfg, name), f"curate.{name}"))
+    clips = _flat(curate_cfg.transcode, "curate.transcode")
+    for f in dataclasses.fields(curate_cfg.filters):
+        if f.name == "dedup":
+            continue  # computed over all clips at the end, from stored embeddings: a decision
+        section = getattr(curate_cfg.filters, f.name)
+        flat = _flat(section, f"curate.filters.{f.name}")
+        clips.update({k: v for k, v in flat.items() if not _is_threshold(k.rsplit(".", 1)[1])})
+        # a scorer that was off has no scores to re-judge: switching it on is new work
+        clips[f"curate.filters.{f.name}.enabled"] = bool(section.enabled)
+    return {"videos": videos, "clips": clips}
+
+
+def changed_settings(recorded: dict[str, dict], current: dict[str, dict]) -> dict[str, list[str]]:
+    """{phase: ["key: old -> new", ...]} for the phases whose recorded keys differ from ``current``."""
+    out: dict[str, list[str]] = {}
+    for phase, now in current.items():
+        before = recorded.get(phase, {})
+        lines = []
+        for key in sorted(set(before) | set(now)):
+            old, new = before.get(key, "<unset>"), now.get(key, "<unset>")
+            if key.endswith(".enabled") and phase == "clips" and old is True and new is False:
+                continue  # switching a scorer off only drops its check: a refilter
+            if old != new:
+                lines.append(f"{key}: {old!r} -> {new!r}")
+        if lines:
+            out[phase] = lines
+    return out
+
+
+def describe_changes(changes: dict[str, list[str]]) -> str:
+    return "; ".join(line for lines in changes.values() for line in lines)
+
+
+def load_state(work_dir: Path) -> dict | None:
+    p = Path(work_dir) / STATE_FILE
+    if not p.is_file():
+        return None
+    return json.loads(p.read_text())
+
+
+def save_state(work_dir: Path, settings: dict[str, dict]) -> None:
+    p = Path(work_dir) / STATE_FILE
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps({"version": STATE_VERSION, "settings": settings}, indent=1, sort_keys=True,
+                              default=str))
+    os.replace(tmp, p)

@@ -1,0 +1,151 @@
+"""Publishing: the training shards ``DIR/shards/`` hold exactly the clips whose final status is ``ok``.
+
+The build writes every transcoded clip to *work shards* (``DIR/_work/shards/``) while statuses are still
+unknown. Once statuses are decided (end of a build, or ``--refilter``), :func:`publish` writes a new
+training shard set by copying each kept clip's media members byte for byte out of its work shard
+(no re-encoding) next to a ``<key>.json`` that states the clip's final status, and swaps it in:
+
+1. the new set is written to ``DIR/shards.new/`` (each tar atomically, ``.tar.tmp`` → rename);
+2. ``DIR/shards`` → ``DIR/shards.old``, ``DIR/shards.new`` → ``DIR/shards`` (two renames);
+3. ``DIR/shards.old`` is deleted.
+
+:func:`recover` (run under the output lock before any build or refilter) undoes a publish killed between
+those steps, so ``DIR/shards`` is always one complete set. Rejected clips never enter ``DIR/shards``;
+they stay in the work shards, so a refilter can bring them back.
+
+The copy is keyed by clip id, not by who wrote the work shard, so work shards written by cluster workers
+(issue 16) publish the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from reelforge.shards.spec import SHARDS_SUBDIR
+from reelforge.shards.tarscan import scan_tar
+from reelforge.shards.writer import ShardWriter, ShardWriterConfig
+
+NEW_SUFFIX, OLD_SUFFIX = ".new", ".old"
+RECORD_FILE = "published.json"   # in the work dir: what the current DIR/shards was published from
+
+
+@dataclass
+class PublishResult:
+    shard_of: dict[str, str] = field(default_factory=dict)   # clip_id -> published shard name
+    shards: list[str] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+    skipped: bool = False   # DIR/shards already held exactly this set: nothing written
+
+
+def recover(dataset_dir: str | Path) -> None:
+    """Finish or undo a publish that was killed mid-way (call before anything reads or writes DIR/shards)."""
+    root = Path(dataset_dir)
+    live, new, old = root / SHARDS_SUBDIR, root / (SHARDS_SUBDIR + NEW_SUFFIX), root / (SHARDS_SUBDIR + OLD_SUFFIX)
+    if not live.exists() and old.exists():
+        os.replace(old, live)  # killed between the two renames: the previous set is still whole
+    for d in (new, old):
+        if d.exists():
+            shutil.rmtree(d)
+
+
+def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sample_json: Callable[[dict], bytes],
+            cfg: ShardWriterConfig, work_dir: Path, skip_media: tuple[str, ...] = ("json",)) -> PublishResult:
+    """Write ``rows`` (the ok clips, each with ``clip_id`` and ``work_shard``) as ``DIR/shards``.
+
+    Members of a clip other than ``skip_media`` are copied from its work shard; the JSON member is
+    ``sample_json(row)``. Raises ValueError when a row's work shard or sample is missing (the work record
+    and the work shards disagree: nothing is swapped in). When the set would be byte-identical to the one
+    published last time (same rows, same JSON, same writer settings) nothing is written.
+    """
+    t0 = time.time()
+    root = Path(dataset_dir)
+    rows = list(rows)
+    metas = [sample_json(r) for r in rows]
+    digest = hashlib.sha256(json.dumps([cfg.target_bytes, cfg.prefix]).encode())
+    for r, m in zip(rows, metas):
+        digest.update(r["clip_id"].encode() + b"\0" + str(r["work_shard"]).encode() + b"\0" + m + b"\0")
+    digest = digest.hexdigest()
+    live = root / SHARDS_SUBDIR
+    record_path = Path(work_dir) / RECORD_FILE
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record.get("digest") == digest and live.is_dir() and \
+            sorted(p.name for p in live.glob("*.tar")) == sorted(record.get("shards", [])):
+        return PublishResult(shard_of=record["shard_of"], shards=record["shards"], bytes=record["bytes"],
+                             skipped=True)
+
+    # where each needed sample lives in its work shard; every work shard is scanned once
+    needed: dict[str, set[str]] = {}
+    for r in rows:
+        needed.setdefault(r["work_shard"], set()).add(r["clip_id"])
+    where: dict[str, tuple[Path, dict]] = {}
+    for shard, keys in needed.items():
+        path = Path(work_shards) / str(shard)
+        if not path.is_file():
+            raise ValueError(f"work shard {path} is missing ({len(keys)} kept clips are recorded in it)")
+        scan = scan_tar(path)
+        for s in scan.samples:
+            if s.key in keys:
+                where[s.key] = (path, s.members)
+
+    staging = root / (SHARDS_SUBDIR + NEW_SUFFIX)
+    if staging.exists():
+        shutil.rmtree(staging)
+    result = PublishResult()
+    def position(i: int) -> tuple[str, int]:  # read each work shard front to back
+        members = where.get(rows[i]["clip_id"], (None, {}))[1]
+        return str(rows[i]["work_shard"]), min((m.offset for m in members.values()), default=0)
+
+    order = sorted(range(len(rows)), key=position)
+    writer = ShardWriter(staging, ShardWriterConfig(target_bytes=cfg.target_bytes, prefix=cfg.prefix,
+                                                    max_open_seconds=0), start_index=0)
+    handles: dict[Path, int] = {}
+    try:
+        for i in order:
+            r, meta = rows[i], metas[i]
+            if r["clip_id"] not in where:
+                raise ValueError(f"clip {r['clip_id']} is not in its work shard {r['work_shard']}")
+            path, members = where[r["clip_id"]]
+            fd = handles.get(path)
+            if fd is None:
+                fd = handles[path] = os.open(path, os.O_RDONLY)
+            out = {}
+            for ext, m in members.items():
+                if ext in skip_media:
+                    continue
+                data = os.pread(fd, m.size, m.offset)
+                if len(data) != m.size:
+                    raise ValueError(f"{path.name}:{m.name}: short read ({len(data)} of {m.size} bytes)")
+                out[ext] = data
+            out["json"] = meta
+            result.shard_of[r["clip_id"]] = writer.write(r["clip_id"], out)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        for fd in handles.values():
+            os.close(fd)
+    if not staging.exists():
+        staging.mkdir(parents=True)
+    result.shards = [s.name for s in writer.committed]
+    result.bytes = sum((staging / n).stat().st_size for n in result.shards)
+
+    old = root / (SHARDS_SUBDIR + OLD_SUFFIX)
+    if live.exists():
+        os.replace(live, old)
+    os.replace(staging, live)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp = record_path.with_name(record_path.name + ".tmp")
+    tmp.write_text(json.dumps({"digest": digest, "shards": result.shards, "bytes": result.bytes,
+                               "shard_of": result.shard_of}))
+    os.replace(tmp, record_path)
+    result.seconds = round(time.time() - t0, 3)
+    return result
