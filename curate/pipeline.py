@@ -32,7 +32,7 @@ from reelforge.config import dump_config
 from reelforge.curate import buildstate
 from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
-from reelforge.curate.discover import DiscoverConfig, discover
+from reelforge.curate.discover import DiscoverConfig, discover_inputs
 from reelforge.curate.filters import FiltersConfig, decide_all, funnel
 from reelforge.curate.manifest import (BULK_COLUMNS, EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table,
                                        write_parquet_atomic)
@@ -146,7 +146,8 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     t0 = time.time()
     out = Path(out_dir)
     check_columns(cfg.curate)
-    paths = discover(inputs, cfg.curate.discover)
+    found = discover_inputs(inputs, cfg.curate.discover)  # input files + named entries skipped, with why
+    paths = found.paths
     with OutputLock(out):
         publishing.recover(out)
         manifest = Manifest(out)
@@ -250,6 +251,7 @@ def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refres
             manifest.save_videos(videos)
             last_save = time.time()
     videos += missing_rows(todo, returned, "path", "probe/scene_split")
+    videos += found.skipped  # named entries that are no input file: failed rows saying why
     manifest.save_videos(videos)
     return mark_exact_duplicates(videos)
 
