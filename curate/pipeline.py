@@ -154,7 +154,7 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         _check_work(out, manifest, cfg, rebuild)
         mode = init_ray(cfg.ray)
         print(f"reelforge build: {len(paths)} input files, Ray {mode}, output {out}")
-        videos = _videos_phase(manifest, paths, cfg, refresh)
+        videos = _videos_phase(manifest, paths, cfg, refresh) + found.skipped  # skips: failed rows
         t_videos = time.time()
         _clips_phase(manifest, videos, cfg)
         t_clips = time.time()
@@ -251,7 +251,6 @@ def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refres
             manifest.save_videos(videos)
             last_save = time.time()
     videos += missing_rows(todo, returned, "path", "probe/scene_split")
-    videos += found.skipped  # named entries that are no input file: failed rows saying why
     manifest.save_videos(videos)
     return mark_exact_duplicates(videos)
 
