@@ -87,10 +87,13 @@ def _scan_rows(shard_files: list[Path]) -> tuple[list[dict], list[str]]:
         scan = scan_tar(tar)
         with open(tar, "rb") as f:
             shard_rows = [_sample_row(f, tar.name, s) for s in scan.samples]
+        for row, sample in zip(shard_rows, scan.samples):
+            if sample.error:  # a refused, repeated or truncated member: pinned on its own sample by the scan
+                row["_status"], row["_reason"] = "failed", sample.error[:500]
         if scan.error:
             errors.append(f"{tar.name}: {scan.error}")
             log.warning("%s: %s", tar.name, scan.error)
-            if shard_rows:  # the sample being read when the tar broke off is incomplete
+            if shard_rows and not scan.samples[-1].error:  # the tar broke off after it: it may lack members
                 shard_rows[-1]["_status"], shard_rows[-1]["_reason"] = "failed", f"shard error: {scan.error}"
         rows.extend(shard_rows)
     return rows, errors

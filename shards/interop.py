@@ -11,6 +11,9 @@ The tars are linked (or copied) into ``OUT/shards/`` as ``imported-NNNNNN.tar``;
 (frames, fps, size) into ``OUT/clips.parquet``; ``build_index`` then writes ``OUT/index.parquet``. A member
 that is not what its extension says (an ``.mp4`` that does not decode, a ``.jpg`` that is no JPEG,
 a caption that is not UTF-8) makes its sample ``status=failed`` with the reason; the import goes on.
+So does a member the scan refuses (``shards/tarscan.py``): an absolute name or one with ``..`` (which
+would write outside the folder if extracted), a symlink or hard link, a repeated key or member, the
+member a truncated tar breaks off in — each marks its own sample, not the one before it.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def _find_tars(sources: list[str | Path]) -> list[Path]:
 def _probe_sample(f, sample) -> dict:
     """Metadata of one foreign sample; ``status``/``reason`` say whether its members are what they claim."""
     row: dict = {"status": "ok", "reason": None}
-    bad = []
+    bad = [sample.error] if sample.error else []  # a refused, repeated or truncated member (see tarscan)
     for ext, m in sample.members.items():
         data = os.pread(f.fileno(), m.size, m.offset)
         try:

@@ -133,3 +133,81 @@ def test_export_of_imported_shards_is_spec_conformant(v2d_dir, tmp_path):
     meta = json.loads(sample["json"])
     assert meta["format"] == "reelforge.shard.v1" and meta["url"].startswith("https://example.com/")
     assert {"clip_id", "num_frames", "fps", "width", "height", "duration_s"} <= set(meta)
+
+
+def _member(tar, name, data=b"", kind=None, link=""):
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    if kind:
+        info.type, info.linkname = kind, link
+    else:
+        info.size = len(data)
+    tar.addfile(info, io.BytesIO(data) if not kind else None)
+
+
+def _hostile_tar(path):
+    """Good samples around each kind of bad member, as a careless or hostile tool might write them."""
+    import tarfile
+
+    mp4 = encode_mp4(make_frames(0, 12, 64, 40), 16)
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for key, bad in [("good0", None), ("../up", "traversal"), ("good1", None), ("/tmp/abs", "absolute"),
+                         ("good2", None), ("sym", "symlink"), ("good3", None), ("hard", "hardlink"),
+                         ("good4", None)]:
+            if bad == "symlink":
+                _member(tar, f"{key}.mp4", kind=tarfile.SYMTYPE, link="/etc/passwd")
+            elif bad == "hardlink":
+                _member(tar, f"{key}.mp4", kind=tarfile.LNKTYPE, link="good0.mp4")
+            else:
+                _member(tar, f"{key}.mp4", mp4)
+            _member(tar, f"{key}.txt", f"caption {key}".encode())
+        _member(tar, "good1.mp4", mp4)  # key good1 again, later: two samples with one key
+
+
+def test_hostile_members_are_refused_on_their_own_sample(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _hostile_tar(src / "00000.tar")
+    scan = scan_tar(src / "00000.tar")
+    assert scan.error is None
+    errors = {s.key: s.error for s in scan.samples}
+    assert [s.key for s in scan.samples] == ["good0", "../up", "good1", "/tmp/abs", "good2", "sym", "good3", "hard",
+                                             "good4", "good1"]
+    assert errors["../up"].startswith("refused member '../up.mp4': '..' in the name (path traversal out of the "
+                                      "extraction folder); refused member '../up.txt'")
+    assert errors["/tmp/abs"].startswith("refused member '/tmp/abs.mp4': absolute name")
+    assert errors["sym"] == "refused member 'sym.mp4': a symlink to '/etc/passwd' (its bytes are not in the tar)"
+    assert list(scan.samples[5].members) == list(scan.samples[7].members) == ["txt"]  # refused: not listed
+    assert errors["hard"].startswith("refused member 'hard.mp4': a hard link to 'good0.mp4'")
+    assert scan.samples[-1].error == "key 'good1' repeats: sample #9 of the tar, first seen as sample #2"
+    assert all(s.error is None for s in scan.samples[:-1] if s.key.startswith("good"))
+
+    import_shards([src], tmp_path / "ds", buckets=TEST_BUCKETS)
+    rows = read_index(tmp_path / "ds").to_pylist()
+    failed = {(r["key"], r["reason"].split(":")[0]) for r in rows if r["status"] == "failed"}
+    assert failed == {("../up", "refused member '../up.mp4'"), ("/tmp/abs", "refused member '/tmp/abs.mp4'"),
+                      ("sym", "refused member 'sym.mp4'"), ("hard", "refused member 'hard.mp4'"),
+                      ("good1", "key 'good1' repeats")}
+    # the neighbours of every bad member are fine (the first good1 among them)
+    assert sum(r["status"] == "ok" for r in rows) == 5
+
+
+def test_a_truncated_member_marks_its_own_sample(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    samples = [{"__key__": f"k{i}", "mp4": encode_mp4(make_frames(i, 12, 64, 40), 16), "txt": f"video {i}"}
+               for i in range(3)]
+    write_tool_shard(src / "00000.tar", samples)
+    tar = src / "00000.tar"
+    scan = scan_tar(tar)
+    cut = scan.samples[2].members["mp4"].offset + 100  # inside k2's video
+    tar.write_bytes(tar.read_bytes()[:cut])
+    scan = scan_tar(tar)
+    assert scan.error.startswith("truncated: member k2.mp4 ends at")
+    assert [(s.key, s.error is not None) for s in scan.samples] == [("k0", False), ("k1", False), ("k2", True)]
+    import_shards([src], tmp_path / "ds", buckets=TEST_BUCKETS)
+    status = {r["key"]: (r["status"], r["reason"]) for r in read_index(tmp_path / "ds").to_pylist()}
+    assert status["k0"] == ("ok", None) and status["k1"] == ("ok", None)  # not k1 (the sample before it)
+    assert status["k2"][0] == "failed" and status["k2"][1].startswith("truncated: member k2.mp4")
