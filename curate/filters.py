@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from reelforge.curate.dedup import DedupConfig, apply_dedup
+from reelforge.curate.near_dup import NearDupConfig, apply_near_dup
 from reelforge.curate.runner import StageSpec
 from reelforge.curate.stage_list import FILTER_NAMES, runnable, stage_args
 from reelforge.curate.stages.aesthetic import AestheticConfig
@@ -34,7 +35,7 @@ CHECK_COLUMNS = (
     "duration_s", "short_side", "fps", "aspect_ratio", "border_area",
     "exposure_mean", "exposure_dark_frac", "exposure_bright_frac", "sharpness",
     "motion_mean", "motion_jitter", "aesthetic", "text_area", "nsfw", "caption_match",
-    "dedup_of", "dedup_cosine",
+    "dedup_of", "dedup_cosine", "near_dup_of", "near_dup_hamming", "near_dup_overlap",
 )
 
 
@@ -48,6 +49,7 @@ class FiltersConfig:
     text_overlay: TextOverlayConfig = field(default_factory=TextOverlayConfig)
     nsfw: NsfwConfig = field(default_factory=NsfwConfig)
     caption_match: CaptionMatchConfig = field(default_factory=CaptionMatchConfig)
+    near_dup: NearDupConfig = field(default_factory=NearDupConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
 
     def enabled_checks(self) -> list[tuple[str, object]]:
@@ -119,12 +121,20 @@ def funnel(rows: list[dict] | pa.Table) -> dict[str, int]:
     return counts
 
 
-def decide_all(rows: list[dict], cfg: FiltersConfig, embeddings: Path | None) -> list[dict]:
-    """Statuses from scores: the thresholds, then (when enabled and ``embeddings`` exists) embedding dedup
-    over the clips that survive them. Dedup columns of an earlier decision are dropped first: which clip
+# columns of a dataset-wide decision (which clip is a duplicate of which)
+_PAIR_COLUMNS = ("dedup_of", "dedup_cosine", "near_dup_of", "near_dup_hamming", "near_dup_overlap")
+
+
+def decide_all(rows: list[dict], cfg: FiltersConfig, embeddings: Path | None,
+               signatures: Path | None = None) -> list[dict]:
+    """Statuses from scores: the thresholds, then (when enabled and the file exists) near-duplicates by
+    frame ``signatures`` and embedding dedup by ``embeddings``, each over the clips that survive. Dedup columns of an earlier decision are dropped first: which clip
     is a duplicate depends on which clips survive, so it is recomputed, never re-checked."""
-    rows = [{k: v for k, v in r.items() if k not in ("dedup_of", "dedup_cosine")} for r in rows]
+    rows = [{k: v for k, v in r.items() if k not in _PAIR_COLUMNS} for r in rows]
     rows = apply_filters(rows, cfg)
+    # near-duplicates by frame signature (no weights) first: the cheap, exact-footage test
+    if cfg.near_dup.enabled and signatures is not None and Path(signatures).is_file():
+        rows = apply_near_dup(rows, signatures, cfg.near_dup)
     if cfg.dedup.enabled and embeddings is not None and Path(embeddings).is_file():
         rows = apply_dedup(rows, embeddings, cfg.dedup)
     return rows

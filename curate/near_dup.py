@@ -49,8 +49,9 @@ SMALL_BUCKET = 16
 @dataclass
 class NearDupConfig:
     enabled: bool = True
-    max_hamming: int = 56          # of 256 bits: two ticks show the same picture (re-encodes: median 8,
-                                   # <= 40; unrelated footage >= 98)
+    max_hamming: int = 40          # of 256 bits, per tick. Sintel re-encodes/trims: clip medians 0-23;
+                                   # other shots >= 72, but two halves of one still-camera shot 32-48
+                                   # (min_overlap keeps those apart: few ticks line up)
     max_color_diff: float = 12.0   # mean |U|,|V| difference over the 4x4 grid, in 0-255 levels
     min_overlap: float = 0.6       # fraction of the shorter clip's ticks that match at one offset
     min_ticks: int = 2             # and at least this many ticks (a 1-s clip has 2)

@@ -342,6 +342,7 @@ def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
 def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) -> dict:
     """Decide, publish and write every table from one decision; returns the summary (not yet written)."""
     from reelforge.curate.dedup import write_embeddings
+    from reelforge.curate.near_dup import SIGNATURE_COLUMN, write_signatures
     from reelforge.shards.index import build_index
 
     videos = mark_exact_duplicates(videos)
@@ -355,7 +356,14 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         write_embeddings(emb_rows, emb_path)
     else:
         emb_path.unlink(missing_ok=True)
-    rows = decide_all(rows, cfg.curate.filters, emb_path if emb_rows else None)
+    # frame signatures go to their own table, like embeddings (near_dup.py: read again on every decision)
+    sig_path = out / "signatures.parquet"
+    if write_signatures(rows, sig_path) == 0:
+        sig_path.unlink(missing_ok=True)
+    for r in rows:
+        r.pop(SIGNATURE_COLUMN, None)
+    rows = decide_all(rows, cfg.curate.filters, emb_path if emb_rows else None,
+                      sig_path if sig_path.is_file() else None)
     for r in rows:
         if r["status"] == "ok" and not r.get("work_shard"):
             r["status"], r["reason"] = "failed", "transcode: no clip media was written for this clip"

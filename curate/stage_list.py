@@ -35,6 +35,7 @@ from reelforge.curate.stages.motion import MotionStage
 from reelforge.curate.stages.nsfw import NsfwStage
 from reelforge.curate.stages.probe import Probe
 from reelforge.curate.stages.scene_split import SceneSplit
+from reelforge.curate.stages.signature import SignatureStage
 from reelforge.curate.stages.text_overlay import TextOverlayStage
 from reelforge.curate.stages.transcode import Transcode
 
@@ -76,6 +77,9 @@ STAGES: tuple[StageEntry, ...] = (
     StageEntry("text_overlay", "clip", TextOverlayStage, ("filters.text_overlay",)),
     StageEntry("nsfw", "clip", NsfwStage, ("filters.nsfw",)),
     StageEntry("caption_match", "clip", CaptionMatchStage, ("filters.caption_match",)),
+    # frame signatures (no weights); near-duplicates are decided over all clips at the end
+    # (filters.decide_all), before embedding dedup
+    StageEntry("near_dup", "clip", SignatureStage, ("filters.near_dup",)),
     StageEntry("dedup", "dataset", None, ("filters.dedup",), inputs=("clip_embedding",),
                outputs=("dedup_of", "dedup_cosine")),
 )

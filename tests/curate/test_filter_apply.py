@@ -56,7 +56,7 @@ def test_disabled_filters_do_not_judge():
     out = {r["clip_id"]: r for r in apply_filters(ROWS, cfg)}
     assert out["static"]["status"] == "ok" and out["ugly"]["status"] == "ok"
     assert [s.cls.name for s in build_filter_stages(cfg)] == ["basic", "borders", "exposure", "aesthetic",
-                                                             "text_overlay", "nsfw"]
+                                                             "text_overlay", "nsfw", "near_dup"]
 
 
 def test_table_in_table_out_with_the_same_schema():
