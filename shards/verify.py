@@ -2,11 +2,14 @@
 
 Errors (non-zero exit): a tar that is truncated or unreadable, a shard on disk missing from the index or
 the other way round, sample keys/counts/offsets that differ from the index, and a member that fails to
-decode in a sample the index does not already mark ``failed``. Samples recorded as failed (e.g. bad
+decode in a sample the index does not already mark ``failed``, a key that appears twice in the dataset, and
+a ``<key>.json`` whose ``status`` differs from the index's (a build's JSON states the clip's final status;
+JSON without a ``status``, e.g. imported shards, is not compared). Samples recorded as failed (e.g. bad
 members found at import) are counted, not errors: the reader never serves them.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,19 +48,25 @@ def verify_dataset(dataset: str | Path, decode: bool = True, full_decode: bool =
         report.errors.append(f"{name}: on disk but not in the index")
     for name in sorted(set(by_shard) - on_disk):
         report.errors.append(f"{name}: in the index ({len(by_shard[name])} samples) but missing on disk")
+    keys_seen: dict[str, str] = {}
     for name in sorted(set(by_shard) & on_disk):
         report.shards += 1
-        _verify_shard(shard_dir / name, by_shard[name], report, decode, full_decode)
+        _verify_shard(shard_dir / name, by_shard[name], report, decode, full_decode, keys_seen)
         if len(report.errors) >= max_errors:
             report.errors.append(f"stopped after {max_errors} errors")
             break
     return report
 
 
-def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bool, full: bool) -> None:
+def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bool, full: bool,
+                  keys_seen: dict[str, str]) -> None:
     scan = scan_tar(path)
     if scan.error:
         report.errors.append(f"{path.name}: {scan.error}")
+    for s in scan.samples:
+        if s.key in keys_seen:
+            report.errors.append(f"{path.name}: key {s.key} also in {keys_seen[s.key]}")
+        keys_seen.setdefault(s.key, path.name)
     tar_keys = [s.key for s in scan.samples]
     idx_keys = [r["key"] for r in rows]
     if len(tar_keys) != len(idx_keys) or set(tar_keys) != set(idx_keys):
@@ -94,5 +103,17 @@ def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bo
                         check_member(ext, data, full=full)
                     except ValueError as exc:
                         report.errors.append(f"{path.name}:{m.name}: {exc}")
+                        continue
+                if ext == "json" and not known_failed:
+                    _check_json_status(path.name, m.name, data, row, report)
     finally:
         files.close()
+
+
+def _check_json_status(shard: str, name: str, data: bytes, row: dict, report: VerifyReport) -> None:
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return  # reported by check_member when decoding; the index marks such samples failed
+    if isinstance(meta, dict) and "status" in meta and meta["status"] != row["status"]:
+        report.errors.append(f"{shard}:{name}: JSON says status {meta['status']!r}, the index {row['status']!r}")
