@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # caption_fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shards"))  # shard_fixtures
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
