@@ -133,6 +133,8 @@ def decide_all(rows: list[dict], cfg: FiltersConfig, embeddings: Path | None,
     rows = [{k: v for k, v in r.items() if k not in _PAIR_COLUMNS} for r in rows]
     rows = apply_filters(rows, cfg)
     # near-duplicates by frame signature (no weights) first: the cheap, exact-footage test
+    if not any(r["status"] == "ok" for r in rows):
+        return rows  # nothing survives the thresholds: nothing can be a duplicate of anything
     if cfg.near_dup.enabled and signatures is not None and Path(signatures).is_file():
         rows = apply_near_dup(rows, signatures, cfg.near_dup)
     if cfg.dedup.enabled and embeddings is not None and Path(embeddings).is_file():
