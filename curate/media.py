@@ -2,6 +2,10 @@
 
 decord and PyAV need a seekable local file; remote inputs (``s3://…``) are copied to a scratch dir
 first. The copy is removed when the context exits.
+
+A truncated download (an mp4 cut short, its index at the front still promising every frame) decodes up
+to the cut and then fails; ``complete_prefix`` gives the part before the cut as a file of its own, so
+the shots and clips of that part are kept instead of failing the whole video.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,3 +56,71 @@ def read_sidecar_caption(path: str) -> str:
             return f.read().strip()
     except (FileNotFoundError, OSError, UnicodeDecodeError):
         return ""
+
+
+@dataclass
+class Cut:
+    """Where the video stream of a file breaks off (a truncated download)."""
+
+    packets: int          # complete packets before the cut
+    expected_frames: int  # what the container's index promises (0 when it does not say)
+    where: str            # the cut, in words
+
+    def reason(self, frames: int, last_s: float) -> str:
+        """The ``reason`` of the video row that keeps the part before the cut."""
+        of = f" of {self.expected_frames}" if self.expected_frames else ""
+        return f"truncated: decoded {frames}{of} frames, stopped at {last_s:.1f} s ({self.where})"
+
+
+def find_cut(path: str) -> Cut | None:
+    """The cut in the video stream of the local file ``path``; None when every packet is whole, none is,
+    or the file does not demux at all. Reads the packets without decoding them."""
+    import av
+
+    size = os.path.getsize(path)
+    n = 0
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            expected = int(stream.frames or 0)
+            for pkt in container.demux(stream):
+                if pkt.size == 0 and pkt.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                if pkt.is_corrupt or (pkt.pos is not None and pkt.pos + pkt.size > size):
+                    where = f"packet {n} at byte {pkt.pos} is cut off by the end of the file ({size} bytes)"
+                    return Cut(n, expected, where) if n else None
+                n += 1
+    except (av.error.FFmpegError, IndexError):  # IndexError: no video stream
+        return None
+    if expected and 0 < n < expected:
+        return Cut(n, expected, f"the index promises {expected} packets, the file holds {n}")
+    return None
+
+
+@contextlib.contextmanager
+def complete_prefix(path: str) -> Iterator[tuple[str, Cut] | None]:
+    """``(path of a temporary mp4 holding the complete packets, the cut)`` when the video stream of the
+    local file ``path`` breaks off, else None (see ``find_cut``). The copy is removed on exit.
+
+    A stream copy (no re-encode) that keeps timestamps as they are, so frame times in the prefix are
+    those of the same frames in ``path``; two passes over the packets keep memory flat."""
+    import av
+
+    cut = find_cut(path)
+    if cut is None:
+        yield None
+        return
+    tmpdir = tempfile.mkdtemp(prefix="reelforge-prefix-")
+    try:
+        out_path = os.path.join(tmpdir, "prefix.mp4")
+        with av.open(path) as container, av.open(out_path, "w", format="mp4") as out:
+            stream = container.streams.video[0]
+            ostream = out.add_stream_from_template(stream)
+            for i, pkt in enumerate(container.demux(stream)):
+                if i >= cut.packets:
+                    break
+                pkt.stream = ostream
+                out.mux(pkt)
+        yield out_path, cut
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 One row per video in, the same row out with the shot boundaries and the clip plan (``clip_spans``,
 one dict per ``ClipSpan``); a later step explodes ``clip_spans`` into clip rows. A file that cannot
-be decoded becomes ``status=failed`` with the detector's message.
+be decoded becomes ``status=failed`` with the detector's message; one that decodes up to a cut (a
+truncated download) keeps the shots before the cut, ``status=ok`` with a ``truncated: …`` reason.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import json
 
 from ..clip_policy import ClipPolicyConfig, plan_clips
-from ..media import local_copy
+from ..media import complete_prefix, find_cut, local_copy
 from ..scenes import SceneConfig, SceneDetectionError, detect_scenes
 from ..stage import Resources, Stage
 
@@ -47,15 +48,12 @@ class SceneSplit(Stage):
     def process_row(self, row: dict) -> dict:
         try:
             with local_copy(row["path"]) as local:
-                if self.scenes.detector == "transnetv2":
-                    result = self._transnet.detect(local)
-                else:
-                    result = detect_scenes(local, self.scenes)
+                result, note = self._detect_decodable(local, int(row.get("frame_count") or 0))
         except SceneDetectionError as exc:
             return {"status": "failed", "reason": f"scene_split: {exc}"}
         result.path = row["path"]
         spans = plan_clips(result, self.clips)
-        return {
+        return note | {
             "frames": int(result.frames),
             "fps": float(result.fps),
             "start_time": float(result.pts[0]),
@@ -63,3 +61,25 @@ class SceneSplit(Stage):
             "transitions": json.dumps([dataclasses.asdict(t) for t in result.transitions]),
             "clip_spans": [dataclasses.asdict(s) for s in spans],
         }
+
+    def _detect_decodable(self, local: str, declared_frames: int):
+        """(shots of the decodable part, {"reason": where decoding stopped} for a truncated download)."""
+        try:
+            result = self._detect(local)
+        except SceneDetectionError:
+            # the decoder gave up at the cut: detect on the complete packets before it
+            with complete_prefix(local) as prefix:
+                if prefix is None:
+                    raise
+                result = self._detect(prefix[0])
+                return result, {"reason": prefix[1].reason(result.frames, float(result.pts[-1]))}
+        if result.frames < declared_frames:  # it stopped early without an error: say so if the file is cut
+            cut = find_cut(local)
+            if cut is not None:
+                return result, {"reason": cut.reason(result.frames, float(result.pts[-1]))}
+        return result, {}
+
+    def _detect(self, local: str):
+        if self.scenes.detector == "transnetv2":
+            return self._transnet.detect(local)
+        return detect_scenes(local, self.scenes)

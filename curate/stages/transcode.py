@@ -60,15 +60,49 @@ def upright(img: np.ndarray, rotation_cw: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=-k)) if k else img
 
 
+class _CutOff(Exception):
+    """The stream breaks off (a truncated download): the packet at ``pos`` ends past the end of the file."""
+
+
 def decode_span(path: str, start_pts: float, end_pts: float):
-    """Yield (time, rgb ndarray) for frames with start_pts <= time <= end_pts, in presentation order."""
+    """Yield (time, rgb ndarray) for frames with start_pts <= time <= end_pts, in presentation order.
+
+    A file that breaks off (a truncated download) is decoded up to its last complete packet. A span
+    whose frames all come before the cut is whole; one that runs into the cut, or a decoder error
+    inside the span, raises ValueError saying where decoding stopped."""
+    last = None
+    try:
+        for t, img in _decode_span(path, start_pts, end_pts):
+            last = t
+            yield t, img
+    except (av.error.FFmpegError, _CutOff) as exc:
+        if last is not None and last >= end_pts - PTS_EPS:
+            return  # the span is complete; the decoder was only reading ahead for reordered frames
+        where = f"after the frame at {last:.3f} s" if last is not None else "before the first frame"
+        raise ValueError(f"truncated: decoding stopped {where} of the span {start_pts:.3f}-{end_pts:.3f} s "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _decoded(container, stream, size: int):
+    """Frames in decode order, stopping at a cut packet after draining the decoder: with frame threads
+    it holds a few frames back, which would be lost if the cut packet were fed to it."""
+    for packet in container.demux(stream):
+        if packet.size and (packet.is_corrupt or (packet.pos is not None and packet.pos + packet.size > size)):
+            for frame in stream.codec_context.decode(None):
+                frame.time_base = stream.time_base  # a flush has no packet to take it from
+                yield frame
+            raise _CutOff(f"packet at byte {packet.pos} is cut off by the end of the file ({size} bytes)")
+        yield from packet.decode()
+
+
+def _decode_span(path: str, start_pts: float, end_pts: float):
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = stream.time_base
         container.seek(int(math.floor(start_pts / tb)), stream=stream, backward=True, any_frame=False)
         pending = []
-        for frame in container.decode(stream):
+        for frame in _decoded(container, stream, os.path.getsize(path)):
             t = frame.time
             if t is None or t < start_pts - PTS_EPS:
                 continue
