@@ -24,7 +24,6 @@ import io
 import json
 import math
 import re
-import tarfile
 import typing
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -408,29 +407,36 @@ def _where(r: dict) -> str | None:
 
 
 def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
-    """clip_id -> ``data:image/jpeg;base64,...`` or an error text; each shard is opened once."""
+    """clip_id -> ``data:image/jpeg;base64,...`` or an error text. Each shard's headers are scanned once
+    (work shards have no index) and the members read through ``shards.access`` like every other tool."""
+    from reelforge.shards.access import ShardFiles
+    from reelforge.shards.tarscan import scan_tar
+
     by_shard = defaultdict(dict)
     for r in clips:
-        by_shard[_where(r)][f"{r['clip_id']}.mp4"] = r
+        by_shard[_where(r)][r["clip_id"]] = r
     out = {}
-    for shard, wanted in by_shard.items():
-        path = dataset / shard
-        if not path.is_file():
-            out.update({r["clip_id"]: f"shard {shard} missing" for r in wanted.values()})
-            continue
-        try:
-            with tarfile.open(path) as tar:
-                for member in tar:
-                    r = wanted.get(member.name)
-                    if r is None:
-                        continue
-                    try:
-                        jpg = clip_thumbnail(tar.extractfile(member).read(), r.get("num_frames"))
-                        out[r["clip_id"]] = "data:image/jpeg;base64," + base64.b64encode(jpg).decode()
-                    except Exception as exc:  # one undecodable clip costs one tile
-                        out[r["clip_id"]] = f"decode failed: {type(exc).__name__}: {exc}"[:200]
-        except (OSError, tarfile.TarError) as exc:
-            out.update({r["clip_id"]: f"shard {shard} unreadable: {exc}"[:200] for r in wanted.values()})
+    files = ShardFiles(max_open=4)
+    try:
+        for shard, wanted in by_shard.items():
+            path = dataset / shard
+            if not path.is_file():
+                out.update({cid: f"shard {shard} missing" for cid in wanted})
+                continue
+            scan = scan_tar(path)
+            for sample in scan.samples:
+                r, m = wanted.get(sample.key), sample.members.get("mp4")
+                if r is None or m is None:
+                    continue
+                try:
+                    jpg = clip_thumbnail(files.pread(path, m.size, m.offset), r.get("num_frames"))
+                    out[r["clip_id"]] = "data:image/jpeg;base64," + base64.b64encode(jpg).decode()
+                except Exception as exc:  # one unreadable or undecodable clip costs one tile
+                    out[r["clip_id"]] = f"decode failed: {type(exc).__name__}: {exc}"[:200]
+            if scan.error:
+                out.update({cid: f"shard {shard} unreadable: {scan.error}"[:200] for cid in wanted if cid not in out})
+    finally:
+        files.close()
     for r in clips:
         out.setdefault(r["clip_id"], f"not found in {_where(r)}")
     return out
