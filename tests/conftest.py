@@ -12,6 +12,10 @@ import reelforge  # noqa: F401  (loads PyAV before any test imports decord: see 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REELFORGE_SHARED", ROOT.parent / "shared"))
 
+# a bug in a stage (anything but the ValueError/OSError a stage raises for bad input) fails the test
+# instead of becoming a failed row (see curate/stage.py); Ray workers get it from the runner
+os.environ.setdefault("REELFORGE_STAGE_ERRORS", "reraise")
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
