@@ -41,6 +41,7 @@ from reelforge.curate.scenes import SceneConfig
 from reelforge.curate.stage_list import check_columns, runnable, skipped, stage_args
 from reelforge.curate.stages.probe import ProbeConfig
 from reelforge.curate.stages.transcode import TranscodeConfig
+from reelforge.recaption.job import RecaptionConfig
 from reelforge.shards import publish as publishing
 from reelforge.shards.spec import FORMAT_ID, INDEX_FILE
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
@@ -64,6 +65,8 @@ class BuildConfig:
     shards: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     report: bool = True   # write DIR/report.html (funnel, histograms, contact sheet) at the end
+    # caption the kept clips with a vision-language model after the finish, then caption_match (off by default)
+    recaption: RecaptionConfig = field(default_factory=RecaptionConfig)
 
 
 # probe fields copied onto each clip row (prefixed src_ where the clip has its own value)
@@ -159,6 +162,12 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         _clips_phase(manifest, videos, cfg)
         t_clips = time.time()
         summary = finish(out, cfg, manifest, videos)
+        if cfg.recaption.enabled:  # kept clips get captions; their caption_match scores re-decide the statuses
+            from reelforge.recaption.build import caption_build
+            recaption = caption_build(out, cfg.recaption, cfg.curate.filters.caption_match, cfg.ray)
+            if recaption["caption_match"]["scored"]:
+                summary = finish(out, cfg, manifest, videos)
+            summary["recaption"] = recaption
         summary["phase_s"] = {"videos": round(t_videos - t0, 2), "clips": round(t_clips - t_videos, 2),
                               "finish": round(time.time() - t_clips, 2)}
         summary["wall_s"] = round(time.time() - t0, 2)
@@ -341,12 +350,14 @@ def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
 
 def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) -> dict:
     """Decide, publish and write every table from one decision; returns the summary (not yet written)."""
+    from reelforge.recaption.build import add_caption_scores
     from reelforge.curate.dedup import write_embeddings
     from reelforge.curate.near_dup import SIGNATURE_COLUMN, write_signatures
     from reelforge.shards.index import build_index
 
     videos = mark_exact_duplicates(videos)
     rows = _current_clip_rows(manifest, videos)
+    add_caption_scores(out, rows)  # caption_match of the last captioning run (recaption/build.py)
     emb_rows = [{"clip_id": r["clip_id"], "embedding": r[EMBEDDING_COLUMN]} for r in rows
                 if isinstance(r.get(EMBEDDING_COLUMN), (list, np.ndarray)) and len(r[EMBEDDING_COLUMN])]
     for r in rows:
@@ -447,3 +458,5 @@ def print_summary(s: dict) -> None:
           f"work shards {s.get('work_shard_bytes', 0) / 1e6:.1f} MB)")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in s.get("phase_s", {}).items())
     print(f"wall time     {s.get('wall_s', 0):.1f} s  ({s.get('source_seconds_per_s', 0):.2f} source-s/s; {phases})")
+    if "refilter_s" in s:
+        print(f"refilter      {s['refilter_s']:.1f} s  (the wall time above is the build's)")

@@ -4,7 +4,7 @@ Errors (non-zero exit): a tar that is truncated or unreadable, a shard on disk m
 the other way round, sample keys/counts/offsets that differ from the index, and a member that fails to
 decode in a sample the index does not already mark ``failed``, a key that appears twice in the dataset, and
 a ``<key>.json`` whose ``status`` differs from the index's (a build's JSON states the clip's final status;
-JSON without a ``status``, e.g. imported shards, is not compared). Samples recorded as failed (e.g. bad
+imported JSON's ``success`` counts as ``ok``; JSON without a ``status`` is not compared). Samples recorded as failed (e.g. bad
 members found at import) are counted, not errors: the reader never serves them.
 """
 from __future__ import annotations
@@ -115,5 +115,9 @@ def _check_json_status(shard: str, name: str, data: bytes, row: dict, report: Ve
         meta = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return  # reported by check_member when decoding; the index marks such samples failed
-    if isinstance(meta, dict) and "status" in meta and meta["status"] != row["status"]:
+    if not isinstance(meta, dict) or "status" not in meta:
+        return
+    # video2dataset/img2dataset write "success" for what we call "ok"
+    said = "ok" if meta["status"] == "success" else meta["status"]
+    if said != row["status"]:
         report.errors.append(f"{shard}:{name}: JSON says status {meta['status']!r}, the index {row['status']!r}")
