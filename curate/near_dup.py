@@ -18,14 +18,16 @@ Search (the complexity is the point: a 1M-clip dataset takes minutes, not hours)
   2. Clip pairs that share a key in any table are candidates; each is verified with the exact compare
      above (its cost is O(ticks_a * ticks_b), ~20 x 20 for 10-s clips).
   3. Groups are resolved greedily, best clip first (highest source resolution, then source bitrate when
-     known, then longest, then clip_id): a clip is a duplicate when a verified neighbour is already kept,
-     and its reason names that kept clip. So a reason never points at a clip that was itself dropped.
+     known, then longest, then clip_id): a clip is a duplicate when a verified neighbour is already kept
+     and covers at least ``min_overlap`` of *its* ticks (a long clip that contains a short better copy
+     keeps its other footage), and its reason names that kept clip: never a clip that was itself dropped.
   Time: O(T * bands) to hash and O(T log T) per table to sort, T = ticks in the dataset (~2 per second
   of footage), plus O(candidates * ticks^2) to verify. Memory: O(T) — 68 bytes per tick for the
   signatures and 24 bytes per tick for one table's keys and order, one table at a time.
-  Buckets larger than ``max_bucket`` ticks (a logo or title card shared by thousands of clips) are not
-  paired (that would be quadratic); such ticks still match through their other tables and the clip's
-  other ticks, and the skipped count is returned in the stats.
+  A bucket holds each clip once. One larger than ``max_bucket`` clips (a clip re-uploaded a thousand
+  times, or a title card many clips share) is not paired all with all (that is quadratic): each of its
+  clips is paired with the bucket's ``HOT_PAIRS`` best clips in the keep order, which is enough to drop
+  every copy of the best one, at O(size) cost; the count of such buckets is in the stats.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ SIGNATURE_COLUMN = "frame_signature"
 SIGNATURE_SCHEMA = pa.schema([("clip_id", pa.string()), (SIGNATURE_COLUMN, pa.binary())])
 # buckets at most this big are paired by offset in sorted order (vectorised); bigger ones one by one
 SMALL_BUCKET = 16
+# members of an oversized bucket are paired with this many of its best clips only
+HOT_PAIRS = 8
 
 
 @dataclass
@@ -53,7 +57,7 @@ class NearDupConfig:
                                    # other shots >= 72, but two halves of one still-camera shot 32-48
                                    # (min_overlap keeps those apart: few ticks line up)
     max_color_diff: float = 12.0   # mean |U|,|V| difference over the 4x4 grid, in 0-255 levels
-    min_overlap: float = 0.6       # fraction of the shorter clip's ticks that match at one offset
+    min_overlap: float = 0.6       # fraction of a clip's ticks a kept clip matches at one offset
     min_ticks: int = 2             # and at least this many ticks (a 1-s clip has 2)
     bands: int = 24                # LSH tables
     bits: int = 32                 # bits sampled per table (<= 62)
@@ -83,7 +87,8 @@ class NearDupConfig:
 
 @dataclass(frozen=True)
 class Match:
-    overlap: float      # fraction of the shorter clip's ticks matched at the best offset
+    overlap: float      # fraction of the shorter clip's ticks matched at the best offset (in a result
+                        # of find_near_duplicates: of the dropped clip's ticks)
     ticks: int          # how many
     hamming: float      # median Hamming distance of those tick pairs
     offset: int         # tick offset of b against a
@@ -202,31 +207,34 @@ def band_positions(cfg: NearDupConfig) -> np.ndarray:
     return np.stack([rng.choice(HASH_BITS, cfg.bits, replace=False) for _ in range(cfg.bands)])
 
 
-def _band_keys(hashes: np.ndarray, positions: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """(T, 4) uint64 hashes -> (T,) int64 keys from the bits at ``positions`` (bit 0 = the hash's first)."""
-    weights = (1 << np.arange(len(positions), dtype=np.int64))
-    keys = np.empty(len(hashes), np.int64)
-    for s in range(0, len(hashes), chunk):
-        bits = np.unpackbits(hashes[s:s + chunk].astype(">u8").view(np.uint8), axis=1)  # (c, 256)
-        keys[s:s + chunk] = bits[:, positions].astype(np.int64) @ weights
-    return keys
+def _band_keys(words: list[np.ndarray], positions: np.ndarray) -> np.ndarray:
+    """The hash as 4 contiguous (T,) uint64 words -> (T,) int64 keys of the bits at ``positions`` (bit p:
+    word p // 64, bit p % 64), shifted out of the words directly: no (T, 256) bit matrix."""
+    keys = np.zeros(len(words[0]), np.uint64)
+    one = np.uint64(1)
+    for k, p in enumerate(positions):
+        keys |= ((words[p // 64] >> np.uint64(p % 64)) & one) << np.uint64(k)
+    return keys.view(np.int64)
 
 
-def candidate_pairs(sigs: Signatures, cfg: NearDupConfig) -> tuple[np.ndarray, dict]:
-    """(P, 2) int64 clip index pairs (a < b) that share an LSH bucket in some table, and stats."""
+def candidate_pairs(sigs: Signatures, cfg: NearDupConfig, rank: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """(P, 2) int64 clip index pairs (a < b) that share an LSH bucket in some table, and stats. ``rank``:
+    each clip's place in the keep order (0 = kept first), used for oversized buckets."""
     n = len(sigs)
+    rank = np.arange(n) if rank is None else np.asarray(rank)
     owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(sigs.start))  # (T,) clip of each tick
-    hashes = sigs.ticks["hash"]
-    stats = {"ticks": int(len(owner)), "oversized_buckets": 0, "ticks_in_oversized_buckets": 0}
+    words = [np.ascontiguousarray(sigs.ticks["hash"][:, w]) for w in range(HASH_BITS // 64)]
+    stats = {"ticks": int(len(owner)), "oversized_buckets": 0, "clips_in_oversized_buckets": 0}
     found: list[np.ndarray] = []
     for positions in band_positions(cfg):
-        keys = _band_keys(hashes, positions)
+        keys = _band_keys(words, positions)
         # one entry per (key, clip): a clip's neighbouring ticks (a still shot: all of them) share keys,
-        # and would otherwise fill buckets with pairs inside one clip
-        order = np.lexsort((owner, keys))
-        first = np.r_[True, (keys[order][1:] != keys[order][:-1]) | (owner[order][1:] != owner[order][:-1])]
-        order = order[first]
-        sk = keys[order]
+        # and would otherwise fill buckets with pairs inside one clip. Ticks are stored clip by clip, so
+        # a stable sort by key leaves each bucket ordered by clip.
+        order = np.argsort(keys, kind="stable")
+        sk, so = keys[order], owner[order]
+        first = np.r_[True, (sk[1:] != sk[:-1]) | (so[1:] != so[:-1])]
+        order, sk = order[first], sk[first]
         starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
         sizes = np.diff(np.r_[starts, len(sk)])
         if not len(sizes) or sizes.max() < 2:
@@ -237,11 +245,13 @@ def candidate_pairs(sigs: Signatures, cfg: NearDupConfig) -> tuple[np.ndarray, d
             idx = np.flatnonzero((sk[d:] == sk[:-d]) & small[:-d])
             codes.append(_pair_codes(owner[order[idx]], owner[order[idx + d]], n))
         for s, size in zip(starts[(sizes >= SMALL_BUCKET)], sizes[sizes >= SMALL_BUCKET]):
+            members = owner[order[s:s + size]]
             if size > cfg.max_bucket:
                 stats["oversized_buckets"] += 1
-                stats["ticks_in_oversized_buckets"] += int(size)
+                stats["clips_in_oversized_buckets"] += int(size)
+                best = members[np.argsort(rank[members], kind="stable")[:HOT_PAIRS]]
+                codes.append(_pair_codes(np.repeat(best, size), np.tile(members, len(best)), n))
                 continue
-            members = owner[order[s:s + size]]
             i, j = np.triu_indices(int(size), 1)
             codes.append(_pair_codes(members[i], members[j], n))
         if codes:
@@ -264,7 +274,13 @@ def find_near_duplicates(sigs: Signatures, quality: list[tuple] | None = None,
     clip, *smaller is better* (see :func:`quality_key`); the clip_id breaks ties."""
     cfg = cfg or NearDupConfig()
     n = len(sigs)
-    pairs, stats = candidate_pairs(sigs, cfg)
+    if n < 2:
+        return {}, {"ticks": int(len(sigs.ticks)), "candidates": 0, "verified_pairs": 0}
+    keys = quality if quality is not None else [()] * n
+    visit = sorted(range(n), key=lambda i: (keys[i], sigs.clip_ids[i]))
+    rank = np.empty(n, np.int64)
+    rank[visit] = np.arange(n)
+    pairs, stats = candidate_pairs(sigs, cfg, rank)
     neighbours: dict[int, dict[int, Match]] = {}
     for a, b in pairs.tolist():
         m = compare(sigs.of(a), sigs.of(b), cfg)
@@ -272,17 +288,19 @@ def find_near_duplicates(sigs: Signatures, quality: list[tuple] | None = None,
             neighbours.setdefault(a, {})[b] = m
             neighbours.setdefault(b, {})[a] = m
     stats["verified_pairs"] = sum(len(v) for v in neighbours.values()) // 2
-    keys = quality if quality is not None else [()] * n
-    visit = sorted(range(n), key=lambda i: (keys[i], sigs.clip_ids[i]))
+    # a clip is dropped only when a kept clip covers most of *it*: a long clip that merely contains a
+    # short better copy stays (it holds footage the short one lacks)
+    length = np.diff(sigs.start)
     kept: set[int] = set()
     dups: dict[str, tuple[str, Match]] = {}
     for i in visit:
-        best = min(((-m.overlap, m.hamming, sigs.clip_ids[j], j, m) for j, m in neighbours.get(i, {}).items()
-                    if j in kept), default=None)
-        if best is None:
+        best = min(((-(m.ticks / length[i]), m.hamming, sigs.clip_ids[j], j, m)
+                    for j, m in neighbours.get(i, {}).items() if j in kept), default=None)
+        if best is None or -best[0] < cfg.min_overlap:
             kept.add(i)
         else:
-            dups[sigs.clip_ids[i]] = (sigs.clip_ids[best[3]], best[4])
+            m = best[4]
+            dups[sigs.clip_ids[i]] = (sigs.clip_ids[best[3]], Match(-best[0], m.ticks, m.hamming, m.offset))
     return dups, stats
 
 

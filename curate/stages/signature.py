@@ -13,8 +13,8 @@ the clip's first frame, and each tick keeps:
 - ``color``: the mean U and V planes over a 4x4 grid (32 bytes). Luma hashes ignore colour, and the
   sample generator (like real footage) reuses textures under different tints; the search requires both.
 
-Ticks whose mean thumbnail is nearly flat (black frames, fades, blank cards) carry no usable hash and are
-left out: two clips never match on darkness alone. The hashing constants are fixed (not config keys), so
+Ticks whose mean thumbnail is nearly flat (black frames, fades, blank cards, black behind a watermark)
+carry no usable hash and are left out: two clips never match on darkness or a shared logo alone. The hashing constants are fixed (not config keys), so
 signatures written by one build always compare with those written by another; ``SIGNATURE_VERSION`` is
 stored in each signature and a mismatch is an error, not a silent miss.
 
@@ -38,7 +38,10 @@ THUMB = 64            # luma thumbnail side (px) the DCT reads
 DCT_BLOCK = 16        # lowest DCT_BLOCK x DCT_BLOCK frequencies -> 256 hash bits
 HASH_BITS = DCT_BLOCK * DCT_BLOCK
 COLOR_GRID = 4        # U and V means over a COLOR_GRID x COLOR_GRID grid -> 32 bytes
-MIN_TICK_STD = 3.0    # luma std (0-255 levels) of the mean thumbnail below which a tick is flat
+# luma std (0-255 levels) of a tick's mean thumbnail below which it carries no picture to compare: black,
+# a fade, a blank card, or black with a watermark (psd_testvideo's black copyright frames: 2.0-6.8; its
+# fade-in to a deer 11.2; Sintel's darkest shot 14)
+MIN_TICK_STD = 8.0
 
 TICK_DTYPE = np.dtype([("tick", "<u4"), ("hash", "<u8", (HASH_BITS // 64,)),
                        ("color", "u1", (2 * COLOR_GRID * COLOR_GRID,))])
@@ -185,5 +188,7 @@ class SignatureStage(Stage):
     def process_row(self, row: dict) -> dict:
         mp4 = row.get("mp4")
         if not mp4:
+            if row.get("status", "ok") != "ok":
+                return {"frame_signature": None}  # a clip filtered before transcoding has no media to sign
             raise ValueError("no encoded clip (mp4) to sign")
         return {"frame_signature": signature_of_video(mp4)}
