@@ -168,4 +168,4 @@ class Captioner:
     def describe(self) -> dict:
         """What a caption row records about the model."""
         return {"model": self.cfg.model, "revision": self.cfg.revision or None, "dtype": str(self.dtype),
-                "video_input": self.use_video}
+                "video_input": self.use_video, "device": self.device, "load_s": round(self.load_s, 2)}

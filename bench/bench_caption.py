@@ -1,0 +1,190 @@
+"""Captioning throughput: the batched Ray captioner against a one-clip-at-a-time ``generate`` loop.
+
+    python bench/bench_caption.py                         # CPU: tiny random Qwen2.5-VL, 12 clips
+    python bench/bench_caption.py --preset 7b --clips 64  # GPU: Qwen2.5-VL-7B shapes, random weights
+
+Builds a dataset of ``--clips`` H.264 clips (cut from ../shared/media/sintel_trailer_30s.mp4 when present,
+else synthetic 854x480), then, in the same run and on the same clips:
+  loop   one process: for each clip, read it from the shard, sample its frames, ``generate`` alone
+         (what a naive captioning script does; the model is loaded before the clock starts)
+  ray    ``caption_dataset``: frames decoded by CPU tasks ahead of the model actor pool (one actor per
+         GPU, or --actors on CPU), ``--batch`` clips per generate call; timed from the first to the last
+         result's arrival minus nothing but the actors' model load (reported apart)
+Every caption is forced to exactly ``--tokens`` new tokens (min = max), so both sides generate the same
+amount of text and random weights give real throughput. Prints clips/s and generated tokens/s of each,
+and their ratio; on a GPU also the GPU utilisation sampled during each phase (torch.cuda.utilization,
+else nvidia-smi). ``--json`` writes the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_loader import DEFAULT_MEDIA, build, cut_clips  # noqa: E402  (same clip source as the loader bench)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class GpuSampler:
+    """Samples GPU utilisation (%) every ``period`` s in a thread; no-op without a GPU."""
+
+    def __init__(self, period: float = 0.2):
+        self.period, self.samples, self._stop = period, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def read() -> float | None:
+        try:
+            import torch
+            if torch.cuda.is_available():
+                return float(torch.cuda.utilization())
+        except Exception:
+            pass
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5)
+            vals = [float(v) for v in out.stdout.split()]
+            return sum(vals) / len(vals) if vals else None
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+
+    def _run(self):
+        while not self._stop.is_set():
+            v = self.read()
+            if v is not None:
+                self.samples.append(v)
+            time.sleep(self.period)
+
+    def __enter__(self):
+        if self.read() is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def summary(self) -> dict | None:
+        if not self.samples:
+            return None
+        s = sorted(self.samples)
+        return {"mean": round(sum(s) / len(s), 1), "median": s[len(s) // 2], "samples": len(s)}
+
+
+def run_loop(dataset: Path, model: str, frames, settings, template) -> dict:
+    """One clip at a time in this process: read, sample frames, generate alone."""
+    from reelforge.recaption.captioner import Captioner, CaptionerConfig, Clip
+    from reelforge.recaption.frames import sample_frames
+    from reelforge.shards.access import open_member
+    from reelforge.shards.index import select
+    cap = Captioner(CaptionerConfig(model=model, generation=settings), template)
+    rows = select(dataset).to_pylist()
+    cap.generate([Clip("warm-up", *sample_frames(open_member(dataset, rows[0], "mp4"), frames))], settings)
+    tokens, t0 = 0, time.perf_counter()
+    with GpuSampler() as gpu:
+        for r in rows:
+            f, fps = sample_frames(open_member(dataset, r, "mp4"), frames)
+            tokens += cap.generate([Clip(r["clip_id"], f, fps)], settings)[0].tokens
+        wall = time.perf_counter() - t0
+    out = {"clips": len(rows), "tokens": tokens, "wall_s": round(wall, 2), "load_s": round(cap.load_s, 1),
+           "clips_per_s": round(len(rows) / wall, 3), "tokens_per_s": round(tokens / wall, 1), "gpu_util": gpu.summary()}
+    del cap
+    _free_gpu()
+    return out
+
+
+def run_ray(dataset: Path, model: str, frames, settings, template_id: str, batch: int, actors: int,
+            num_cpus: int) -> dict:
+    from reelforge.cluster import RayConfig
+    from reelforge.recaption.captioner import CaptionerConfig
+    from reelforge.recaption.job import RecaptionConfig, caption_dataset
+    cfg = RecaptionConfig(template=template_id, version=f"bench-{int(time.time())}", min_words=1, actors=actors,
+                          captioner=CaptionerConfig(model=model, batch_size=batch, generation=settings, retry=settings),
+                          frames=frames, part_clips=10 ** 6)
+    with GpuSampler() as gpu:
+        s = caption_dataset(dataset, cfg, RayConfig(num_cpus=num_cpus, dashboard=False, progress_bars=False),
+                            log=lambda *_: None)
+    load = float(s["pool"]["describe"].get("load_s") or 0.0)
+    wall = max(s["caption_s"] - load, 1e-9)  # actors load in parallel: one load time is what the run waited
+    n = s["ok"] + s["failed"]
+    return {"clips": n, "failed": s["failed"], "tokens": s["tokens"], "wall_s": round(wall, 2), "load_s": round(load, 1),
+            "actors": s["pool"]["actors"], "clips_per_s": round(n / wall, 3), "tokens_per_s": round(s["tokens"] / wall, 1),
+            "clips_per_s_per_actor": round(n / wall / max(1, s["pool"]["actors"]), 3), "gpu_util": gpu.summary()}
+
+
+def _free_gpu() -> None:
+    import gc
+    gc.collect()
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "7b"], help="random-weight Qwen2.5-VL size")
+    ap.add_argument("--model", help="a real checkpoint (hub id or path) instead of random weights")
+    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--max-pixels", type=int, default=0, help="per decoded frame (default: 64x48 tiny, 360x420 7b)")
+    ap.add_argument("--tokens", type=int, default=0, help="tokens per caption (default: 16 tiny, 150 7b)")
+    ap.add_argument("--batch", type=int, default=0, help="clips per generate call (default: 4 tiny, 16 7b)")
+    ap.add_argument("--actors", type=int, default=0, help="0: one per GPU (1 on CPU)")
+    ap.add_argument("--num-cpus", type=int, default=0, help="local Ray CPUs (0: all)")
+    ap.add_argument("--template", default="dense-v1")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    from reelforge.recaption.captioner import GenerationSettings
+    from reelforge.recaption.frames import FrameConfig
+    from reelforge.recaption.templates import load_template
+
+    big = args.preset == "7b"
+    tokens = args.tokens or (150 if big else 16)
+    batch = args.batch or (16 if big else 4)
+    frames = FrameConfig(num_frames=args.frames, max_pixels=args.max_pixels or (360 * 420 if big else 64 * 48))
+    settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
+    model = args.model or f"random:{args.preset}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-caption-"))
+    try:
+        t0 = time.perf_counter()
+        clips = cut_clips(args.media, args.clips, args.seconds)
+        # a short media file gives fewer clips than asked: repeat them under new ids (same work per clip)
+        clips = [(data, {**meta, "clip_id": f"clip{i:04d}"}) for i, (data, meta) in
+                 zip(range(args.clips), (clips[i % len(clips)] for i in range(args.clips)))]
+        build(tmp, clips)
+        print(f"dataset: {args.clips} clips of {args.seconds} s ({'sintel' if args.media.exists() else 'synthetic'}) "
+              f"in {time.perf_counter() - t0:.1f} s; model {model}; {args.frames} frames/clip; {tokens} tokens/caption",
+              flush=True)
+        loop = run_loop(tmp, model, frames, settings, load_template(args.template))
+        print(f"loop  (1 clip per generate)      {loop['clips_per_s']:8.3f} clips/s  {loop['tokens_per_s']:9.1f} tokens/s"
+              f"  ({loop['clips']} clips in {loop['wall_s']} s; gpu {loop['gpu_util']})", flush=True)
+        ray_res = run_ray(tmp, model, frames, settings, args.template, batch, args.actors, args.num_cpus)
+        print(f"ray   ({ray_res['actors']} actor(s), batch {batch:3d})      {ray_res['clips_per_s']:8.3f} clips/s"
+              f"  {ray_res['tokens_per_s']:9.1f} tokens/s  ({ray_res['clips']} clips in {ray_res['wall_s']} s after a "
+              f"{ray_res['load_s']} s model load; {ray_res['clips_per_s_per_actor']} clips/s per actor; "
+              f"gpu {ray_res['gpu_util']})")
+        print(f"speed-up ray/loop: {ray_res['clips_per_s'] / max(loop['clips_per_s'], 1e-9):.2f}x clips/s")
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "loop": loop,
+                                             "ray": ray_res}, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
