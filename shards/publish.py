@@ -5,7 +5,8 @@ unknown. Once statuses are decided (end of a build, or ``--refilter``), :func:`p
 training shard set by copying each kept clip's media members byte for byte out of its work shard
 (no re-encoding) next to a ``<key>.json`` that states the clip's final status, and swaps it in:
 
-1. the new set is written to ``DIR/shards.new/`` (each tar atomically, ``.tar.tmp`` → rename);
+1. the new set is written to ``DIR/shards.new/`` (each tar atomically, ``.tar.tmp`` → rename), numbered
+   after the current set so no shard name is ever reused for other content;
 2. ``DIR/shards`` → ``DIR/shards.old``, ``DIR/shards.new`` → ``DIR/shards`` (two renames);
 3. ``DIR/shards.old`` is deleted.
 
@@ -53,6 +54,14 @@ def recover(dataset_dir: str | Path) -> None:
     for d in (new, old):
         if d.exists():
             shutil.rmtree(d)
+
+
+def _next_index(live: Path, prefix: str) -> int:
+    """Number the new set after the current one: a shard name never comes back with other content, so an
+    index or clips.parquet of the previous set (a reader mid-epoch, a build killed before it rewrote them)
+    finds its shards gone, never different bytes at its offsets."""
+    used = [int(p.name[len(prefix) + 1:-4]) for p in live.glob(f"{prefix}-*.tar") if p.name[len(prefix) + 1:-4].isdigit()]
+    return max(used) + 1 if used else 0
 
 
 def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sample_json: Callable[[dict], bytes],
@@ -104,7 +113,7 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
 
     order = sorted(range(len(rows)), key=position)
     writer = ShardWriter(staging, ShardWriterConfig(target_bytes=cfg.target_bytes, prefix=cfg.prefix,
-                                                    max_open_seconds=0), start_index=0)
+                                                    max_open_seconds=0), start_index=_next_index(live, cfg.prefix))
     handles: dict[Path, int] = {}
     try:
         for i in order:

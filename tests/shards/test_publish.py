@@ -43,7 +43,11 @@ def test_publish_copies_only_the_given_clips_with_their_final_json(tmp_path):
     # the same set again is not rewritten; a different set replaces the old one whole
     assert publishing.publish(tmp_path, work, rows, _meta, ShardWriterConfig(target_bytes=1024),
                               tmp_path / "_work").skipped
-    publishing.publish(tmp_path, work, rows[:1], _meta, ShardWriterConfig(target_bytes=1024), tmp_path / "_work")
+    first_names = set(res.shards)
+    res = publishing.publish(tmp_path, work, rows[:1], _meta, ShardWriterConfig(target_bytes=1024),
+                             tmp_path / "_work")
+    # numbered after the previous set: a name never comes back with other content
+    assert not first_names & set(res.shards) and {p.name for p in (tmp_path / "shards").glob("*")} == set(res.shards)
     keys = [s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in (tmp_path / "shards").glob("*.tar")),
                                                    shardshuffle=False)]
     assert keys == ["clip0"]
