@@ -63,6 +63,16 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
 
 
+def _shrink(plane: np.ndarray, side: int, keep: int) -> np.ndarray:
+    """(H, W) uint8 -> (side, side) float32 area mean. The plane is first thinned to every k-th pixel with
+    its short side still >= ``keep`` (2x the output: each output pixel still averages a few samples per
+    axis): area-resizing a whole 1080p plane costs more than decoding it."""
+    k = max(1, min(plane.shape) // keep)
+    if k > 1:
+        plane = np.ascontiguousarray(plane[::k, ::k])
+    return cv2.resize(plane, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
 class _Ticks:
     """Pools frames into ticks and hashes each when it closes; O(1) memory in the clip's length."""
 
@@ -85,9 +95,9 @@ class _Ticks:
         if hop != self.current:
             self._close_hop()
             self.current = hop
-        self.luma += cv2.resize(_plane(frame, 0), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+        self.luma += _shrink(_plane(frame, 0), THUMB, 2 * THUMB)
         for c in (0, 1):
-            self.chroma[c] += cv2.resize(_plane(frame, c + 1), (COLOR_GRID, COLOR_GRID), interpolation=cv2.INTER_AREA)
+            self.chroma[c] += _shrink(_plane(frame, c + 1), COLOR_GRID, 8 * COLOR_GRID)
         self.count += 1
 
     def _close_hop(self) -> None:

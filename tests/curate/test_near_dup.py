@@ -79,6 +79,12 @@ def test_signature_roundtrip_and_errors():
         unpack_signature(bytes(other))
     with pytest.raises(ValueError, match="different versions"):
         Signatures.from_bytes(["a", "b"], [packed, bytes(other)])
+    # flat arrays straight from an Arrow column: nulls, empty signatures and a sliced column
+    two = pack_signature(ticks[:2])
+    col = pa.array([two, None, packed, pack_signature(ticks[:0]), two], pa.binary())
+    sigs = Signatures.from_arrow(list("bcde"), col.slice(1))
+    assert [len(sigs.of(k)) for k in range(4)] == [0, 3, 0, 2]
+    assert np.array_equal(sigs.of(1), ticks) and np.array_equal(sigs.of(3), ticks[:2])
 
 
 def test_flat_ticks_are_left_out():

@@ -18,7 +18,7 @@ from reelforge.curate.stages.signature import decoded_frames, signature_of_frame
 
 TRIM_S = 1.125
 OVERRIDES = ["ray.dashboard=false", "ray.progress_bars=false", "ray.num_cpus=2", "report=false",
-             "curate.transcode.max_side=512",  # smaller clips encode faster; the signature does not care
+             "curate.transcode.max_side=320",  # smaller clips encode faster; a 64-px thumbnail does not care
              # only near-duplicates decide here: a copy's clip must reach the near-dup search, not be
              # removed first for the letterbox bars or dark frames the original shares
              *(f"curate.filters.{f}.enabled=false" for f in ("borders", "exposure", "motion", "text_overlay", "nsfw"))]
