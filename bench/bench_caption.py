@@ -107,7 +107,9 @@ def run_ray(dataset: Path, model: str, frames, settings, template_id: str, batch
     from reelforge.recaption.captioner import CaptionerConfig
     from reelforge.recaption.job import RecaptionConfig, caption_dataset
     cfg = RecaptionConfig(template=template_id, version=f"bench-{int(time.time())}", min_words=1, actors=actors,
-                          captioner=CaptionerConfig(model=model, batch_size=batch, generation=settings, retry=settings),
+                          # random weights write noise the judge would fail: no retries, both sides do equal work
+                          captioner=CaptionerConfig(model=model, batch_size=batch, generation=settings,
+                                                    retry_failed=False),
                           frames=frames, part_clips=10 ** 6)
     with GpuSampler() as gpu:
         s = caption_dataset(dataset, cfg, RayConfig(num_cpus=num_cpus, dashboard=False, progress_bars=False),

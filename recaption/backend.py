@@ -24,5 +24,6 @@ def caption_clips(backend, clips: list[Clip], cfg: CaptionerConfig, min_words: i
     size = getattr(backend, "max_batch", None) or cfg.batch_size  # an endpoint takes all, `concurrency` at a time
     out: list[CaptionResult] = []
     for i in range(0, len(clips), size):
-        out += caption_with_retry(backend.generate, clips[i:i + size], cfg.generation, cfg.retry, min_words)
+        out += caption_with_retry(backend.generate, clips[i:i + size], cfg.generation,
+                                  cfg.retry if cfg.retry_failed else None, min_words)
     return out

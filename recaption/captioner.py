@@ -55,7 +55,8 @@ class CaptionerConfig:
     video_input: Literal["auto", "video", "images"] = "auto"   # auto: native video when the processor has it
     batch_size: int = 8             # clips per generate call
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    # the one retry of a failed caption (empty, looping, refusal) samples instead of decoding greedily
+    retry_failed: bool = True       # retry an unusable caption (empty, looping, refusal) once with `retry`
+    # the one retry samples instead of decoding greedily
     retry: GenerationSettings = field(default_factory=lambda: GenerationSettings(
         do_sample=True, temperature=0.8, top_p=0.95, repetition_penalty=1.2))
 

@@ -75,10 +75,10 @@ class CaptionResult:
 def caption_with_retry(generate, clips: list, first, retry, min_words: int = 3) -> list[CaptionResult]:
     """``generate(clips, settings) -> [Generated]``, cleaned and judged; clips whose caption is unusable
     (or whose request failed) are generated once more with ``retry`` settings, then recorded as failed
-    with the reason of both attempts."""
+    with the reason of both attempts. ``retry=None``: one attempt only."""
     results: dict[str, CaptionResult] = {}
     todo = list(clips)
-    for attempt, settings in enumerate((first, retry), start=1):
+    for attempt, settings in enumerate((first, retry) if retry is not None else (first,), start=1):
         if not todo:
             break
         again = []
