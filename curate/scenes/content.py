@@ -25,7 +25,7 @@ from .result import Transition, runs
 from .thumbs import THUMB_H, THUMB_W, distance, distance_pairs, median, structure_change
 
 _NY = THUMB_W * THUMB_H
-_LEVEL_WINDOW = 12  # frames each side used for the local level of change
+LEVEL_WINDOW = 12  # frames each side used for the local level of change (the reader decodes for it)
 # a dissolve's path may be this much longer than its end-to-end distance (noise, slight motion)
 _STRAIGHTNESS = 0.7
 # ... and no single step of it may hold more than this share of its end-to-end distance
@@ -34,10 +34,40 @@ _DISSOLVE_SPANS = (48, 32, 24, 16, 10, 6)  # frames, longest first
 # a dissolve's frames may sit this far (share of its end-to-end distance, + 2 for noise) from the
 # blend of its two ends
 _BLEND_RESIDUAL = 0.2
-_FLAT_STD = 4.0  # luma std under which a picture has no layout to compare (structure is skipped)
+FLAT_STD = 4.0  # luma std under which a picture has no layout to compare (structure is skipped)
 _DISSOLVE_RATE = 1.5  # a dissolve's change per frame over that of the frames around it
 # floor of the local layout change a cut's is compared with (a still shot's is ~0: noise decides)
 _MIN_LAYOUT_LEVEL = 0.05
+
+
+def cut_floor(cfg: SceneConfig) -> float:
+    """The smallest step between adjacent frames that can be a cut, whatever the motion around it (a
+    quiet shot's cut: level <= 1). The fast reader decodes every such step's neighbours at full rate,
+    so that the level it is judged against is measured as on a full decode."""
+    return min(cfg.cut_threshold, max(cfg.cut_threshold / 3, 3 * cfg.cut_ratio))
+
+
+def may_cut(jump: float, level: float, cfg: SceneConfig) -> bool:
+    """Whether a jump of ``jump`` between adjacent frames is big enough for a cut against a local
+    level of change ``level`` (the layout tests come after: ``_cuts``)."""
+    loud, quiet, layout = _loudness(jump, level, cfg)
+    return loud or quiet or layout
+
+
+def loud_cut(jump: float, level: float, cfg: SceneConfig) -> bool:
+    """Whether such a jump is big enough for a cut without asking how the layout changes around it
+    (the loud and quiet tests; the layout test compares it with its neighbours' layout changes)."""
+    loud, quiet, _ = _loudness(jump, level, cfg)
+    return loud or quiet
+
+
+def _loudness(jump: float, level: float, cfg: SceneConfig) -> tuple[bool, bool, bool]:
+    """(loud, quiet, layout): a loud jump over the local level, a smaller one in a very quiet shot,
+    or a loud one only a few times the level that must then break the picture's layout."""
+    loud = jump >= cfg.cut_threshold and jump >= cfg.cut_ratio * level
+    quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
+    layout = jump >= cfg.cut_threshold and jump >= cfg.cut_layout_min_ratio * level
+    return loud, quiet, layout
 
 
 def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Transition]]:
@@ -146,7 +176,7 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             if float(distance(thumbs[a + 1:b], blend).max()) > _BLEND_RESIDUAL * d_ab + 2.0:
                 continue
             s_ab, contrast = structure_change(thumbs[a], thumbs[b])
-            if contrast < _FLAT_STD or s_ab < cfg.cut_min_structure:
+            if contrast < FLAT_STD or s_ab < cfg.cut_min_structure:
                 # same layout at both ends: a lighting or colour change, not a new shot; and a blend
                 # into a flat picture is a fade (found above) or nothing
                 continue
@@ -171,7 +201,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
     single = np.diff(kidx) == 1  # (K-1,) steps between adjacent frames
     cuts: list[int] = []
     cut_jumps: list[float] = []  # per cut: its jump
-    for k in np.flatnonzero(steps >= cfg.cut_threshold / 3):
+    for k in np.flatnonzero(steps >= cut_floor(cfg)):
         i = int(kidx[k + 1])  # the first frame of the new shot
         if taken[i] and taken[int(kidx[k])]:
             continue  # inside a transition; a jump into or out of one (cut to black) still counts
@@ -183,8 +213,8 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
         # local level of change: median step in a window around, this step left out
         # (not across a transition, and without other jumps as big as this one: other cuts)
         # the busier side counts: a cut into (or out of) fast motion must stand out from it too
-        lo = np.searchsorted(kidx, i - _LEVEL_WINDOW)
-        hi = np.searchsorted(kidx, i + _LEVEL_WINDOW)
+        lo = np.searchsorted(kidx, i - LEVEL_WINDOW)
+        hi = np.searchsorted(kidx, i + LEVEL_WINDOW)
         sides = []  # per side of the jump: (S,) indices of the steps its level is measured on
         for where in (np.arange(max(0, lo - 1), k), np.arange(k + 1, min(n - 1, hi))):
             keep = where[(steps[where] < jump) & ~taken[kidx[where]] & ~taken[kidx[where + 1]]]
@@ -195,14 +225,11 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
             if len(keep):
                 sides.append(keep)
         level = max((median(steps[w]) for w in sides), default=0.0)
-        # a loud jump over the local level, or a smaller one in a very quiet shot
-        loud = jump >= cfg.cut_threshold and jump >= cfg.cut_ratio * level
-        quiet = jump >= cfg.cut_threshold / 3 and jump >= 3 * cfg.cut_ratio * max(level, 1.0)
-        layout = jump >= cfg.cut_threshold and jump >= cfg.cut_layout_min_ratio * level
+        loud, quiet, layout = _loudness(jump, level, cfg)
         if not loud and not quiet and not layout:
             continue
         s_k, contrast = structure_change(thumbs[k], thumbs[k + 1])
-        if contrast >= _FLAT_STD and s_k < cfg.cut_min_structure:
+        if contrast >= FLAT_STD and s_k < cfg.cut_min_structure:
             continue
         if not loud and not quiet:
             # a jump only a few times the local level (steady motion, or animation on twos, sets
@@ -210,7 +237,7 @@ def _cuts(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[int]:
             # around it does: motion shifts and blurs the picture but keeps most of its layout
             layout_level = max((median([structure_change(thumbs[j], thumbs[j + 1])[0] for j in w])
                                 for w in sides), default=0.0)
-            if contrast < _FLAT_STD or s_k < cfg.cut_layout_ratio * max(layout_level, _MIN_LAYOUT_LEVEL):
+            if contrast < FLAT_STD or s_k < cfg.cut_layout_ratio * max(layout_level, _MIN_LAYOUT_LEVEL):
                 continue
         # a flash: the picture returns to what it was before the jump within flash_frames
         back = thumbs[k]

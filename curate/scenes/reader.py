@@ -53,6 +53,7 @@ import numpy as np
 
 from .config import SceneConfig
 from .features import Features, FastPathUnsupported, fps_of, open_video, read_exact, stream_rate
+from .policy import needed
 from .result import SceneDetectionError
 from .thumbs import THUMB_DIM, distance, median, thumbnail
 
@@ -464,6 +465,8 @@ class FastReader:
                     right = i + 1 < len(d) and (i + 1 in picked or full_rate(i + 1))
                     if left or right:
                         wanted.update(by_end[i])
+        # what the detector's own tests ask for (policy.py); not a paused chunk's tail: it waits
+        wanted |= needed(order, self.thumbs, self.cfg) - (set(pending) if open_end else set())
         if not wanted:
             return
         last = max(i for i, p in enumerate(packets) if p.pts in wanted)
@@ -526,7 +529,8 @@ class FastReader:
         while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
             self._feed(cc, packets[j:j + 1], set(), self.coarse_skip, helpers)
             j += 1
-        if not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2:
+        if (not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2
+                or self._needs_tail(packets, j)):
             self._feed(cc, packets[j:], set(), self.coarse_skip, helpers)
             self._drain(cc, helpers)
             self._release(cc)
@@ -534,6 +538,14 @@ class FastReader:
             return "done"
         self._refine(packets[:j], open_end=True)
         return Paused(cc, j, helpers)
+
+    def _needs_tail(self, packets: list, j: int) -> bool:
+        """Whether the detector needs frames of the chunk's tail (``packets[j:]``) beside a possible
+        cut among the frames decoded so far (a spike is the new shot's first frame): then it is
+        decoded now, by the decoder that stands there, not again from the keyframe later."""
+        order = sorted(p.pts for p in packets)
+        tail = {p.pts for p in packets[j:]}
+        return not tail.isdisjoint(needed(order, self.thumbs, self.cfg))
 
     def _resume(self, packets: list, paused: "Paused") -> None:
         cc = paused.take()
@@ -629,27 +641,31 @@ class FastReader:
         finally:
             for f in list(running.values()) + finishing:  # on error: drop what has not started
                 f.cancel()
-        # a loud jump across a chunk boundary may be a cut (encoders put keyframes at cuts): the
-        # detector compares it with the motion after it per frame, which the coarse steps of the new
-        # chunk overstate (a P-frame gap spans several frames), so the new chunk's first gap is
-        # decoded whole. Only where the detector can judge a cut: the old chunk's last frame decoded
-        heads = [nxt for prev, nxt in zip(chunks, chunks[1:])
-                 if max(p.pts for p in prev) in self.thumbs and (b := self._edge(nxt, last=False)) is not None
-                 and distance(self._edge(prev, last=True), b) >= self.cfg.cut_threshold]
-        list(pool.map(self._refine_head, heads))
+        self._context(pool, ([self._last_chunk] if self._last_chunk else []) + chunks)
+        self._last_chunk = chunks[-1]  # its frames are the context of a cut at the next window's start
         return nxt
 
-    def _refine_head(self, packets: list) -> None:
-        """Decode the skipped frames between the chunk's first two decoded frames (a few packets)."""
-        order = sorted(p.pts for p in packets)
-        decoded = [j for j, p in enumerate(order) if p in self.thumbs]
-        if len(decoded) < 2 or decoded[1] == decoded[0] + 1:
-            return
-        wanted = set(order[decoded[0] + 1:decoded[1]])
+    def _context(self, pool, chunks: list[list]) -> None:
+        """Decode what ``policy.needed`` asks for across these chunks, again until it asks for nothing
+        (a decoded gap may show a jump at its far end that needs context in turn).
+
+        Most of it is a cut at a chunk's keyframe (encoders put keyframes at cuts) whose chunk
+        decoded only its keyframe, or whose first gap skipped frames; a re-decode from the keyframe
+        up to the gap's end, a few packets mostly."""
+        while True:  # each round decodes frames not decoded before (or raises): it ends
+            order = sorted(p.pts for c in chunks for p in c)
+            wanted = needed(order, self.thumbs, self.cfg)
+            jobs = [(c, w) for c in chunks if (w := wanted & {p.pts for p in c})]
+            if not jobs:
+                return
+            list(pool.map(lambda job: self._decode_gaps(*job), jobs))
+
+    def _decode_gaps(self, packets: list, wanted: set[int]) -> None:
+        """Decode ``packets`` from the keyframe up to the last one in ``wanted``, keeping those."""
         last = max(i for i, p in enumerate(packets) if p.pts in wanted)
         self._decode(packets[:last + 1], wanted, self.coarse_skip)
         if any(p not in self.thumbs for p in wanted):
-            raise FastPathUnsupported
+            raise FastPathUnsupported  # e.g. open-GOP leading frames that need the previous chunk
 
     @staticmethod
     def _demux(container, stream, all_pts: list[int]):
@@ -683,6 +699,7 @@ class FastReader:
         self.coarse_skip = "BIDIR" if self.nal_len and self.cfg.fast_decode else "NONREF"
         self.pixels = stream.codec_context.width * stream.codec_context.height
         self.workers = workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
+        self._last_chunk: list | None = None
         all_pts: list[int] = []
         try:
             with container, ThreadPoolExecutor(workers) as pool:
