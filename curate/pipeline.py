@@ -157,7 +157,7 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         _check_work(out, manifest, cfg, rebuild)
         mode = init_ray(cfg.ray)
         print(f"reelforge build: {len(paths)} input files, Ray {mode}, output {out}")
-        videos = _videos_phase(manifest, paths, cfg, refresh) + found.skipped  # skips: failed rows
+        videos = _videos_phase(manifest, paths, cfg, refresh, found.skipped)
         t_videos = time.time()
         _clips_phase(manifest, videos, cfg)
         t_clips = time.time()
@@ -246,9 +246,15 @@ def _check_work(out: Path, manifest: Manifest, cfg: BuildConfig, rebuild: bool) 
     buildstate.save_state(manifest.work, current)
 
 
-def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh: bool) -> list[dict]:
-    """Probe and split the inputs not done yet; returns one row per input, duplicates marked."""
+def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh: bool,
+                  skipped_inputs: list[dict]) -> list[dict]:
+    """Probe and split the inputs not done yet; returns one row per input, duplicates marked.
+
+    ``skipped_inputs`` (named entries that are no input file: failed rows saying why) are saved with the
+    others, so a refilter, which rewrites videos.parquet from ``_work``, still lists them."""
     known = {} if refresh else manifest.load_videos()
+    # a saved skip is re-decided by discover on every run (a broken link may have been fixed)
+    known = {p: r for p, r in known.items() if not str(r.get("reason") or "").startswith("discover:")}
     todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
     videos = [known[p] for p in paths if p in known]
     last_save, returned = time.time(), set()
@@ -259,7 +265,7 @@ def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refres
         if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
             manifest.save_videos(videos)
             last_save = time.time()
-    videos += missing_rows(todo, returned, "path", "probe/scene_split")
+    videos += missing_rows(todo, returned, "path", "probe/scene_split") + list(skipped_inputs)
     manifest.save_videos(videos)
     return mark_exact_duplicates(videos)
 

@@ -46,6 +46,8 @@ def raw(tmp_path_factory):
     d = tmp_path_factory.mktemp("raw")
     videos = generate_samples(d, preset="test")
     shutil.copy(videos[0], d / "zz_copy_of_first.mp4")  # same bytes, another name
+    (d / "zzz_folder.mp4").mkdir()  # named like a video: an input row saying why it was skipped
+    (d / "zzz_folder.mp4" / "notes.txt").write_text("not a video")
     return d
 
 
@@ -143,7 +145,14 @@ def test_refilter_moves_clips_both_ways_everywhere(built, tmp_path):
     out = tmp_path / "ds"
     shutil.copytree(built, out)
     before = _clips(out)
+    videos_before = pq.read_table(out / "videos.parquet").to_pylist()
+    inputs_before = json.loads((out / "summary.json").read_text())["inputs"]
     summary = run_refilter(out, _cfg(REFILTER_MOTION))
+    # every input row survives the refilter, the skipped folder included
+    videos_after = pq.read_table(out / "videos.parquet").to_pylist()
+    assert [(v["path"], v["status"]) for v in videos_after] == [(v["path"], v["status"]) for v in videos_before]
+    assert any(v["path"].endswith("zzz_folder.mp4") and v["status"] == "failed" for v in videos_after)
+    assert summary["inputs"] == inputs_before
     after = _clips(out)
     newly_kept = {k for k in after if after[k]["status"] == "ok" and before[k]["status"] != "ok"}
     newly_removed = {k for k in after if before[k]["status"] == "ok" and after[k]["status"] != "ok"}
@@ -160,7 +169,7 @@ def test_refilter_moves_clips_both_ways_everywhere(built, tmp_path):
 
 def test_exact_duplicate_is_one_set_of_clips(built, raw):
     videos = {v["path"].rsplit("/", 1)[1]: v for v in pq.read_table(built / "videos.parquet").to_pylist()}
-    original = sorted(p.name for p in raw.iterdir() if p.suffix in (".mp4", ".mkv", ".webm"))[0]
+    original = sorted(p.name for p in raw.iterdir() if p.is_file() and p.suffix in (".mp4", ".mkv", ".webm"))[0]
     copy = videos["zz_copy_of_first.mp4"]
     assert copy["status"] == "filtered" and copy["duplicate_of"].endswith(original)
     assert copy["reason"].startswith("duplicate: same bytes as ") and original in copy["reason"]
