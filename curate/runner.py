@@ -9,8 +9,9 @@ Rows stream: each comes back to the caller (the shard writer) as soon as its las
 Ray Data starts a ``map_batches`` task only once ``batch_size`` rows are waiting for it, so a cheap
 stage declaring ``batch_size=256`` behind a transcode that emits two rows at a time used to hold every
 row of a video back until the last clip was transcoded (and then hand them to the driver all at once).
-Here a stateless stage never waits for more rows than the step before it emits per batch; an actor
-stage waits for at most its own ``batch_size`` (batching is what it is for).
+Here a CPU stage never waits for more rows than the step before it emits per batch (a CPU model
+gains next to nothing from bigger batches); a GPU stage keeps its ``batch_size`` (batching is what
+it is for), so rows pass it in bursts of that many.
 
 Failures cost one row. A Python exception anywhere in a stage, even one that escapes a batched
 ``__call__``, is caught on the worker; the batch is re-run row by row and only the row that raises is
@@ -42,6 +43,8 @@ ERROR = "_rf_stage_error"   # a worker traceback the ``reraise`` policy turns in
 # Ray Data's own cap is a share of the whole object store, which let ~60 of 80 finished 1-MB rows pile
 # up behind a slow consumer; with this cap a slow shard writer holds the workers back instead
 BUFFER_BYTES_PER_CPU = 128 << 20
+# CPUs of a task stage that comes after an actor stage (see fit_to_cluster)
+LATE_TASK_CPUS = 0.25
 
 
 class StageError(RuntimeError):
@@ -169,34 +172,49 @@ def _rows(batch: Batch) -> list[dict]:
 # ---- planning ----------------------------------------------------------------------------------------
 
 def fit_to_cluster(plans: list[Resources], total_cpus: float) -> list[Resources]:
-    """Shrink CPU requests so the pipeline can always make progress.
+    """Shrink CPU requests so the pipeline can always make progress, and rows keep flowing.
 
     Actors hold their CPUs for the whole run: if a model stage's actors took every core, the task
     stages feeding them could never be scheduled and the job would hang. Actors therefore get at most
     half the cluster between them, and each task at most what the actors leave free (Ray's CPU counts
     are scheduling units, so a fraction still runs at full speed).
+
+    A task stage after an actor (e.g. a cheap signature after the model scorers) only sees rows as fast
+    as the first steps make them; asking a whole core, it would wait for the first step's tasks (which
+    always have input) to leave one free, and rows would pile up until the first step ran out of work.
+    It gets ``LATE_TASK_CPUS``, which Ray Data's per-operator reservation always covers, and the first
+    steps leave that much room.
     """
     actor_cpus = sum(r.num_cpus * r.concurrency for r in plans if r.concurrency)
     scale = min(1.0, 0.5 * total_cpus / actor_cpus) if actor_cpus else 1.0
     free = max(total_cpus - actor_cpus * scale, 0.25)
-    return [replace(r, num_cpus=r.num_cpus * scale) if r.concurrency else replace(r, num_cpus=min(r.num_cpus, free))
-            for r in plans]
+    first_actor = next((i for i, r in enumerate(plans) if r.concurrency), len(plans))
+    late = [i for i, r in enumerate(plans) if i > first_actor and not r.concurrency]
+    early_free = max(free - LATE_TASK_CPUS * len(late), 0.25)
+    out = []
+    for i, r in enumerate(plans):
+        if r.concurrency:
+            out.append(replace(r, num_cpus=r.num_cpus * scale))
+        else:
+            out.append(replace(r, num_cpus=min(r.num_cpus, LATE_TASK_CPUS if i in late else early_free)))
+    return out
 
 
 def plan_steps(specs: list[StageSpec], plans: list[Resources], isolate: bool = False
                ) -> list[tuple[list[StageSpec], Resources]]:
     """Group stages into ``map_batches`` steps: each actor stage alone, each run of stateless stages as one
-    task step (the most CPUs/GPUs any of them asks for). Batch sizes never make rows wait for more rows
-    than the previous step emits per batch, except at an actor (see the module docstring);
+    task step (the most CPUs/GPUs and the smallest batch any of them asks for). Batch sizes never make rows wait for more rows
+    than the previous step emits per batch, except at a GPU stage (see the module docstring);
     ``isolate`` makes every batch one row (the re-run of items whose worker died)."""
     steps: list[tuple[list[StageSpec], Resources]] = []
     for spec, res in zip(specs, plans):
         if steps and not res.concurrency and not steps[-1][1].concurrency:
             chain, prev = steps[-1]
             steps[-1] = (chain + [spec], replace(prev, num_cpus=max(prev.num_cpus, res.num_cpus),
-                                                 num_gpus=max(prev.num_gpus, res.num_gpus)))
+                                                 num_gpus=max(prev.num_gpus, res.num_gpus),
+                                                 batch_size=min(prev.batch_size, res.batch_size)))
             continue
-        if steps and not res.concurrency:
+        if steps and not res.num_gpus:
             res = replace(res, batch_size=min(res.batch_size, steps[-1][1].batch_size))
         steps.append(([spec], res))
     if isolate:

@@ -231,12 +231,19 @@ def test_steps_fuse_stateless_stages_and_never_wait_for_more_rows_than_come():
     specs = [StageSpec(Slow), StageSpec(Cheap), StageSpec(Doubler), StageSpec(Cheap)]
     steps = plan_steps(specs, [s.cls.resources() for s in specs])
     assert [[s.name for s in chain] for chain, _ in steps] == [["slow", "cheap"], ["doubler"], ["cheap"]]
-    assert [res.batch_size for _, res in steps] == [2, 4, 4]
+    # a chain takes its smallest batch: a one-video-per-task stage keeps videos in parallel tasks
+    assert plan_steps([StageSpec(Cheap), StageSpec(Slow)], [Cheap.resources(), Slow.resources()])[0][1].batch_size == 2
+    assert [res.batch_size for _, res in steps] == [2, 2, 2]  # a CPU actor waits for no more than come
+    gpu = [s.cls.resources() for s in specs]
+    gpu[2] = Resources(num_cpus=1, num_gpus=1, batch_size=16, concurrency=1)
+    assert [res.batch_size for _, res in plan_steps(specs, gpu)] == [2, 16, 16]  # a GPU stage keeps its batch
     assert all(res.batch_size == 1 for _, res in plan_steps(specs, [s.cls.resources() for s in specs], True))
 
 
-def test_actors_never_take_every_cpu():
+def test_actors_never_take_every_cpu_and_late_tasks_always_fit():
     plans = fit_to_cluster([Resources(num_cpus=1), Resources(num_cpus=1, concurrency=1),
-                            Resources(num_cpus=1, concurrency=1)], total_cpus=2)
+                            Resources(num_cpus=1, concurrency=1), Resources(num_cpus=1)], total_cpus=2)
     actor_cpus = sum(p.num_cpus for p in plans if p.concurrency)
-    assert actor_cpus <= 1.0 and plans[0].num_cpus <= 2 - actor_cpus
+    assert actor_cpus <= 1.0
+    # the task after the actors runs beside the first step's task instead of waiting for it to finish
+    assert plans[3].num_cpus == 0.25 and plans[0].num_cpus + plans[3].num_cpus <= 2 - actor_cpus
