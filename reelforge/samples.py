@@ -671,7 +671,44 @@ def tiny_specs(seed: int = 0) -> list[VideoSpec]:
     return videos
 
 
-PRESETS = {"demo": demo_specs, "test": tiny_specs}
+# The text-to-video quality check: small single-shot clips whose attributes (object colour, shape,
+# direction of motion, background) are the caption's words. The gray backgrounds carry no saturation,
+# so a pixel oracle finds the object by its colour alone; the (colour, direction) pairs of
+# ATTRIBUTE_HELD_OUT are left out of the training clips, so a model that names them right composes
+# words it only ever saw apart (each colour and each direction still occurs with three others).
+ATTRIBUTE_COLORS = ("red", "green", "blue", "yellow")
+ATTRIBUTE_DIRECTIONS = ("left", "right", "up", "down")
+ATTRIBUTE_SHAPES = ("circle", "square")
+ATTRIBUTE_BACKGROUNDS = ("gradient", "stripes")
+ATTRIBUTE_HELD_OUT = (("red", "left"), ("green", "right"), ("blue", "up"), ("yellow", "down"))
+
+
+def attribute_spec(color: str, direction: str, shape: str, background: str, variant: int = 0, size: int = 64,
+                   frames: int = 8, seed: int = 0) -> VideoSpec:
+    """One attribute clip; ``variant`` changes the texture and the object's lane, not the attributes."""
+    return VideoSpec(f"attr_{color}_{direction}_{shape}_{background}_{variant}", [
+        ShotSpec(frames, background, PALETTE["gray"], shape, PALETTE[color], motion="object",
+                 direction=direction, speed=15.0),   # 3 px/frame at 64 px: 21 px over 8 frames
+    ], width=size, height=size, fps=8, seed=seed * 1000 + variant)
+
+
+def attribute_specs(seed: int = 0, held_out: bool = False, variants: int = 4, size: int = 64,
+                    frames: int = 8) -> list[VideoSpec]:
+    """The "attributes" preset: every training combination (``held_out=False``) or only the held-out
+    (colour, direction) pairs, × shapes × backgrounds × ``variants``."""
+    out = []
+    for color in ATTRIBUTE_COLORS:
+        for direction in ATTRIBUTE_DIRECTIONS:
+            if ((color, direction) in ATTRIBUTE_HELD_OUT) != held_out:
+                continue
+            for shape in ATTRIBUTE_SHAPES:
+                for background in ATTRIBUTE_BACKGROUNDS:
+                    out += [attribute_spec(color, direction, shape, background, v, size, frames, seed)
+                            for v in range(variants)]
+    return out
+
+
+PRESETS = {"demo": demo_specs, "test": tiny_specs, "attributes": attribute_specs}
 
 
 def generate_samples(out_dir: str | Path, preset: str = "demo", seed: int = 0) -> list[Path]:

@@ -336,7 +336,7 @@ def flops_per_sample(cfg: DiTConfig, latent_shape: tuple[int, int, int], text_le
 
 DIT_PRESETS = {
     "DiT-nano": dict(hidden=48, depth=2, heads=2),     # unit tests
-    "DiT-T": dict(hidden=192, depth=6, heads=4),       # CPU demo (~5 M parameters)
+    "DiT-T": dict(hidden=128, depth=4, heads=4),       # CPU demo (~1.6 M parameters in the blocks)
     "DiT-S": dict(hidden=384, depth=12, heads=6),
     "DiT-B": dict(hidden=768, depth=12, heads=12),
     "DiT-L": dict(hidden=1024, depth=24, heads=16),

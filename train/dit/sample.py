@@ -47,14 +47,16 @@ def _pad_tokens(a: Tensor, ma: Tensor, length: int) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def sample(model: nn.Module, shape: tuple[int, ...], text: Tensor, text_mask: Tensor, null_text: Tensor,
            null_mask: Tensor, cfg: SamplerConfig, flow: FlowConfig | None = None, seed: int = 0,
-           fps: Tensor | None = None, size: Tensor | None = None) -> Tensor:
+           fps: Tensor | None = None, size: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
     """Latents x0 (B, C, T, H, W) for ``shape``. ``text`` (B, L, E) / ``text_mask`` (B, L) condition;
     ``null_text`` (1, L0, E) / ``null_mask`` (1, L0) is the empty-caption embedding used for guidance.
-    The initial noise is drawn on the CPU from ``seed`` so the same seed gives the same video on any device."""
+    The initial noise is drawn on the CPU from ``seed`` so the same seed gives the same video on any device;
+    ``noise`` (shaped ``shape``) replaces that draw (per-sample seeds in one batch)."""
     device = text.device
     B = shape[0]
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=g, dtype=torch.float32).to(device)                  # (B, C, T, H, W)
+    if noise is None:
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    x = noise.float().to(device)                                                          # (B, C, T, H, W)
     n_tokens = 1
     for s in grid_of(tuple(shape[2:]), model.cfg.patch):
         n_tokens *= s

@@ -1,0 +1,47 @@
+"""CLI entry points of the DiT: ``reelforge generate`` and the ``dit`` branch of ``reelforge train``.
+Nothing heavy is imported at module level (``reelforge --help`` stays fast)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    """Register ``reelforge generate``."""
+    g = sub.add_parser("generate", help="text → video with a trained DiT (mp4 out)")
+    g.add_argument("--checkpoint", required=True, help="a DiT export folder (dit.json + model.safetensors) or its run dir")
+    g.add_argument("--prompt", action="append", required=True, help="repeatable: one video per prompt")
+    g.add_argument("--out", required=True, help="folder for video_NNN.mp4 and prompts.json")
+    g.add_argument("--seed", type=int, default=0, help="prompt i uses noise seed SEED + i")
+    g.add_argument("--steps", type=int, default=0, help="sampler steps (0: the exported default)")
+    g.add_argument("--method", choices=["euler", "heun"], default=None)
+    g.add_argument("--cfg-scale", type=float, default=None, dest="cfg_scale")
+    g.add_argument("--frames", type=int, default=0, help="latent frames (0: the training bucket's)")
+    g.add_argument("--size", default="", help="HxW in pixels (default: the training bucket's)")
+    g.add_argument("--upsample", action="store_true", help="rewrite prompts with the recaption package first")
+    g.set_defaults(func=_generate)
+
+
+def _generate(args) -> int:
+    from reelforge.train.dit.generate import cmd_generate
+
+    return cmd_generate(args)
+
+
+def train_dit(args: argparse.Namespace) -> int:
+    """``reelforge train dit CONFIG --output DIR [--set k=v …]``: the config is ``DiTTrainConfig``."""
+    from pathlib import Path
+
+    import yaml
+
+    from reelforge.config import load_config, to_dict
+    from reelforge.train.dit.task import DiTTask, DiTTrainConfig
+    from reelforge.train.launch import launch
+
+    cfg = load_config(DiTTrainConfig, args.config, args.set)
+    config_yaml = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config_yaml)
+    metrics = launch(DiTTask, cfg, cfg.trainer, cfg.launch, cfg.ray, out, config_yaml)
+    print({k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    return 0
