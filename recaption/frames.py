@@ -90,7 +90,8 @@ def decode_rows(dataset, rows: list[dict], cfg: FrameConfig) -> tuple[list, list
                 frames, fps = sample_frames(open_member(dataset, row, "mp4", files), cfg)
                 clips.append(Clip(row["clip_id"], frames, fps))
             except (OSError, KeyError, ValueError) as exc:
-                failed.append(CaptionResult(row["clip_id"], None, "failed", f"frames: {type(exc).__name__}: {exc}"[:300], 0, 0))
+                why = f"frames: {type(exc).__name__}: {exc}"[:300]
+                failed.append(CaptionResult(row["clip_id"], None, "failed", why, 0, 0))
     finally:
         files.close()
     return clips, failed

@@ -52,8 +52,8 @@ class RecaptionConfig:
     part_clips: int = 256           # caption rows per committed part (what a kill can cost)
 
     def __post_init__(self):
-        if self.min_words < 1 or self.limit < 0 or self.actors < 0 or self.chunk_clips < 0 or self.prefetch < 0 or self.part_clips < 1:
-            raise ValueError("recaption: limit, actors, chunk_clips, prefetch >= 0 and part_clips >= 1 required")
+        if min(self.limit, self.actors, self.chunk_clips, self.prefetch) < 0 or min(self.min_words, self.part_clips) < 1:
+            raise ValueError("recaption: limit, actors, chunk_clips, prefetch >= 0; min_words, part_clips >= 1 required")
 
 
 @dataclass
@@ -70,7 +70,8 @@ def version_params(cfg: RecaptionConfig, template: PromptTemplate) -> dict:
             "template_id": template.id, "template_hash": template.hash,
             "frames": dataclasses.asdict(cfg.frames),
             "generation": dataclasses.asdict(cfg.captioner.generation),
-            "retry": dataclasses.asdict(cfg.captioner.retry)}
+            "retry": dataclasses.asdict(cfg.captioner.retry) if cfg.captioner.retry_failed else None,
+            "min_words": cfg.min_words}
 
 
 def version_name(cfg: RecaptionConfig, template: PromptTemplate) -> str:

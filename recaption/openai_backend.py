@@ -67,7 +67,8 @@ class OpenAICaptioner:
         images = [{"type": "image_url", "image_url": {"url": frame_data_url(f, self.cfg.jpeg_quality)}}
                   for f in clip.frames]
         body = {"model": self.cfg.model, "messages": self.template.messages(images),
-                "max_tokens": settings.max_new_tokens, "temperature": settings.temperature if settings.do_sample else 0.0,
+                "max_tokens": settings.max_new_tokens,
+                "temperature": settings.temperature if settings.do_sample else 0.0,
                 "top_p": settings.top_p if settings.do_sample else 1.0,
                 # vLLM/SGLang extensions; servers that do not know them ignore them
                 "repetition_penalty": settings.repetition_penalty, "fps": clip.fps}

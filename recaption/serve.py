@@ -63,7 +63,8 @@ def parse_request(body: dict, max_pixels: int) -> tuple[list[dict], np.ndarray |
         video = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
     temperature = float(body.get("temperature", 0.0) or 0.0)
     max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
-    settings = GenerationSettings(max_new_tokens=max_tokens, min_new_tokens=min(int(body.get("min_tokens") or 0), max_tokens),
+    min_tokens = min(int(body.get("min_tokens") or 0), max_tokens)
+    settings = GenerationSettings(max_new_tokens=max_tokens, min_new_tokens=min_tokens,
                                   do_sample=temperature > 0, temperature=temperature or 1.0,
                                   top_p=float(body.get("top_p", 1.0) or 1.0),
                                   repetition_penalty=float(body.get("repetition_penalty", 1.0) or 1.0))
@@ -128,7 +129,8 @@ class CaptionServer:
             for job in rest:
                 self._jobs.put(job)
             try:
-                outs = self.captioner.generate([j.clip for j in batch], first.settings, prompts=[j.prompt for j in batch])
+                outs = self.captioner.generate([j.clip for j in batch], first.settings,
+                                               prompts=[j.prompt for j in batch])
                 for job, out in zip(batch, outs):
                     job.result = out
             except Exception as exc:  # a bad batch answers its requests with the error; the server lives on
