@@ -71,7 +71,8 @@ class BuildConfig:
 
 # probe fields copied onto each clip row (prefixed src_ where the clip has its own value)
 _VIDEO_TO_CLIP = {"path": "video_path", "sha256": "video_sha256", "width": "src_width", "height": "src_height",
-                  "fps": "src_fps", "rotation": "rotation", "sar": "sar", "codec": "src_codec"}
+                  "fps": "src_fps", "rotation": "rotation", "sar": "sar", "codec": "src_codec",
+                  "bit_rate": "src_bit_rate"}  # near-duplicates: the copy with the highest bitrate is kept
 
 
 def stage_specs(cfg: CurateConfig, phase: str) -> list[StageSpec]:

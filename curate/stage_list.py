@@ -42,6 +42,7 @@ from reelforge.curate.stages.transcode import Transcode
 # what a video row holds before any stage, and what the clip plan (pipeline.plan_clip_rows) makes of it
 VIDEO_SEED_COLUMNS = ("path", "status", "reason")
 PLAN_COLUMNS = ("video_path", "video_sha256", "src_width", "src_height", "src_fps", "rotation", "sar", "src_codec",
+                "src_bit_rate",
                 "clip_id", "clip_index", "caption", "caption_source", "start_frame", "end_frame", "start_s",
                 "end_s", "cut_before", "cut_after", "transition_before", "start_pts", "end_pts", "status", "reason")
 

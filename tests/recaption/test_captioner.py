@@ -57,3 +57,22 @@ def test_frame_sampling():
     assert frames.shape == (4, 32, 48, 3) and fps == pytest.approx(2.0)
     with pytest.raises(ValueError):
         sample_frames(b"\0" * 1000, cfg)
+
+
+def test_7b_preset_has_the_qwen25_vl_7b_shapes():
+    """The bench's --preset 7b (built on the meta device here: no memory, no init)."""
+    import torch
+
+    from reelforge.recaption.random_model import build_vlm
+    model, processor = build_vlm("7b", device="meta", dtype=torch.bfloat16)
+    assert 8.2e9 < sum(p.numel() for p in model.parameters()) < 8.4e9  # Qwen2.5-VL-7B-Instruct: 8.29 B
+    assert processor.video_processor.size.longest_edge == 360 * 420
+
+
+@pytest.mark.gpu
+def test_gpu_path_is_bf16(tiny_vlm):
+    cap = Captioner(CaptionerConfig(model=str(tiny_vlm)), load_template("dense-v1"))
+    assert cap.device == "cuda" and str(next(cap.model.parameters()).dtype) == "torch.bfloat16"
+    assert cap.model.config._attn_implementation == "sdpa"
+    out = cap.generate(_clips(), GenerationSettings(max_new_tokens=6, min_new_tokens=6))
+    assert [g.tokens for g in out] == [6, 6, 6]
