@@ -12,7 +12,7 @@ import pytest
 
 from reelforge.curate.filters import FiltersConfig, decide_all
 from reelforge.curate.near_dup import (NearDupConfig, Signatures, apply_near_dup, compare, find_near_duplicates,
-                                       is_near_duplicate, write_signatures)
+                                       is_near_duplicate, quality_key, write_signatures)
 from reelforge.curate.stages.signature import (TICK_DTYPE, SignatureStage, pack_signature, signature_of_frames,
                                                signature_of_video, unpack_signature)
 from reelforge.samples import ShotSpec, VideoSpec, generate_samples, render_video
@@ -224,6 +224,9 @@ def test_keep_order_and_reasons(tmp_path):
         assert out[cid]["reason"].startswith("near_dup: near-duplicate of hd_long (hamming ")
     assert out["hd_short"]["reason"].endswith("100% of ticks aligned)")
     assert out["already_out"]["reason"].startswith("motion")  # only ok clips take part
+    # at one resolution the higher source bitrate wins before length
+    hq, lq = (dict(rows[1], src_bit_rate=b, duration_s=d) for b, d in ((2_000_000, 2.0), (500_000, 3.0)))
+    assert quality_key(hq) < quality_key(lq) < quality_key(rows[0])
     # the same decision on a table, with typed columns
     table = apply_near_dup(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "frame_signature"}
                                                  for r in rows]), path, NearDupConfig())
