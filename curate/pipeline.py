@@ -391,6 +391,8 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
                                    sample_json, cfg.shards, manifest.work)
     for r in rows:
         r["shard"] = published.shard_of.get(r["clip_id"])
+        if r["clip_id"] in published.missing:  # its work tar was deleted or damaged by hand
+            r["status"], r["reason"] = "failed", published.missing[r["clip_id"]]
     write_parquet_atomic(rows_to_table(rows), out / "clips.parquet")
 
     per_video = Counter(r["video_path"] for r in rows)

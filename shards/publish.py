@@ -43,6 +43,7 @@ class PublishResult:
     bytes: int = 0
     seconds: float = 0.0
     skipped: bool = False   # DIR/shards already held exactly this set: nothing written
+    missing: dict[str, str] = field(default_factory=dict)   # clip_id -> why its media could not be copied
 
 
 def recover(dataset_dir: str | Path) -> None:
@@ -69,9 +70,10 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
     """Write ``rows`` (the ok clips, each with ``clip_id`` and ``work_shard``) as ``DIR/shards``.
 
     Members of a clip other than ``skip_media`` are copied from its work shard; the JSON member is
-    ``sample_json(row)``. Raises ValueError when a row's work shard or sample is missing (the work record
-    and the work shards disagree: nothing is swapped in). When the set would be byte-identical to the one
-    published last time (same rows, same JSON, same writer settings) nothing is written.
+    ``sample_json(row)``. A clip whose media cannot be found in its work shard is left out and listed in
+    ``missing`` with the reason (the caller records it as failed). When the set would be byte-identical to
+    the one published last time (same rows, same JSON, same writer settings) nothing is written. A write
+    error (disk full) leaves the current set as it was.
     """
     t0 = time.time()
     root = Path(dataset_dir)
@@ -89,24 +91,29 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
         return PublishResult(shard_of=record["shard_of"], shards=record["shards"], bytes=record["bytes"],
                              skipped=True)
 
-    # where each needed sample lives in its work shard; every work shard is scanned once
+    # where each needed sample lives in its work shard; every work shard is scanned once. A clip whose
+    # media is gone (a work tar deleted or cut short by hand) is reported, not published, not fatal.
     needed: dict[str, set[str]] = {}
     for r in rows:
         needed.setdefault(r["work_shard"], set()).add(r["clip_id"])
     where: dict[str, tuple[Path, dict]] = {}
+    result = PublishResult()
     for shard, keys in needed.items():
         path = Path(work_shards) / str(shard)
         if not path.is_file():
-            raise ValueError(f"work shard {path} is missing ({len(keys)} kept clips are recorded in it)")
+            result.missing.update({k: f"publish: work shard {path} is missing" for k in keys})
+            continue
         scan = scan_tar(path)
         for s in scan.samples:
-            if s.key in keys:
+            if s.key in keys and not s.error and "mp4" in s.members:
                 where[s.key] = (path, s.members)
+        result.missing.update({k: f"publish: no complete sample {k} in work shard {path}"
+                               for k in keys if k not in where})
 
     staging = root / (SHARDS_SUBDIR + NEW_SUFFIX)
     if staging.exists():
         shutil.rmtree(staging)
-    result = PublishResult()
+
     def position(i: int) -> tuple[str, int]:  # read each work shard front to back
         members = where.get(rows[i]["clip_id"], (None, {}))[1]
         return str(rows[i]["work_shard"]), min((m.offset for m in members.values()), default=0)
@@ -119,7 +126,7 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
         for i in order:
             r, meta = rows[i], metas[i]
             if r["clip_id"] not in where:
-                raise ValueError(f"clip {r['clip_id']} is not in its work shard {r['work_shard']}")
+                continue  # in result.missing
             path, members = where[r["clip_id"]]
             fd = handles.get(path)
             if fd is None:

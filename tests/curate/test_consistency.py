@@ -138,7 +138,12 @@ def test_build_serves_exactly_the_ok_clips(built):
     _assert_one_truth(built, {"min_motion": 0.05, "max_motion": 0.0})
     summary = json.loads((built / "summary.json").read_text())
     assert "aesthetic" in summary["skipped_stages"] and "caption_match" in summary["skipped_stages"]
-    assert "did not run" in (built / "report.html").read_text()
+    html = (built / "report.html").read_text()
+    assert "did not run" in html
+    # the contact sheet shows removed clips too, decoded from the work shards
+    sheet = json.loads((built / "report.json").read_text())["contact_sheet"]
+    assert any(group.startswith("filtered") for group in sheet)
+    assert html.count("data:image/jpeg") == sum(len(ids) for ids in sheet.values())
 
 
 def test_refilter_moves_clips_both_ways_everywhere(built, tmp_path):

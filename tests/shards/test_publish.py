@@ -53,14 +53,31 @@ def test_publish_copies_only_the_given_clips_with_their_final_json(tmp_path):
     assert keys == ["clip0"]
 
 
-def test_publish_refuses_a_clip_missing_from_its_work_shard_and_keeps_the_old_set(tmp_path):
+def test_a_clip_missing_from_the_work_shards_is_reported_not_fatal(tmp_path):
     work, names = _work(tmp_path)
-    ok = [{"clip_id": "clip1", "work_shard": names["clip1"]}]
-    publishing.publish(tmp_path, work, ok, _meta, ShardWriterConfig(), tmp_path / "_work")
+    rows = [{"clip_id": "clip1", "work_shard": names["clip1"]}, {"clip_id": "clip9", "work_shard": names["clip1"]},
+            {"clip_id": "clip2", "work_shard": "work-000099.tar"}]
+    res = publishing.publish(tmp_path, work, rows, _meta, ShardWriterConfig(), tmp_path / "_work")
+    assert set(res.shard_of) == {"clip1"}
+    assert res.missing["clip9"].startswith("publish: no complete sample clip9 in work shard")
+    assert res.missing["clip2"].startswith("publish: work shard") and res.missing["clip2"].endswith("is missing")
+    keys = [s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in (tmp_path / "shards").glob("*.tar")),
+                                                   shardshuffle=False)]
+    assert keys == ["clip1"]
+
+
+def test_a_failed_publish_keeps_the_current_set(tmp_path, monkeypatch):
+    work, names = _work(tmp_path)
+    rows = [{"clip_id": k, "work_shard": names[k]} for k in ("clip1", "clip2")]
+    publishing.publish(tmp_path, work, rows[:1], _meta, ShardWriterConfig(), tmp_path / "_work")
     before = {p.name: p.read_bytes() for p in (tmp_path / "shards").glob("*.tar")}
-    with pytest.raises(ValueError, match="clip9 is not in its work shard"):
-        publishing.publish(tmp_path, work, ok + [{"clip_id": "clip9", "work_shard": names["clip1"]}], _meta,
-                           ShardWriterConfig(), tmp_path / "_work")
+
+    def full_disk(self, key, members):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(publishing.ShardWriter, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        publishing.publish(tmp_path, work, rows, _meta, ShardWriterConfig(), tmp_path / "_work")
     assert {p.name: p.read_bytes() for p in (tmp_path / "shards").glob("*.tar")} == before
     assert not (tmp_path / "shards.new").exists()
 
