@@ -1,24 +1,26 @@
-"""Frame signature: perceptual hashes of a clip every half second, for near-duplicate search without weights.
+"""Frame signature: perceptual hashes of a clip every quarter second, for near-duplicate search without weights.
 
 The clip's encoded mp4 (what the shards will hold) is decoded once; each frame's luma is shrunk to a
 64x64 thumbnail by area averaging (a 1080p and a 320p copy give nearly the same thumbnail, which is what
-makes the hash indifferent to size and bitrate). Frames are pooled into ticks of ``TICK_S`` seconds from
-the clip's first frame, and each tick keeps:
+makes the hash indifferent to size and bitrate). Every ``TICK_S`` seconds from the clip's first frame a
+*tick* pools the frames of the next ``WINDOW_HOPS`` hops (half a second) and keeps:
 
-- ``hash``: a 256-bit DCT hash (pHash) of the tick's *mean* thumbnail: the lowest 16x16 DCT frequencies,
-  each bit set when its coefficient is above the median of the others. Averaging over the tick is what
-  tolerates a trim: a copy cut 0.3 s later has every tick shifted by 0.3 s, and a half-second mean
-  changes far less over 0.3 s than a single frame does (Sintel trailer re-encoded at 320 px and trimmed
-  by 1.04 s: median 8 of 256 bits between aligned ticks, 38 at most; between unrelated ticks 98 at least).
+- ``hash``: a 256-bit DCT hash (pHash) of the window's *mean* thumbnail: the lowest 16x16 DCT
+  frequencies, each bit set when its coefficient is above the median of the others. Averaging is what
+  tolerates a trim: a copy cut at any point is at most 1/8 s off the nearest tick of the original, and
+  a half-second mean changes far less over 1/8 s than a single frame does (Sintel trailer re-encoded at
+  272-360 px and cut at 0.875, 1.04 or 1.125 s: clip medians of 4-26 bits of 256 between aligned ticks;
+  other shots of the shared videos >= 72 bits, except two halves of one still-camera shot at 32-48).
 - ``color``: the mean U and V planes over a 4x4 grid (32 bytes). Luma hashes ignore colour, and the
   sample generator (like real footage) reuses textures under different tints; the search requires both.
 
 Ticks whose mean thumbnail is nearly flat (black frames, fades, blank cards, black behind a watermark)
-carry no usable hash and are left out: two clips never match on darkness or a shared logo alone. The hashing constants are fixed (not config keys), so
-signatures written by one build always compare with those written by another; ``SIGNATURE_VERSION`` is
-stored in each signature and a mismatch is an error, not a silent miss.
+carry no usable hash and are left out: two clips never match on darkness or a shared logo alone. The
+hashing constants are fixed (not config keys), so signatures written by one build always compare with
+those written by another; ``SIGNATURE_VERSION`` is stored in each signature and a mismatch is an error,
+not a silent miss.
 
-Cost: one decode of the clip at its output size plus ~0.1 ms per frame; see bench/bench_dedup.py.
+Cost: one decode of the clip at its output size plus ~25 % for the thumbnails; see bench/bench_dedup.py.
 """
 from __future__ import annotations
 
