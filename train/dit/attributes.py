@@ -37,6 +37,17 @@ def held_out_prompts() -> list[dict]:
     return out
 
 
+def seen_prompts() -> list[dict]:
+    """One prompt per training (colour, direction) pair, shapes and backgrounds alternating: the
+    in-distribution reference the held-out accuracy is read against."""
+    out = []
+    pairs = [(c, d) for c in ATTRIBUTE_COLORS for d in ATTRIBUTE_DIRECTIONS if (c, d) not in ATTRIBUTE_HELD_OUT]
+    for i, (color, direction) in enumerate(pairs):
+        spec = attribute_spec(color, direction, ATTRIBUTE_SHAPES[i % 2], ATTRIBUTE_BACKGROUNDS[(i // 2) % 2])
+        out.append({"prompt": caption(spec), "color": color, "direction": direction})
+    return out
+
+
 def build_attribute_latents(out_dir: str | Path, codec, encoder, seed: int = 0, variants: int = 4,
                             size: int = 64, frames: int = 8) -> dict:
     """Render the training clips (and, as ``val``, the held-out ones) through ``codec`` into latent

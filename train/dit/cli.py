@@ -2,8 +2,6 @@
 Nothing heavy is imported at module level (``reelforge --help`` stays fast)."""
 from __future__ import annotations
 
-import argparse
-
 
 def add_parser(sub) -> None:
     """Register ``reelforge generate``."""
@@ -27,8 +25,9 @@ def _generate(args) -> int:
     return cmd_generate(args)
 
 
-def train_dit(args: argparse.Namespace) -> int:
-    """``reelforge train dit CONFIG --output DIR [--set k=v …]``: the config is ``DiTTrainConfig``."""
+def train_dit(config_path: str, overrides: list[str]) -> int:
+    """``reelforge train dit CONFIG [--set k=v …]`` (registered in train/cli.py's TRAINERS): the config
+    is ``DiTTrainConfig``; the run writes under its ``out_dir``."""
     from pathlib import Path
 
     import yaml
@@ -37,11 +36,12 @@ def train_dit(args: argparse.Namespace) -> int:
     from reelforge.train.dit.task import DiTTask, DiTTrainConfig
     from reelforge.train.launch import launch
 
-    cfg = load_config(DiTTrainConfig, args.config, args.set)
+    cfg = load_config(DiTTrainConfig, config_path, overrides)
     config_yaml = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    out = Path(args.output)
+    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_yaml)
     metrics = launch(DiTTask, cfg, cfg.trainer, cfg.launch, cfg.ray, out, config_yaml)
-    print({k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    print(f"done: {out} (weights in {out / 'export'}); last metrics: "
+          + " ".join(f"{k}={v:.4g}" for k, v in (metrics or {}).items() if isinstance(v, float)))
     return 0

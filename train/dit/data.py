@@ -20,7 +20,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from torch import Tensor
 
 @dataclass
 class LatentDataConfig:
-    path: str = ""                      # folder of latent shards
+    source: Literal["latent_shards", "dataset"] = "latent_shards"   # dataset: a `reelforge encode` output
+    path: str = ""                      # folder of latent shards, or the encoded dataset
     val_path: str = ""                  # held-out latent shards for the validation loss ("" = none)
     batch_size: int = 8
     caption_version: str = ""           # "" = the "caption" field; else captions[version] and text.<version>.npy
@@ -220,3 +221,51 @@ def pad_tokens(seqs: list[Tensor]) -> tuple[Tensor, Tensor]:
     for i, s in enumerate(seqs):
         out[i, :s.shape[0]], mask[i, :s.shape[0]] = s, True
     return out, mask
+
+
+class EncodedDatasetLatents:
+    """A ``reelforge encode`` dataset (index + shards with ``<key>.latent.npy``, ``latents.json``) read
+    through the shared shard reader (``ReaderConfig(latents=True)``: per-epoch posterior draws, equal
+    batches per rank, resumable), with latents normalised by the VAE's statistics as the DiT trains on
+    them. Captions are encoded by the task's text encoder (these shards carry no text embeddings)."""
+
+    has_text = False
+
+    def __init__(self, path: str | Path, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 caption_version: str = ""):
+        from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
+
+        info_path = Path(path) / "latents.json"
+        if not info_path.exists():
+            raise FileNotFoundError(f"{path} has no latents.json: write it with `reelforge encode`")
+        self.info = json.loads(info_path.read_text())
+        self.mean = torch.tensor(self.info["latents_mean"], dtype=torch.float32)
+        self.scale = torch.tensor(self.info["latents_scale"], dtype=torch.float32)
+        self.stride = int(self.info["spatial_compression"])
+        ds = VideoShardDataset(path, ReaderConfig(latents=True, caption_version=caption_version or None,
+                                                  remainder="drop"), rank, world_size, seed)
+        self.loader = ShardLoader(ds, num_workers=0)
+        shapes = self.info.get("bucket_latent_shapes") or {}
+        if not shapes:
+            raise ValueError(f"{info_path} lists no bucket_latent_shapes")
+        self.latent_shape = tuple(next(iter(shapes.values())))
+
+    def _norm(self, z: Tensor) -> Tensor:
+        view = (1, -1, 1, 1, 1)
+        mean = self.mean.view(view) if self.mean.dim() else self.mean
+        scale = self.scale.view(view) if self.scale.dim() else self.scale
+        return (z - mean) * scale
+
+    def __iter__(self):
+        for b in self.loader:
+            z = self._norm(b["latent"].float())                                           # (B, Z, T, H, W)
+            B, _, _, H, W = z.shape
+            yield {"latent": z, "caption": list(b["caption"]), "fps": b["fps"].float(),
+                   "size": torch.tensor([[H * self.stride, W * self.stride]], dtype=torch.float32).expand(B, 2),
+                   "key": list(b["clip_id"])}
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reelforge.train.dit.attributes import build_attribute_latents, caption, held_out_prompts, oracle
+from reelforge.train.dit.attributes import build_attribute_latents, caption, held_out_prompts, oracle, seen_prompts
 from reelforge.train.dit.codec import load_codec
 from reelforge.train.dit.data import LatentDataConfig
 from reelforge.train.dit.flow import FlowConfig
@@ -113,12 +113,16 @@ def run_t2v(out: Path, minutes: float = 2.0, seed: int = 0, steps: int = 0, samp
     train_s = time.perf_counter() - t_train
     model, meta = load_dit(out / "dit" / "export")
     results = [score(model, encoder, meta, prompts, seed=1000 * k) for k in range(sample_seeds)]
+    seen = [score(model, encoder, meta, seen_prompts(), seed=1000 * k + 500) for k in range(sample_seeds)]
     summary = {
         "steps": steps, "train_seconds": round(train_s, 1), "train_clips": latents["train_clips"],
         "prompts": len(prompts), "sample_seeds": sample_seeds, "training_seed": seed,
         "color_acc": float(np.mean([r["color_acc"] for r in results])),
         "direction_acc": float(np.mean([r["direction_acc"] for r in results])),
         "both_acc": float(np.mean([r["both_acc"] for r in results])),
+        "seen_color_acc": float(np.mean([r["color_acc"] for r in seen])),
+        "seen_direction_acc": float(np.mean([r["direction_acc"] for r in seen])),
+        "seen_both_acc": float(np.mean([r["both_acc"] for r in seen])),
         "chance": {"color": 0.25, "direction": 0.25, "both": 1 / 16},
         "rows": [row for r in results for row in r["rows"]],
     }
@@ -149,3 +153,25 @@ def _html(s: dict) -> str:
             f"none of these (colour, direction) pairs was in training. Oracle accuracy: colour "
             f"{s['color_acc']:.0%} (chance 25%), direction {s['direction_acc']:.0%} (chance 25%), both "
             f"{s['both_acc']:.0%} (chance 6%).</p>{cells}")
+
+
+def write_demo_index(out: Path) -> Path:
+    """``OUT/index.html``: the demo's two halves side by side — the dataset's quality report and the
+    generated videos (linked, relative paths, so the folder can be moved or served as is)."""
+    out = Path(out)
+    t2v = json.loads((out / "t2v" / "t2v.json").read_text()) if (out / "t2v" / "t2v.json").exists() else None
+    parts = ['<!doctype html><meta charset=utf-8><title>reelforge demo</title>'
+             '<style>body{font-family:sans-serif}figure{display:inline-block;width:150px;margin:4px;'
+             'font-size:11px;vertical-align:top}</style><h1>reelforge demo</h1>',
+             '<p><a href="dataset/report.html">Dataset quality report</a> (curation funnel, scores, contact sheet)</p>']
+    if t2v:
+        parts.append(f'<h2>Text-to-video</h2><p><a href="t2v/index.html">Generated videos</a>: DiT-T, '
+                     f'{t2v["steps"]} steps on {t2v["train_clips"]} clips; on {t2v["prompts"]} held-out '
+                     f'(colour, direction) prompts the oracle reads colour {t2v["color_acc"]:.0%} and direction '
+                     f'{t2v["direction_acc"]:.0%} right (chance 25% each).</p>')
+        for v in t2v.get("videos", []):
+            parts.append(f'<figure><video src="t2v/{html.escape(v["path"])}" autoplay loop muted playsinline '
+                         f'width="128"></video><figcaption>{html.escape(v["prompt"])}</figcaption></figure>')
+    path = out / "index.html"
+    path.write_text("".join(parts))
+    return path

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from reelforge.cluster import RayConfig
-from reelforge.train.dit.data import LatentDataConfig, LatentShardDataset, pad_tokens, text_member
+from reelforge.train.dit.data import (EncodedDatasetLatents, LatentDataConfig, LatentShardDataset, pad_tokens,
+                                     text_member)
 from reelforge.train.dit.flow import FlowConfig, flow_loss, sample_t, validation_loss
 from reelforge.train.dit.model import DiT, DiTConfig, flops_per_sample, grid_of
 from reelforge.train.dit.sample import SamplerConfig
@@ -57,6 +58,7 @@ class DiTTrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     eval: DiTEvalConfig = field(default_factory=DiTEvalConfig)
     codec: str = "pixel:4"           # how the latents were made (decodes eval videos); see codec.py
+    out_dir: str = "out/dit"         # the run: checkpoints/, metrics.jsonl, eval/, export/
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -73,12 +75,19 @@ class DiTTask(TrainTask):
         self.cfg = cfg
         self._encoder: TextEncoder | None = None
         self._null: tuple[Tensor, Tensor] | None = None
-        self._probe = LatentShardDataset(cfg.data.path, cfg.data.batch_size, caption_version=cfg.data.caption_version)
-        first = self._probe.samples[0]["meta"]
-        self.latent_shape = tuple(first["latent_shape"])                  # (C, T, H, W) of the first bucket
+        self._probe = self.reader(cfg.data.path, 0, 1, 0)
+        if isinstance(self._probe, EncodedDatasetLatents):
+            self.latent_shape = self._probe.latent_shape
+        else:
+            self.latent_shape = tuple(self._probe.samples[0]["meta"]["latent_shape"])   # (C, T, H, W), first bucket
         self.text_dim = self._text_dim()
         self._t_last: float | None = None
         self.rank, self.world_size = 0, 1
+
+    def reader(self, path: str, rank: int, world_size: int, seed: int):
+        d = self.cfg.data
+        cls = EncodedDatasetLatents if d.source == "dataset" else LatentShardDataset
+        return cls(path, d.batch_size, rank, world_size, seed, d.caption_version)
 
     # --- text -------------------------------------------------------------------------------------
     def encoder(self) -> TextEncoder:
@@ -141,8 +150,7 @@ class DiTTask(TrainTask):
 
     def build_loader(self, rank: int, world_size: int, seed: int) -> LatentShardDataset:
         self.rank, self.world_size = rank, world_size
-        return LatentShardDataset(self.cfg.data.path, self.cfg.data.batch_size, rank, world_size, seed,
-                                  self.cfg.data.caption_version)
+        return self.reader(self.cfg.data.path, rank, world_size, seed)
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> tuple[dict[str, Tensor], dict[str, float]]:
         x0 = batch["latent"]                                                              # (B, C, T, H, W)
@@ -173,8 +181,7 @@ class DiTTask(TrainTask):
         metrics: dict[str, float] = {}
         device = next(model.parameters()).device
         if self.cfg.data.val_path:
-            val = LatentShardDataset(self.cfg.data.val_path, self.cfg.data.batch_size, seed=0,
-                                     caption_version=self.cfg.data.caption_version)
+            val = self.reader(self.cfg.data.val_path, 0, 1, 0)
             sums: dict[str, float] = {}
             n = 0
             for i, batch in zip(range(self.cfg.eval.val_batches), val):
