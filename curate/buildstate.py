@@ -6,9 +6,12 @@ whose value changes the data of that phase:
 - ``videos``: probe, shot detection and the clip plan (``curate.probe``, ``curate.scenes``, ``curate.split``);
 - ``clips``: the transcode and the scores (``curate.transcode`` and the scoring fields of each filter).
 
-Thresholds (``min_*``/``max_*`` of a filter, switching a filter off, the whole ``dedup`` section) only
-change decisions: the build's finish and ``--refilter`` re-apply them to the recorded scores. Keys that
-only change speed or placement (devices, threads, actor counts, batch sizes) are not recorded. A run
+Thresholds only change decisions: the build's finish and ``--refilter`` re-apply them to the recorded
+scores. A threshold is a field the section's ``check`` reads (found in its source, so a new filter needs
+no list here; a field read through a helper counts as work, the safe side), switching a filter off, and
+the sections decided over all clips at the end from stored embeddings or signatures (``dedup``, and
+``near_dup`` except switching it on, which needs its signature stage to run). Keys that only change speed
+or placement (devices, threads, actor counts, batch sizes) are not recorded. A run
 whose recorded keys differ stops before doing anything (:class:`BuildStateError` naming each key, old
 and new value, and ``--rebuild``); ``--rebuild`` redoes the phases whose keys changed.
 
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import inspect
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -84,8 +89,17 @@ def _flat(obj, prefix: str) -> dict:
     return out
 
 
-def _is_threshold(name: str) -> bool:
-    return name.startswith(("min_", "max_")) or name == "enabled"
+# sections decided at the end over all clips -> the fields that still change work
+_DECIDED_AT_FINISH = {"dedup": (), "near_dup": ("enabled",)}
+
+
+def _decision_fields(section) -> set[str]:
+    """The fields a filter section's ``check`` reads: thresholds, which change decisions, not scores."""
+    check = getattr(type(section), "check", None)
+    if check is None:
+        return set()
+    names = {f.name for f in dataclasses.fields(section)}
+    return names & set(re.findall(r"self\.(\w+)", inspect.getsource(check)))
 
 
 def work_settings(curate_cfg) -> dict[str, dict]:
@@ -95,24 +109,29 @@ def work_settings(curate_cfg) -> dict[str, dict]:
         videos.update(_flat(getattr(curate_cfg, name), f"curate.{name}"))
     clips = _flat(curate_cfg.transcode, "curate.transcode")
     for f in dataclasses.fields(curate_cfg.filters):
-        if f.name == "dedup":
-            continue  # computed over all clips at the end, from stored embeddings: a decision
         section = getattr(curate_cfg.filters, f.name)
-        flat = _flat(section, f"curate.filters.{f.name}")
-        clips.update({k: v for k, v in flat.items() if not _is_threshold(k.rsplit(".", 1)[1])})
+        prefix = f"curate.filters.{f.name}"
+        if f.name in _DECIDED_AT_FINISH:
+            clips.update({f"{prefix}.{k}": getattr(section, k) for k in _DECIDED_AT_FINISH[f.name]})
+            continue
+        decision = _decision_fields(section) | {"enabled"}
+        clips.update({k: v for k, v in _flat(section, prefix).items() if k.rsplit(".", 1)[1] not in decision})
         # a scorer that was off has no scores to re-judge: switching it on is new work
-        clips[f"curate.filters.{f.name}.enabled"] = bool(section.enabled)
+        clips[f"{prefix}.enabled"] = bool(section.enabled)
     return {"videos": videos, "clips": clips}
 
 
 def changed_settings(recorded: dict[str, dict], current: dict[str, dict]) -> dict[str, list[str]]:
-    """{phase: ["key: old -> new", ...]} for the phases whose recorded keys differ from ``current``."""
+    """{phase: ["key: old -> new", ...]} for the phases whose recorded keys differ from ``current``.
+
+    Only keys both sides know are compared: a key a newer reelforge added (or stopped counting as work)
+    says nothing about how the data on disk was made."""
     out: dict[str, list[str]] = {}
     for phase, now in current.items():
         before = recorded.get(phase, {})
         lines = []
-        for key in sorted(set(before) | set(now)):
-            old, new = before.get(key, "<unset>"), now.get(key, "<unset>")
+        for key in sorted(set(before) & set(now)):
+            old, new = before[key], now[key]
             if key.endswith(".enabled") and phase == "clips" and old is True and new is False:
                 continue  # switching a scorer off only drops its check: a refilter
             if old != new:
