@@ -150,9 +150,9 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     t0 = time.time()
     out = Path(out_dir)
     check_columns(cfg.curate)
-    found = discover_inputs(inputs, cfg.curate.discover)  # input files + named entries skipped, with why
-    paths = found.paths
-    with OutputLock(out):
+    with OutputLock(out):  # first: a second build stops at once, before listing a large input
+        found = discover_inputs(inputs, cfg.curate.discover)  # input files + named entries skipped, with why
+        paths = found.paths
         publishing.recover(out)
         manifest = Manifest(out)
         _check_work(out, manifest, cfg, rebuild)
