@@ -1,5 +1,8 @@
 """Filter stage throughput on CPU: clips/s of every scoring stage, next to the cost of decoding the
-frames it reads (decode each clip once and keep K frames at a 256-px short side, as the transcoder does).
+frames it reads (decode each clip once and keep K frames at a 256-px short side, as the transcoder does);
+then precision and recall of the text_overlay and nsfw filters on the labelled set
+(``bench/data/filter_labels.yaml``: real clips from ../shared/media plus generated overlays), the old
+detector beside the new one, each with its clips/s on that set.
 
 Clips are generated (reelforge.samples demo shots, H.264 mp4 at 640x360, 3 s) so the numbers need no
 media. The aesthetic and caption-match stages run the tiny random CLIP unless --model/--pretrained
@@ -7,6 +10,7 @@ point at real weights (ViT-L-14 is far heavier: read those rows as a lower bound
 timed separately on random embeddings, per clip of a dataset-wide search.
 
     .venv/bin/python bench/bench_filters.py [--clips 24] [--frames 8] [--model ViT-L-14 --pretrained PATH]
+    .venv/bin/python bench/bench_filters.py --only labelled      # just the precision/recall table
 """
 from __future__ import annotations
 
@@ -74,8 +78,22 @@ def main() -> None:
     ap.add_argument("--pretrained", default="")
     ap.add_argument("--dedup-n", type=int, default=100_000)
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--only", choices=("all", "throughput", "labelled"), default="all")
+    ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"),
+                    help="the shared folder holding media/ (real clips of the labelled set)")
     args = ap.parse_args()
+    results = {}
+    if args.only in ("all", "throughput"):
+        results["throughput"] = throughput(args)
+    if args.only in ("all", "labelled"):
+        from labelled import evaluate
 
+        results["labelled"] = evaluate(Path(args.shared), args.frames, args.batch)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+def throughput(args) -> dict:
     import torch
 
     from reelforge.curate.clip_models import save_random_clip
@@ -88,6 +106,8 @@ def main() -> None:
     from reelforge.curate.stages.motion import MotionStage
     from reelforge.curate.stages.nsfw import NsfwStage
     from reelforge.curate.stages.text_overlay import TextOverlayStage
+
+    from labelled import ClassicTextStage
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="reelforge-bench-filters-") as tmp:
@@ -107,7 +127,8 @@ def main() -> None:
             torch.save(LinearAestheticHead(dim).linear.state_dict(), tmp / "head.pth")
             head_path = str(tmp / "head.pth")
         stages = [("basic", BasicStage()), ("borders", BordersStage()), ("exposure", ExposureStage()),
-                  ("motion", MotionStage()), ("text_overlay", TextOverlayStage()), ("nsfw", NsfwStage()),
+                  ("motion", MotionStage()), ("text_overlay (classic, old)", ClassicTextStage()),
+                  ("text_overlay (PP-OCRv4)", TextOverlayStage()), ("nsfw (open_nsfw + NudeNet)", NsfwStage()),
                   (f"aesthetic ({model_label})", AestheticStage(AestheticConfig(**clip, head=head_path, device="cpu"))),
                   (f"caption_match ({model_label})", CaptionMatchStage(CaptionMatchConfig(**clip, device="cpu")))]
         results = {"clips": args.clips, "frames_per_clip": args.frames, "clip_size": "640x360, 75 frames",
@@ -130,8 +151,7 @@ def main() -> None:
         print(f"{name:<34s} {cps:9.1f} {dec / cps:9.2f}")
     print(f"{'dedup (768-d, N=%d)' % args.dedup_n:<34s} {results['dedup_clips_per_s']:9.0f}")
     print("(x decode = stage time per clip / decode time per clip)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

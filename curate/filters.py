@@ -34,7 +34,8 @@ FILTER_ORDER = FILTER_NAMES
 CHECK_COLUMNS = (
     "duration_s", "short_side", "fps", "aspect_ratio", "border_area",
     "exposure_mean", "exposure_dark_frac", "exposure_bright_frac", "sharpness",
-    "motion_mean", "motion_jitter", "aesthetic", "text_area", "nsfw", "caption_match",
+    "motion_mean", "motion_jitter", "aesthetic", "text_area", "text_boxes", "text_box_max",
+    "nsfw", "nsfw_exposed", "nsfw_exposed_class", "caption_match",
     "dedup_of", "dedup_cosine", "near_dup_of", "near_dup_hamming", "near_dup_overlap",
 )
 

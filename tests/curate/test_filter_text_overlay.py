@@ -1,51 +1,117 @@
-"""Text overlays on generated shots: subtitles flagged, plain and moving content not."""
+"""Text overlays with the real PP-OCRv4 detector: subtitles and title cards flagged, plain and textured
+content not, batching equal to one-by-one, DB post-processing, model-file errors."""
+import cv2
 import numpy as np
 import pytest
 from filter_rows import encoded_row, shot_row
 
-from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage, text_area
+from reelforge.curate.onnx_models import ModelFileError
+from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
+from reelforge.curate.text_detector import TextDetector, boxes_from_map, det_size
 from reelforge.samples import ShotSpec
 
 CFG = TextOverlayConfig()
 
 
-def _score(row):
-    row.update(TextOverlayStage().process_row(row))
+@pytest.fixture(scope="module")
+def stage():
+    return TextOverlayStage(TextOverlayConfig(frames_per_clip=2))  # 2 frames a clip keep the tests fast
+
+
+def _score(stage, rows):
+    out = stage({k: [r.get(k) for r in rows] for k in rows[0]})
+    return [{k: out[k][i] for k in out} for i in range(len(rows))]
+
+
+def _title_row(lines, scale=1.0):
+    """A title card: big centred lines over a gradient (no object)."""
+    row = shot_row(ShotSpec(16, "gradient", (40, 60, 90), None, motion="static"), width=480, height=270)
+    for f in row["frames"]:
+        h, w = f.shape[:2]
+        y = h // 2 - (len(lines) - 1) * int(30 * scale) // 2
+        for line in lines:
+            size, thick = scale * h / 200, max(2, int(scale * h / 120))
+            tw, th = cv2.getTextSize(line, cv2.FONT_HERSHEY_DUPLEX, size, thick)[0]
+            cv2.putText(f, line, ((w - tw) // 2, y + th // 2), cv2.FONT_HERSHEY_DUPLEX, size, (250, 250, 250),
+                        thick, cv2.LINE_AA)
+            y += int(30 * scale * h / 200) + th
     return row
 
 
-@pytest.mark.parametrize("background, motion", [("noise", "object"), ("stripes", "pan"),
-                                                ("checker", "static"), ("blobs", "jitter")])
-def test_subtitles_are_flagged(background, motion):
-    shot = ShotSpec(30, background, (120, 80, 40), "circle", motion=motion, text="Nobody saw it coming.")
-    row = _score(shot_row(shot, width=480, height=270))
-    assert 0.01 < row["text_area"] < 0.2
-    assert CFG.check(row).startswith("text_overlay: text_area=")
+def test_subtitles_and_title_cards_are_flagged(stage):
+    rows = [shot_row(ShotSpec(30, bg, (120, 80, 40), "circle", motion=motion, text="Nobody saw it coming."),
+                     width=480, height=270, clip_id=bg)
+            for bg, motion in (("noise", "object"), ("stripes", "pan"))]
+    rows += [shot_row(ShotSpec(30, "blobs", (120, 80, 40), "circle", motion="jitter", text="Hello"), width=480,
+                      height=270, clip_id="one_word")]
+    rows += [_title_row(["CHAPTER ONE", "The Long Road"]), _title_row(["THE END"], scale=3.0)]
+    for row in _score(stage, rows):
+        assert 0.01 < row["text_area"] < 0.5 and row["text_boxes"] >= 1, row["clip_id"]
+        assert CFG.check(row).startswith("text_overlay: text_area=")
 
 
-@pytest.mark.parametrize("background, motion", [("noise", "object"), ("stripes", "pan"), ("checker", "static"),
-                                                ("blobs", "jitter"), ("gradient", "object")])
-def test_no_text_is_not_flagged(background, motion):
-    row = _score(shot_row(ShotSpec(30, background, (120, 80, 40), "circle", motion=motion), width=480, height=270))
-    assert row["text_area"] < CFG.max_text_area / 4 and CFG.check(row) is None
+def test_no_text_is_not_flagged(stage):
+    rows = [shot_row(ShotSpec(30, bg, (120, 80, 40), "circle", motion=motion), width=480, height=270, clip_id=bg)
+            for bg, motion in (("noise", "object"), ("stripes", "pan"), ("checker", "static"), ("blobs", "jitter"))]
+    for row in _score(stage, rows):
+        assert row["text_area"] == 0.0 and row["text_boxes"] == 0 and CFG.check(row) is None, row["clip_id"]
 
 
-def test_survives_the_codec(tmp_path):
+def test_survives_the_codec(stage, tmp_path):
     shot = ShotSpec(40, "noise", (60, 90, 30), "square", motion="object", text="The tide comes in at dawn.")
-    row = _score(encoded_row(shot, tmp_path, width=480, height=270))
+    row = _score(stage, [encoded_row(shot, tmp_path, width=480, height=270)])[0]
     assert CFG.check(row) is not None
 
 
-def test_changing_subtitle_lines_still_count():
-    import cv2
-    frames = np.full((8, 240, 426, 3), (30, 60, 90), np.uint8)
-    lines = ["first line of words", "another sentence now", "third subtitle text"]
-    for i, f in enumerate(frames):
-        cv2.circle(f, (40 + 40 * i, 100), 30, (250, 250, 250), -1)
-        cv2.putText(f, lines[i % 3], (60, 215), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-    assert text_area(frames) > 0.02
+def test_batch_equals_one_by_one_and_bad_rows(stage):
+    """Clips of different sizes share a batch; a failed row is skipped; a row without frames fails alone."""
+    a = shot_row(ShotSpec(8, "noise", (60, 90, 30), None, motion="static", text="Where were you?"),
+                 width=480, height=270, clip_id="a")
+    b = shot_row(ShotSpec(8, "gradient", (160, 90, 30), None, motion="static", text="Hello there"),
+                 width=320, height=240, clip_id="b")
+    skipped, broken = dict(a, clip_id="s", status="failed"), dict(b, clip_id="x", frames=None)
+    batch = _score(stage, [a, b, skipped, broken])
+    alone = [_score(stage, [r])[0] for r in (a, b)]
+    for got, want in zip(batch, alone):
+        assert got["text_area"] == pytest.approx(want["text_area"], abs=1e-6) and got["text_area"] > 0
+        assert got["text_boxes"] == want["text_boxes"] and got["status"] == "ok"
+    assert batch[2]["status"] == "failed" and batch[2]["text_area"] is None
+    assert batch[3]["status"] == "failed" and batch[3]["reason"].startswith("text_overlay: ")
+    assert "frames is None" in batch[3]["reason"]
 
 
-def test_config_validation():
-    with pytest.raises(ValueError, match="persist_frac"):
-        TextOverlayConfig(persist_frac=0.0)
+def test_db_postprocessing_grows_lines_and_drops_blobs():
+    prob = np.zeros((64, 128), np.float32)
+    prob[20:28, 10:90] = 0.9      # a shrunk text line, 80 x 8
+    prob[40:60, 100:120] = 0.9    # a 20 x 20 blob: not a line
+    boxes, scores = boxes_from_map(prob, thresh=0.3, box_thresh=0.5, unclip_ratio=1.5, max_candidates=100,
+                                   min_aspect=1.5)
+    assert len(boxes) == 1 and scores[0] > 0.7
+    x0, y0 = boxes[0].min(0)
+    x1, y1 = boxes[0].max(0)
+    # the 2x2 dilation adds a pixel; the contour runs through pixel centres: an 80 x 8 rectangle, grown by
+    # DB's unclip distance (area * ratio / perimeter) on every side
+    d = 80 * 8 * 1.5 / (2 * (80 + 8))
+    assert (x1 - x0) == pytest.approx(80 + 2 * d, abs=0.5) and (y1 - y0) == pytest.approx(8 + 2 * d, abs=0.5)
+    assert det_size(270, 480, 256) == (256, 448)
+
+
+def test_missing_or_broken_model_file_names_it(tmp_path):
+    with pytest.raises(ModelFileError, match=r"text detector .*nothere\.onnx does not exist"):
+        TextDetector(str(tmp_path / "nothere.onnx"))
+    bad = tmp_path / "det.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match=r"cannot load model file .*det\.onnx"):
+        TextDetector(str(bad))
+
+
+def test_config_check_and_validation():
+    assert CFG.check({"text_area": 0.005, "text_boxes": 9, "text_box_max": 0.5}) is None
+    cfg = TextOverlayConfig(max_text_boxes=3, max_text_box=0.2)
+    assert cfg.check({"text_area": 0.005, "text_boxes": 4}) == "text_overlay: text_boxes=4 > max 3"
+    assert cfg.check({"text_area": 0.005, "text_box_max": 0.3}) == "text_overlay: text_box_max=0.3 > max 0.2"
+    assert CFG.check({"text_area": None}) is None
+    with pytest.raises(ValueError, match="short_side"):
+        TextOverlayConfig(short_side=250)
+    with pytest.raises(ValueError, match="max_text_area"):
+        TextOverlayConfig(max_text_area=2.0)

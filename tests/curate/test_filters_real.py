@@ -1,0 +1,51 @@
+"""text_overlay and nsfw at their default thresholds on the labelled real clips of
+bench/data/filter_labels.yaml (../shared/media; skipped without it): no text-free clip is dropped for
+text, no clip is dropped as unsafe (nothing in ../shared is), and the real text-heavy clips (title
+cards, the burnt-in counter) are caught."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from reelforge.curate.stage import rows_to_batch
+from reelforge.curate.stages.nsfw import NsfwConfig, NsfwStage
+from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("filter_set", ROOT / "bench" / "filter_set.py")
+filter_set = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("filter_set", filter_set)  # its dataclasses look their module up by name
+_spec.loader.exec_module(filter_set)
+
+TEXT_HEAVY = ("s30_title", "s10_title", "counter")
+
+
+@pytest.fixture(scope="module")
+def scored(shared_dir):
+    entries = [e for e in filter_set.load_entries() if e.real]
+    rows = filter_set.rows(entries, shared_dir)
+    batch = rows_to_batch(rows)
+    for stage in (TextOverlayStage(), NsfwStage()):
+        batch = stage(batch)
+    out = [{k: batch[k][i] for k in batch} for i in range(len(rows))]
+    return [(e, r) for e, r in zip(entries, out)]
+
+
+def test_no_text_free_real_clip_is_dropped_for_text(scored):
+    cfg = TextOverlayConfig()
+    wrong = [(e.id, r["text_area"]) for e, r in scored if not e.text and cfg.check(r)]
+    assert len([e for e, _ in scored if not e.text]) >= 15 and not wrong, wrong
+
+
+def test_real_text_heavy_clips_are_caught(scored):
+    cfg = TextOverlayConfig()
+    caught = {e.id for e, r in scored if cfg.check(r)}
+    assert set(TEXT_HEAVY) <= caught, {e.id: r["text_area"] for e, r in scored if e.id in TEXT_HEAVY}
+
+
+def test_no_shared_clip_is_dropped_as_unsafe(scored):
+    cfg = NsfwConfig()
+    assert all(r["status"] == "ok" for _, r in scored)
+    wrong = [(e.id, r["nsfw"], r["nsfw_exposed"]) for e, r in scored if cfg.check(r)]
+    assert not wrong, wrong
