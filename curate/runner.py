@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import traceback
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -300,12 +301,15 @@ def _run_pass(items: list[dict], specs: list[StageSpec], policy: str, drop: tupl
         common = dict(batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
         if res.num_gpus:
             common["num_gpus"] = res.num_gpus
-        if res.concurrency:
-            ds = ds.map_batches(_Chain, fn_constructor_args=args,
-                                compute=ray.data.ActorPoolStrategy(size=res.concurrency),
-                                max_restarts=retries, max_task_retries=retries, **common)
-        else:
-            ds = ds.map_batches(_run_chain, fn_args=args, max_retries=retries, **common)
+        with warnings.catch_warnings():
+            # retries have no named parameter yet; the deprecation note would print on every build
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            if res.concurrency:
+                ds = ds.map_batches(_Chain, fn_constructor_args=args,
+                                    compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+                                    max_restarts=retries, max_task_retries=retries, **common)
+            else:
+                ds = ds.map_batches(_run_chain, fn_args=args, max_retries=retries, **common)
     # batch_size=None: each block as it is produced, no re-batching wait on the driver
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for i in range(len(batch[SEQ])):
