@@ -42,7 +42,7 @@ from reelforge.curate.stage_list import STAGES
 # Crop coordinates are geometry, not scores; duration/fps/resolution get their own section.
 _SCORERS = tuple(e.cls for e in STAGES if e.cls is not None and e.sections and e.sections[0].startswith("filters."))
 _NOT_SCORES = {"crop_x0", "crop_y0", "crop_x1", "crop_y1", "duration_s", "fps", "clip_embedding", "aesthetic_skip",
-               "frame_signature"}
+               "frame_signature", "nsfw_exposed_class"}
 SCORE_COLUMNS = tuple(dict.fromkeys(
     [c for s in _SCORERS for c in s.outputs if c not in _NOT_SCORES]
     + [c for c in CHECK_COLUMNS if c not in _NOT_SCORES and c not in ("dedup_of", "near_dup_of")]))
