@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from caption_fixtures import make_dataset
+from caption_fixtures import job_config, make_dataset
 
 from reelforge.config import load_config
 from reelforge.curate.pipeline import BuildConfig, run_build, run_refilter
 from reelforge.curate.stages.caption_match import CaptionMatchConfig
-from reelforge.recaption.build import SCORES_FILE, score_caption_match
+from reelforge.recaption.build import SCORES_FILE
 from reelforge.samples import generate_samples
 from reelforge.shards import captions as store
 
@@ -35,6 +35,7 @@ def _overrides(model):
             "recaption.actor_cpus=0.5", "recaption.make_default=true"]
 
 
+@pytest.mark.slow  # a whole build (transcode, scoring) plus captioning: ~1-2 min on 2 cores
 def test_build_captions_kept_clips_only_and_caption_match_counts(tmp_path, tiny_vlm, clip_overrides, ray_session):
     raw = tmp_path / "raw"
     generate_samples(raw, preset="test")
@@ -64,9 +65,24 @@ def test_build_captions_kept_clips_only_and_caption_match_counts(tmp_path, tiny_
     assert all(after[c]["reason"].startswith("caption_match:") for c, r in scored.items() if r["caption_match"] is not None)
 
 
-def test_no_clip_weights_is_a_recorded_reason(tmp_path):
-    root = make_dataset(tmp_path / "d", n=2)
-    result = score_caption_match(root, "v", {"c00", "c01"}, CaptionMatchConfig())
-    assert result["scored"] == 0 and "no CLIP weights configured" in result["reasons"][0]
-    rows = pq.read_table(root / SCORES_FILE).to_pylist()
-    assert [r["caption_match_reason"].startswith("caption_match: no CLIP weights") for r in rows] == [True, True]
+def test_caption_step_captions_kept_clips_and_records_why_caption_match_did_not_run(tmp_path, tiny_vlm, ray_session):
+    """The build's caption step on a built dataset whose index has a filtered clip: only ok clips are
+    captioned; with no CLIP weights configured each clip records why it was not scored, and the scores
+    file merges into the clip rows the way the build's finish reads it."""
+    import pyarrow as pa
+
+    from reelforge.recaption.build import add_caption_scores, caption_build
+    from reelforge.shards.index import build_index
+    root = make_dataset(tmp_path / "d", n=3)
+    clips = pq.read_table(root / "clips.parquet").to_pylist()
+    clips[1]["status"] = "filtered"
+    pq.write_table(pa.Table.from_pylist(clips), root / "clips.parquet")
+    build_index(root)
+    result = caption_build(root, job_config(tiny_vlm), CaptionMatchConfig())
+    version = result["captions"]["version"]
+    assert {r["clip_id"] for r in store.all_rows(root) if r["version"] == version} == {"c00", "c02"}
+    assert result["caption_match"]["scored"] == 0 and "no CLIP weights configured" in result["caption_match"]["reasons"][0]
+    rows = add_caption_scores(root, [{"clip_id": c} for c in ("c00", "c01", "c02")])
+    assert [r.get("caption_version") for r in rows] == [version, None, version]
+    assert rows[0]["caption_match"] is None and rows[0]["caption_match_reason"].startswith("caption_match: no CLIP")
+    assert pq.read_table(root / SCORES_FILE).num_rows == 2
