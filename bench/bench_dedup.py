@@ -124,11 +124,14 @@ def bench_search(n: int) -> dict:
     from reelforge.curate.near_dup import NearDupConfig, find_near_duplicates
 
     sigs, planted = synthetic(n)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dups, stats = find_near_duplicates(sigs, None, NearDupConfig())
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     found = {d: k for d, (k, _) in dups.items()}
-    return {"clips": len(sigs), "ticks": stats["ticks"], "seconds": sec, "clips_per_s": len(sigs) / sec,
+    import resource
+
+    return {"clips": len(sigs), "ticks": stats["ticks"], "seconds": sec, "cpu_seconds": cpu,
+            "clips_per_cpu_s": len(sigs) / cpu, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             "candidates": stats["candidates"], "planted": len(planted),
             "recall": sum(found.get(d) == k for d, k in planted.items()) / len(planted),
             "false": sum(d not in planted for d in found)}
@@ -138,20 +141,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=10, help="clips for the stage benchmark")
     ap.add_argument("--search", default="10000,100000", help="dataset sizes for the search benchmark")
+    ap.add_argument("--no-stage", action="store_true", help="search only")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-    results = {"stage": bench_stage(args.clips), "search": []}
-    s = results["stage"]
-    base = s["decode, PyAV 1 thread (baseline)"]
-    print(f"signature stage: {s['what']}, {s['clips']} clips")
+    results = {"stage": None if args.no_stage else bench_stage(args.clips), "search": []}
+    s = results["stage"] or {}
+    if s:
+        base = s["decode, PyAV 1 thread (baseline)"]
+        print(f"signature stage: {s['what']}, {s['clips']} clips")
     for name, v in s.items():
         if isinstance(v, float):
             print(f"  {name:<40s} {v:8.2f} clips/s   {v / base:5.2f}x PyAV decode")
     for n in (int(x) for x in args.search.split(",") if x):
         r = bench_search(n)
         results["search"].append(r)
-        print(f"search: {r['clips']:>9,d} clips {r['ticks']:>11,d} ticks  {r['seconds']:7.1f} s  "
-              f"{r['clips_per_s']:9,.0f} clips/s  candidates {r['candidates']:,d}  "
+        print(f"search: {r['clips']:>9,d} clips {r['ticks']:>11,d} ticks  {r['seconds']:7.1f} s wall  "
+              f"{r['cpu_seconds']:7.1f} s CPU ({r['clips_per_cpu_s']:,.0f} clips per CPU-s)  peak RSS "
+              f"{r['peak_rss_gb']:.1f} GB  candidates {r['candidates']:,d}  "
               f"recall {r['recall']:.3f} on {r['planted']:,d} planted  false {r['false']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

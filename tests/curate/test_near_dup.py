@@ -272,3 +272,28 @@ def test_stage_signs_clips_and_fails_a_clip_without_media(tmp_path):
     assert len(unpack_signature(out["frame_signature"][0])) == 6  # 1.6 s: hops 0..6, windows of two
     assert out["status"][1] == "failed" and out["reason"][1] == "near_dup: ValueError: no encoded clip (mp4) to sign"
     assert out["status"][2] == "filtered" and out["frame_signature"][2] is None
+
+
+def test_embedding_dedup_runs_on_top_over_the_survivors(tmp_path):
+    from reelforge.curate.dedup import write_embeddings
+
+    rng = np.random.default_rng(4)
+    a, b = _random_ticks(rng, 10), _random_ticks(rng, 10)
+    e = rng.standard_normal((3, 16)).astype(np.float32)
+    rows = [{"clip_id": "orig", "status": "ok", "reason": None, "src_width": 854, "src_height": 480, "duration_s": 3.0,
+             "frame_signature": pack_signature(a), "clip_embedding": e[0].tolist(), "aesthetic": 6.0},
+            # the same footage re-encoded: a near-duplicate by signature (its embedding differs a little)
+            {"clip_id": "copy", "status": "ok", "reason": None, "src_width": 568, "src_height": 320, "duration_s": 3.0,
+             "frame_signature": pack_signature(_flip_bits(rng, a, 6)), "clip_embedding": (e[0] + 0.01).tolist(),
+             "aesthetic": 7.0},
+            # other footage, but the same picture to CLIP: only the embedding dedup catches it
+            {"clip_id": "lookalike", "status": "ok", "reason": None, "src_width": 854, "src_height": 480,
+             "duration_s": 3.0, "frame_signature": pack_signature(b), "clip_embedding": e[0].tolist(), "aesthetic": 5.0}]
+    write_signatures(rows, tmp_path / "signatures.parquet")
+    write_embeddings(rows, tmp_path / "embeddings.parquet")
+    out = {r["clip_id"]: r for r in decide_all(rows, FiltersConfig(), tmp_path / "embeddings.parquet",
+                                                tmp_path / "signatures.parquet")}
+    assert out["orig"]["status"] == "ok"
+    # the copy scores better aesthetically, but near-dup decided first and kept the 854x480 original
+    assert out["copy"]["reason"].startswith("near_dup: near-duplicate of orig")
+    assert out["lookalike"]["reason"].startswith("dedup: cosine=1.0000 to orig")
