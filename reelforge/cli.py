@@ -7,6 +7,8 @@
     reelforge report DATASET                        self-contained HTML quality report
     reelforge samples OUT_DIR [--preset demo|test]
     reelforge generate --checkpoint RUN/export --prompt TEXT --out DIR   text → video with a trained DiT
+    reelforge train vae CONFIG [--set key=value …]   the video VAE on Ray Train
+    reelforge encode DATASET --vae VAE --out DIR     pre-extract latents into latent shards
 
 The same commands run unchanged under ``ray job submit -- reelforge …``.
 """
@@ -123,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reelforge.train.dit.cli import add_parser as add_generate
 
     add_generate(sub)
+    from reelforge.train.cli import add_parser as add_train
+
+    add_train(sub)
     add_caption(sub)
     return p
 

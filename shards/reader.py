@@ -11,33 +11,35 @@ Use ``ShardLoader`` (a DataLoader) so the position of consumed batches is tracke
 
     ds = VideoShardDataset(dir, ReaderConfig(), rank, world_size, seed)
     loader = ShardLoader(ds, num_workers=4)
-    for batch in loader:            # {"video": (B, T, C, H, W) uint8, "caption", "clip_id", "bucket", ...}
+    for batch in loader:            # {"video": (B, T, C, H, W) uint8, "caption", "clip_id", "bucket", "fps", ...}
         ...
     ckpt["data"] = loader.state_dict()   # later: loader.load_state_dict(ckpt["data"])
 
 The next ``iter(loader)`` after a finished epoch starts the next epoch (or call ``set_epoch``).
+Selection, epoch position, captions and batch assembly are the loader core's (shards/loader.py), shared
+with the streaming reader; member bytes come through shards/access.py. ``latents: true`` serves the
+``latent`` tensors that ``reelforge encode`` stored instead of decoding video.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
+from reelforge.shards.access import ShardFiles, open_member
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.captions import store_captions
-from reelforge.shards.index import assign_buckets, index_buckets, resolve_index, select
+from reelforge.shards.index import index_buckets, resolve_index
+from reelforge.shards.loader import (LATENT_FPS, LATENT_STRIDE, EpochCursor, Sample, TrackedLoader,
+                                     build_batch, choose_caption, select_samples)
 from reelforge.shards.plan import PlannedBatch, plan_epoch
-from reelforge.shards.spec import CAPTIONS_FIELD, KIND_IMAGE, KIND_VIDEO, SHARDS_SUBDIR
-from reelforge.shards.transform import clip_rng, collate_clips, image_to_bucket, pick_caption, video_to_bucket
+from reelforge.shards.spec import CAPTIONS_FIELD, KIND_IMAGE, KIND_VIDEO
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,15 @@ class ReaderConfig:
     buckets: BucketTable | None = None     # None: the table the index was built with
     where: str | None = None               # extra index filter, e.g. "aesthetic >= 5"
     kinds: list[str] = field(default_factory=lambda: [KIND_VIDEO, KIND_IMAGE])  # both: joint image-video
-    caption_version: str | None = None     # None: <key>.txt; else captions[version] from the JSON member
+    caption_version: str | None = None     # None: <key>.txt; else the caption store's / JSON's version
     caption_fallback: bool = True          # version missing -> <key>.txt (else the empty string)
     remainder: Literal["pad", "drop"] = "pad"
     dtype: Literal["uint8", "float"] = "uint8"   # float: scaled to [-1, 1]
     random_offset: bool = True             # temporal crop start drawn per (seed, epoch, clip); else centred
     decode_threads: int = 1                # decord threads per worker (workers already give parallelism)
     max_open_shards: int = 64              # file handles cached per worker
+    latents: bool = False                  # serve `latent` from <key>.latent.npy (reelforge encode), no decode
+    latent_sample: bool = True             # stored (mean, std): draw per (seed, epoch, clip); else the mean
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in (KIND_VIDEO, KIND_IMAGE)]
@@ -68,26 +72,22 @@ class ReaderConfig:
 
 
 _COLUMNS = ("clip_id", "shard", "kind", "bucket", "width", "height", "fps", "mp4_offset", "mp4_size",
-            "jpg_offset", "jpg_size", "txt_offset", "txt_size", "json_offset", "json_size", "caption_versions")
+            "jpg_offset", "jpg_size", "txt_offset", "txt_size", "json_offset", "json_size", "latent_offset",
+            "latent_size", "caption_versions", LATENT_STRIDE, LATENT_FPS)
 
 
-class VideoShardDataset(IterableDataset):
+class VideoShardDataset(EpochCursor, IterableDataset):
     def __init__(self, index: str | Path, cfg: ReaderConfig | None = None, rank: int = 0, world_size: int = 1,
                  seed: int = 0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.cfg = cfg or ReaderConfig()
         self.index_path = resolve_index(index)
-        self.shard_dir = self.index_path.parent / SHARDS_SUBDIR
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.buckets = self.cfg.buckets or index_buckets(self.index_path)
-        table = select(self.index_path, self.cfg.where)  # status == "ok" only
-        table = table.filter(pc.is_in(table["kind"], pa.array(self.cfg.kinds)))
-        # the reader's own table decides the bucket, so a new table needs no re-index
-        table = table.set_column(table.column_names.index("bucket"), "bucket", assign_buckets(table, self.buckets))
-        self.unbucketed = table.filter(pc.is_null(table["bucket"])).num_rows
-        table = table.filter(pc.is_valid(table["bucket"])).sort_by([("bucket", "ascending"), ("clip_id", "ascending"),
-                                                                    ("shard", "ascending")])
+        table, self.unbucketed = select_samples(self.index_path, self.cfg.where, self.cfg.kinds, self.buckets,
+                                                self.cfg.latents)
+        table = table.sort_by([("bucket", "ascending"), ("clip_id", "ascending"), ("shard", "ascending")])
         for c in _COLUMNS:
             if c not in table.column_names:
                 table = table.append_column(c, pa.nulls(table.num_rows, pa.int64()))
@@ -98,7 +98,7 @@ class VideoShardDataset(IterableDataset):
         self._by_bucket = {b: np.flatnonzero(buckets == b).tolist() for b in sorted(set(buckets))}
         self.epoch, self.position = 0, 0
         self._plans: dict[int, list[PlannedBatch]] = {}
-        self._files: OrderedDict[str, int] = OrderedDict()
+        self._files = ShardFiles(self.cfg.max_open_shards)
         self.failed_samples = 0
         # the caption store (captions.parquet) serves the version when it has it; else the JSON member
         self._store_captions = store_captions(self.index_path.parent, self.cfg.caption_version)
@@ -115,14 +115,6 @@ class VideoShardDataset(IterableDataset):
 
     def __len__(self) -> int:
         return len(self.plan())
-
-    def set_epoch(self, epoch: int, position: int | None = None) -> None:
-        """Go to ``epoch``. Calling it with the current epoch keeps the position (so a trainer that calls
-        ``set_epoch(start_epoch)`` after ``load_state_dict`` still resumes mid-epoch); pass ``position``
-        to force one."""
-        if position is None:
-            position = self.position if epoch == self.epoch else 0
-        self.epoch, self.position = epoch, position
 
     def roll_epoch_if_done(self) -> None:
         if self.position >= len(self.plan()):
@@ -162,89 +154,53 @@ class VideoShardDataset(IterableDataset):
             yield batch
 
     def load_batch(self, planned: PlannedBatch, epoch: int) -> dict:
-        bucket = self.buckets[planned.bucket]
-        videos, captions, ids, failed = [], [], [], []
+        """The batch of one planned bucket batch (shards/loader.py ``build_batch``)."""
+        samples = []
         for row_id in planned.rows:
             row = self.row(row_id)
+            fetch = (lambda ext, row=row: self._read(row, ext))
             try:
-                clip, caption = self._load_media(row, bucket, epoch), self._caption(row)
-                videos.append(clip), captions.append(caption), ids.append(row["clip_id"])
-            except Exception as exc:  # one bad sample must not stop the rank (the others would hang)
-                failed.append(row["clip_id"])
-                log.warning("sample %s (%s) failed: %s: %s", row["clip_id"], row["shard"], type(exc).__name__, exc)
-        self.failed_samples += len(failed)
-        # failed slots hold copies of good samples; a batch is kept so every rank takes the same steps
-        video, captions, ids = collate_clips(videos, captions, ids, len(planned.rows), bucket, self.cfg.dtype)
-        # "failed": clip ids that could not be decoded (their slots hold copies of good samples)
-        return {"video": video, "caption": captions, "clip_id": ids, "bucket": planned.bucket,
-                "failed": failed}
+                caption = self._caption(row)
+            except Exception as exc:  # an unreadable caption fails the sample like unreadable media
+                caption, fetch = "", _raiser(exc)
+            samples.append(Sample(row["clip_id"], row["kind"], row["width"], row["height"], row["fps"], caption,
+                                  fetch, row[LATENT_STRIDE], row[LATENT_FPS]))
+        batch = build_batch(samples, planned.bucket, self.buckets, self.seed, epoch, self.cfg, self._on_error)
+        self.failed_samples += len(batch["failed"])
+        return batch
 
-    def _load_media(self, row: dict, bucket, epoch: int) -> np.ndarray:
-        if row["kind"] == KIND_IMAGE:
-            return image_to_bucket(self._read(row, "jpg"), bucket)
-        rng = None
-        if self.cfg.random_offset:
-            rng = clip_rng(self.seed, epoch, row["clip_id"])
-        return video_to_bucket(self._read(row, "mp4"), row["width"], row["height"], self.buckets.stride(row["fps"]),
-                               bucket, rng, self.cfg.decode_threads)
+    def _on_error(self, sample: Sample, exc: Exception) -> None:
+        log.warning("sample %s failed: %s: %s", sample.clip_id, type(exc).__name__, exc)
 
     def _caption(self, row: dict) -> str:
-        version, captions = self.cfg.caption_version, None
-        if self._store_captions is not None:
-            text = self._store_captions.get(row["clip_id"])
-            captions = {version: text} if text is not None else {}
-        elif version is not None and row["json_size"] and version in (row["caption_versions"] or "").split(","):
-            captions = json.loads(self._read(row, "json")).get(CAPTIONS_FIELD)
-        return pick_caption(version, self.cfg.caption_fallback, captions,
-                            lambda: self._read(row, "txt").decode("utf-8") if row["txt_size"] is not None else None)
+        version = self.cfg.caption_version
 
-    def _read(self, row: dict, col: str) -> bytes:
-        offset, size = row[f"{col}_offset"], row[f"{col}_size"]
-        if offset is None:
-            raise ValueError(f"sample {row['clip_id']} has no {col} member")
-        fd = self._files.get(row["shard"])
-        if fd is None:
-            fd = os.open(self.shard_dir / row["shard"], os.O_RDONLY)
-            self._files[row["shard"]] = fd
-            if len(self._files) > self.cfg.max_open_shards:
-                os.close(self._files.popitem(last=False)[1])
-        else:
-            self._files.move_to_end(row["shard"])
-        data = os.pread(fd, size, offset)
-        if len(data) != size:
-            raise OSError(f"{row['shard']}: short read for {row['clip_id']}.{col} ({len(data)} of {size} bytes)")
-        return data
+        def json_captions():
+            if version is not None and row["json_size"] and version in (row["caption_versions"] or "").split(","):
+                return json.loads(self._read(row, "json")).get(CAPTIONS_FIELD)
+            return None
+        return choose_caption(version, self.cfg.caption_fallback, self._store_captions, row["clip_id"], json_captions,
+                              lambda: self._read(row, "txt").decode("utf-8") if row["txt_size"] is not None else None)
 
-    def __getstate__(self):  # file handles stay in the process that opened them
-        state = self.__dict__.copy()
-        state["_files"] = OrderedDict()
-        return state
-
-    def __del__(self):
-        for fd in getattr(self, "_files", {}).values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def _read(self, row: dict, ext: str) -> bytes:
+        try:
+            return open_member(self.index_path, row, ext, self._files)
+        except KeyError as exc:
+            raise ValueError(str(exc).strip("'\"")) from None
 
 
-class ShardLoader(DataLoader):
+def _raiser(exc: Exception):
+    def fetch(ext: str) -> bytes:
+        raise exc
+    return fetch
+
+
+class ShardLoader(TrackedLoader):
     """A DataLoader over a ``VideoShardDataset`` that records, in the main process, which batches the
     trainer has taken, so ``state_dict()`` is exact even with worker processes prefetching ahead."""
-
-    def __init__(self, dataset: VideoShardDataset, num_workers: int = 0, **kwargs):
-        if kwargs.get("persistent_workers"):
-            raise ValueError("persistent_workers would keep a stale copy of the reader position; leave it off")
-        super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
 
     def __iter__(self):
         self.dataset.roll_epoch_if_done()  # before the workers copy the dataset
         for batch in super().__iter__():
             self.dataset.epoch, self.dataset.position = batch["epoch"], batch["position"] + 1
             yield batch
-
-    def state_dict(self) -> dict:
-        return self.dataset.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.dataset.load_state_dict(state)

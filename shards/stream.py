@@ -40,18 +40,17 @@ from typing import BinaryIO, Iterator, Literal
 from urllib.parse import urlparse
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.captions import store_captions
-from reelforge.shards.index import assign_buckets, index_buckets, select
+from reelforge.shards.index import index_buckets
+from reelforge.shards.loader import (LATENT_BUCKET, LATENT_FPS, LATENT_STRIDE, EpochCursor, Sample, TrackedLoader,
+                                     build_batch, choose_caption, select_samples)
 from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, IMAGE_EXT, INDEX_FILE, KIND_IMAGE, KIND_VIDEO,
-                                   META_EXT, SHARDS_SUBDIR, VIDEO_EXT)
-from reelforge.shards.transform import clip_rng, collate_clips, image_to_bucket, pick_caption, video_to_bucket
+                                   LATENT_EXT, META_EXT, SHARDS_SUBDIR, VIDEO_EXT)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,8 @@ class StreamConfig:
     dtype: Literal["uint8", "float"] = "uint8"   # float: scaled to [-1, 1]
     random_offset: bool = True             # temporal crop start drawn per (seed, epoch, clip); else centred
     decode_threads: int = 1                # decord threads per worker
+    latents: bool = False                  # serve `latent` from <key>.latent.npy (reelforge encode), no decode
+    latent_sample: bool = True             # stored (mean, std): draw per (seed, epoch, clip); else the mean
 
     def __post_init__(self):
         if not self.urls and not self.dataset_dir:
@@ -165,7 +166,7 @@ def _bucket_batched(samples: Iterator[dict], batch_sizes: dict[str, int], partia
 bucket_batched = wds.pipelinefilter(_bucket_batched)
 
 
-class StreamDataset(IterableDataset):
+class StreamDataset(EpochCursor, IterableDataset):
     """Bucket batches from a WebDataset stream, for one rank; ``StreamLoader`` is the DataLoader to use.
 
     Batches: ``{"video": (B, T, C, H, W) uint8 (or float), "caption": list[str], "clip_id": list[str],
@@ -187,7 +188,7 @@ class StreamDataset(IterableDataset):
         if cfg.buckets is None and index is None:
             raise ValueError("without an index give the bucket table (buckets)")
         self.buckets = cfg.buckets or index_buckets(index)
-        # (shard file name, key) -> (clip_id, kind, bucket, width, height, fps) of the selected samples
+        # (shard file name, key) -> (clip_id, kind, bucket, width, height, fps, latent stride, latent fps)
         self.rows: dict[tuple[str, str], tuple] | None = None
         if index is not None:
             self.rows = self._select(index)
@@ -208,18 +209,14 @@ class StreamDataset(IterableDataset):
         self.dropped: Counter = Counter()  # reason -> samples left out in this process
 
     def _select(self, index: str) -> dict[tuple[str, str], tuple]:
-        table = select(index, self.cfg.where)  # status == "ok" only
-        table = table.filter(pc.is_in(table["kind"], pa.array(self.cfg.kinds)))
-        # the stream's own table decides the bucket, so a new table needs no re-index
-        buckets = assign_buckets(table, self.buckets).to_pylist()
+        table, _ = select_samples(index, self.cfg.where, self.cfg.kinds, self.buckets, self.cfg.latents)
 
         def col(name):
             return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
         rows = {}
-        for shard, key, clip_id, kind, bucket, w, h, fps in zip(col("shard"), col("key"), col("clip_id"), col("kind"),
-                                                                buckets, col("width"), col("height"), col("fps")):
-            if bucket is not None:
-                rows[(shard, key)] = (clip_id, kind, bucket, w, h, fps)
+        for shard, key, *row in zip(col("shard"), col("key"), col("clip_id"), col("kind"), col("bucket"), col("width"),
+                                    col("height"), col("fps"), col(LATENT_STRIDE), col(LATENT_FPS)):
+            rows[(shard, key)] = tuple(row)
         if not rows:
             raise ValueError(f"the index {index} selects no sample that fits a bucket")
         return rows
@@ -241,14 +238,7 @@ class StreamDataset(IterableDataset):
             raise TypeError("a single-pass stream has no fixed length")
         return self.batches_per_epoch
 
-    # --- position -------------------------------------------------------------------------------------
-    def set_epoch(self, epoch: int, position: int | None = None) -> None:
-        """Go to ``epoch``; with the current epoch the position is kept (a trainer that calls
-        ``set_epoch(start_epoch)`` after ``load_state_dict`` still resumes mid-epoch)."""
-        if position is None:
-            position = self.position if epoch == self.epoch else 0
-        self.epoch, self.position = epoch, position
-
+    # --- position (set_epoch: EpochCursor) --------------------------------------------------------------
     def roll_epoch_if_done(self) -> None:
         if self.cfg.resampled and self.position >= self.batches_per_epoch:
             self.set_epoch(self.epoch + 1, position=0)
@@ -331,8 +321,18 @@ class StreamDataset(IterableDataset):
         meta = json.loads(sample[META_EXT].decode("utf-8")) if META_EXT in sample else {}
         if not isinstance(meta, dict):
             raise ValueError(f"{shard}: sample {key}: the {META_EXT} member is not a JSON object")
+        latent_stride = latent_fps = None
         if row is not None:
-            clip_id, kind, bucket, width, height, fps = row
+            clip_id, kind, bucket, width, height, fps, latent_stride, latent_fps = row
+        elif self.cfg.latents:
+            kind = KIND_VIDEO if ext == VIDEO_EXT else KIND_IMAGE
+            width, height, fps = meta.get("width"), meta.get("height"), meta.get("fps")
+            bucket, latent_stride, latent_fps = meta.get(LATENT_BUCKET), meta.get(LATENT_STRIDE), meta.get(LATENT_FPS)
+            if LATENT_EXT not in sample or bucket not in self.batch_sizes or kind not in self.cfg.kinds:
+                self.dropped["no latent" if LATENT_EXT not in sample else "latent bucket not in the table"
+                             if bucket not in self.batch_sizes else f"kind {kind}"] += 1
+                return None
+            clip_id = str(meta.get("clip_id") or key)
         else:
             if meta.get("status", "ok") not in GOOD_STATUS:
                 self.dropped[f"status {meta.get('status')}"] += 1
@@ -345,37 +345,25 @@ class StreamDataset(IterableDataset):
                 return None
             clip_id = str(meta.get("clip_id") or key)
         txt = sample.get(CAPTION_EXT)
-        captions = meta.get(CAPTIONS_FIELD)
-        if self._store_captions is not None:
-            text = self._store_captions.get(clip_id)
-            captions = {self.cfg.caption_version: text} if text is not None else {}
-        caption = pick_caption(self.cfg.caption_version, self.cfg.caption_fallback, captions,
-                               lambda: None if txt is None else txt.decode("utf-8"))
+        caption = choose_caption(self.cfg.caption_version, self.cfg.caption_fallback, self._store_captions, clip_id,
+                                 lambda: meta.get(CAPTIONS_FIELD), lambda: None if txt is None else txt.decode("utf-8"))
         self.accepted += 1
-        return {"clip_id": clip_id, "kind": kind, "bucket": bucket, "media": sample[ext], "width": width,
-                "height": height, "fps": fps, "caption": caption}
+        members = {e: sample[e] for e in (ext, LATENT_EXT) if e in sample}
+        return {"clip_id": clip_id, "kind": kind, "bucket": bucket, "members": members, "width": width,
+                "height": height, "fps": fps, "caption": caption, "latent_stride": latent_stride,
+                "latent_fps": latent_fps}
 
     def decode(self, bucket_name: str, samples: list[dict], epoch: int) -> dict:
-        """Prepared samples of one bucket -> a batch; a sample that fails to decode goes to the handler
-        ("warn"/"ignore": its slot holds a copy of a good sample and its id is listed in ``failed``)."""
-        bucket = self.buckets[bucket_name]
-        clips, captions, ids, failed = [], [], [], []
-        for s in samples:
-            try:
-                if s["kind"] == KIND_IMAGE:
-                    clip = image_to_bucket(s["media"], bucket)
-                else:
-                    rng = clip_rng(self.seed, epoch, s["clip_id"]) if self.cfg.random_offset else None
-                    clip = video_to_bucket(s["media"], s["width"], s["height"], self.buckets.stride(s["fps"]),
-                                           bucket, rng, self.cfg.decode_threads)
-            except Exception as exc:
-                exc.args = exc.args + (f"sample {s['clip_id']}",)
-                self.handler(exc)  # "raise" raises here
-                failed.append(s["clip_id"])
-                continue
-            clips.append(clip), captions.append(s["caption"]), ids.append(s["clip_id"])
-        video, captions, ids = collate_clips(clips, captions, ids, len(samples), bucket, self.cfg.dtype)
-        return {"video": video, "caption": captions, "clip_id": ids, "bucket": bucket_name, "failed": failed}
+        """Prepared samples of one bucket -> a batch (shards/loader.py ``build_batch``); a sample that
+        fails to decode goes to the handler ("warn"/"ignore": its slot holds a copy of a good sample and
+        its id is listed in ``failed``; "raise" raises)."""
+        def on_error(sample: Sample, exc: Exception) -> None:
+            exc.args = exc.args + (f"sample {sample.clip_id}",)
+            self.handler(exc)
+
+        return build_batch([Sample(s["clip_id"], s["kind"], s["width"], s["height"], s["fps"], s["caption"],
+                                   partial(_member, s["members"], s["clip_id"]), s["latent_stride"], s["latent_fps"])
+                            for s in samples], bucket_name, self.buckets, self.seed, epoch, self.cfg, on_error)
 
     def __iter__(self):
         self.roll_epoch_if_done()
@@ -406,16 +394,20 @@ def stream_dataset(cfg: StreamConfig, rank: int = 0, world_size: int = 1) -> Str
     return StreamDataset(cfg, rank, world_size)
 
 
-class StreamLoader(DataLoader):
+def _member(members: dict[str, bytes], clip_id: str, ext: str) -> bytes:
+    if ext not in members:
+        raise ValueError(f"sample {clip_id} has no {ext} member")
+    return members[ext]
+
+
+class StreamLoader(TrackedLoader):
     """A DataLoader over a ``StreamDataset`` that records, in the main process, which batches the trainer
     has taken (workers prefetch ahead), and yields a resampled epoch in position order even when a resumed
     epoch starts on a worker other than the first (a buffer of at most ``num_workers`` batches)."""
 
     def __init__(self, dataset: StreamDataset, num_workers: int = 0, **kwargs):
-        if kwargs.get("persistent_workers"):
-            raise ValueError("persistent_workers would keep a stale copy of the stream position; leave it off")
         dataset.num_workers = num_workers
-        super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
+        super().__init__(dataset, num_workers=num_workers, **kwargs)
 
     def __iter__(self):
         ds: StreamDataset = self.dataset
@@ -439,9 +431,3 @@ class StreamLoader(DataLoader):
                 yield ready
         if waiting:
             raise RuntimeError(f"the stream ended at position {position} with batches {sorted(waiting)} waiting")
-
-    def state_dict(self) -> dict:
-        return self.dataset.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.dataset.load_state_dict(state)

@@ -10,7 +10,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 
 from reelforge.config import ConfigError, from_dict
-from reelforge.shards import stream as stream_mod
+from reelforge.shards import loader as loader_mod
 from reelforge.shards.index import build_index, read_index
 from reelforge.shards.reader import ReaderConfig, VideoShardDataset
 from reelforge.shards.stream import StreamConfig, StreamLoader, shard_name, stream_dataset
@@ -128,9 +128,9 @@ def test_resume_skips_consumed_batches_without_decoding(tiny_dataset, monkeypatc
     cfg = config(tiny_dataset, seed=7)
     full = run(cfg, 0, 2)
     decoded = []
-    for name in ("video_to_bucket", "image_to_bucket"):
-        real = getattr(stream_mod, name)
-        monkeypatch.setattr(stream_mod, name, lambda *a, _real=real, **k: decoded.append(1) or _real(*a, **k))
+    for name in ("video_to_bucket", "image_to_bucket"):  # decoding lives in the shared loader core
+        real = getattr(loader_mod, name)
+        monkeypatch.setattr(loader_mod, name, lambda *a, _real=real, **k: decoded.append(1) or _real(*a, **k))
     ds = stream_dataset(cfg, 0, 2)
     ds.load_state_dict({**ds.state_dict(), "position": 3})
     rest = list(StreamLoader(ds))
