@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reelforge.samples import (ATTRIBUTE_BACKGROUNDS, ATTRIBUTE_COLORS, ATTRIBUTE_HELD_OUT, ATTRIBUTE_SHAPES,
+from reelforge.samples import (ATTRIBUTE_BACKGROUNDS, ATTRIBUTE_COLORS, ATTRIBUTE_DIRECTIONS, ATTRIBUTE_HELD_OUT,
+                               ATTRIBUTE_SHAPES,
                                PALETTE, attribute_spec, attribute_specs, describe_video, render_frames)
 from reelforge.train.dit.data import write_latent_shards
 

@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
     g.add_argument("--cfg-scale", type=float, default=None, dest="cfg_scale")
     g.add_argument("--frames", type=int, default=0, help="latent frames (0: the training bucket's)")
     g.add_argument("--size", default="", help="HxW in pixels (default: the training bucket's)")
-    g.add_argument("--upsample", action="store_true", help="rewrite prompts with the recaption package first")
+    from reelforge.recaption.prompt_upsample import add_upsample_arguments   # light: no torch at import
+
+    add_upsample_arguments(g)           # --upsample, --upsample-model, --upsample-set (issue 13)
     g.set_defaults(func=_generate)
 
 

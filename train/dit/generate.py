@@ -60,14 +60,12 @@ def write_mp4(video: np.ndarray, path: str | Path, fps: float) -> Path:
     return path
 
 
-def upsample_prompts(prompts: list[str]) -> list[str]:
-    """Prompt upsampling through the recaption package (issue 13): a clear error where it is absent."""
-    try:
-        from reelforge.recaption import upsample
-    except ImportError as exc:
-        raise RuntimeError("--upsample needs reelforge.recaption.upsample, which this checkout does not "
-                           "have yet; run without --upsample") from exc
-    return [upsample(p) for p in prompts]
+def upsample_prompts(args, prompts: list[str]) -> list[str]:
+    """Prompt upsampling through the recaption package (issue 13) when ``--upsample`` was given: a text
+    LLM rewrites each prompt into a dense caption like the training captions."""
+    from reelforge.recaption.prompt_upsample import upsample_from_args
+
+    return upsample_from_args(args, prompts)
 
 
 def cmd_generate(args) -> int:
@@ -76,9 +74,7 @@ def cmd_generate(args) -> int:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_dit(args.checkpoint, device)
-    prompts = list(args.prompt)
-    if args.upsample:
-        prompts = upsample_prompts(prompts)
+    prompts = upsample_prompts(args, list(args.prompt))
     encoder = TextEncoder(TextEncoderConfig(**meta["text"]))
     sampler = SamplerConfig(**{**meta["sampler"], **({"steps": args.steps} if args.steps else {}),
                                **({"method": args.method} if args.method else {}),
