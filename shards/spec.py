@@ -7,7 +7,7 @@ a key (``<clip_id>``); each sample has:
 - ``<key>.json`` metadata (UTF-8 JSON object, fields below)
 - ``<key>.txt``  caption (UTF-8), present when a caption exists
 - ``<key>.jpg``  for image samples instead of ``mp4``
-- ``<key>.latent.npy`` reserved for pre-extracted VAE latents (roadmap)
+- ``<key>.latent.npy`` pre-extracted VAE latents (``reelforge encode``; SPEC.md "Latents")
 """
 from __future__ import annotations
 
