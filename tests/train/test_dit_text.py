@@ -42,3 +42,25 @@ def test_truncation_and_frozen(encoder):
 def test_empty_name_is_a_clear_error():
     with pytest.raises(ValueError, match="text.name"):
         TextEncoder(TextEncoderConfig(name=""))
+
+
+def test_text_embeddings_added_to_latent_shards_once(encoder, tmp_path):
+    import numpy as np
+
+    from reelforge.train.dit.data import LatentShardDataset, add_text_embeddings, write_latent_shards
+
+    samples = [{"key": f"k{i}", "latent": np.zeros((3, 1, 2, 2), np.float32),
+                "meta": {"caption": "a red circle" if i % 2 else "green", "captions": {"v2": "blue"}}}
+               for i in range(5)]
+    write_latent_shards(tmp_path, samples, shard_size=2)
+    assert not LatentShardDataset(tmp_path, 1).has_text
+    assert add_text_embeddings(tmp_path, encoder) == 5
+    assert add_text_embeddings(tmp_path, encoder, version="v2") == 5
+    ds = LatentShardDataset(tmp_path, 5)
+    assert ds.has_text and len(list(tmp_path.glob("*.partial"))) == 0
+    batch = ds.load(sorted(ds.samples, key=lambda s: s["key"]))
+    expected, mask = encoder.encode(["green", "a red circle"])
+    assert batch["text_mask"][0].sum() == 2 and batch["text_mask"][1].sum() == 4     # words + </s>
+    assert torch.allclose(batch["text"][1, :4], expected[1, :4], atol=1e-2)           # stored as float16
+    v2 = LatentShardDataset(tmp_path, 5, caption_version="v2")
+    assert v2.has_text and v2.load(v2.samples[:1])["caption"] == ["blue"]
