@@ -17,6 +17,7 @@ as STYLE.md asks).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -71,7 +72,8 @@ def caption_on_ray(dataset: str | Path, rows: list[dict], backend: str, captione
                    actor_cpus: float = 1.0, chunk_clips: int = 8, prefetch: int = 2, min_words: int = 3,
                    info: dict | None = None) -> Iterator[list[CaptionResult]]:
     """Yield the results of each chunk of ``rows`` (index rows) as it finishes. Ray must be initialised.
-    ``info`` (when given) receives the pool plan and the backend's description."""
+    ``info`` (when given) receives the pool plan, the backend's description and ``ready_s``: seconds until
+    every actor had loaded its model (process start, imports, weights)."""
     import ray
 
     if not rows:
@@ -80,9 +82,9 @@ def caption_on_ray(dataset: str | Path, rows: list[dict], backend: str, captione
     Actor = ray.remote(num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=RETRIES,
                        max_task_retries=RETRIES)(_CaptionActor)
     decode = ray.remote(num_cpus=1, max_retries=RETRIES)(_decode)
+    t0 = time.perf_counter()
     pool = [Actor.remote(backend, captioner, openai, template, min_words) for _ in range(plan.actors)]
-    if info is not None:
-        info.update(actors=plan.actors, num_gpus_per_actor=plan.num_gpus, describe=ray.get(pool[0].describe.remote()))
+    ready = [actor.describe.remote() for actor in pool]  # first in each actor's queue: answers once it is loaded
     chunks = [rows[i:i + chunk_clips] for i in range(0, len(rows), chunk_clips)]
     load = [0] * len(pool)
     inflight: dict = {}  # ObjectRef -> (chunk, actor index)
@@ -100,7 +102,11 @@ def caption_on_ray(dataset: str | Path, rows: list[dict], backend: str, captione
     window = len(pool) * (prefetch + 1)
     try:
         while next_chunk < len(chunks) and len(inflight) < window:
-            submit()
+            submit()  # decoding starts while the actors load their model
+        described = ray.get(ready)
+        if info is not None:
+            info.update(actors=plan.actors, num_gpus_per_actor=plan.num_gpus, describe=described[0],
+                        ready_s=round(time.perf_counter() - t0, 2))
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1)
             chunk, a = inflight.pop(ready[0])
