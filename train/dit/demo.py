@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -109,6 +110,7 @@ def run_t2v(out: Path, minutes: float = 2.0, seed: int = 0, steps: int = 0, samp
     print(f"text-to-video: {latents['train_clips']} training clips, {latents['val_clips']} held-out; "
           f"training DiT-T for {steps} steps", flush=True)
     t_train = time.perf_counter()
+    shutil.rmtree(out / "dit", ignore_errors=True)   # a re-run of the demo trains afresh, not on old checkpoints
     launch(DiTTask, cfg, cfg.trainer, cfg.launch, cfg.ray, out / "dit")
     train_s = time.perf_counter() - t_train
     model, meta = load_dit(out / "dit" / "export")
