@@ -112,3 +112,27 @@ def test_two_worker_ray_train_run(latent_dirs, tmp_path):
         shutdown_ray()
     assert metrics.get("step") == 3
     assert (tmp_path / "export" / "dit.json").exists()
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train" / "dit"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_dit_config_loads(path):
+    from reelforge.config import load_config
+
+    cfg = load_config(DiTTrainConfig, path)
+    assert cfg.model.preset and cfg.out_dir
+
+
+def test_demo_yaml_mirrors_the_demo_config():
+    from reelforge.config import load_config
+    from reelforge.train.dit.demo import demo_config
+
+    yaml_cfg = load_config(DiTTrainConfig, CONFIGS / "demo.yaml")
+    code = demo_config({"train": "", "val": ""}, Path(""), steps=300)
+    for section in ("model", "flow", "sampler", "codec"):
+        assert getattr(yaml_cfg, section) == getattr(code, section), section
+    assert (yaml_cfg.data.batch_size, yaml_cfg.data.caption_dropout) == (code.data.batch_size, code.data.caption_dropout)
+    for key in ("lr", "schedule", "min_lr_ratio", "ema_decay", "grad_clip"):
+        assert getattr(yaml_cfg.trainer, key) == getattr(code.trainer, key), key
