@@ -22,7 +22,7 @@ import numpy as np
 from .config import SceneConfig
 from .features import Features
 from .result import Transition, runs
-from .thumbs import THUMB_H, THUMB_W, distance, distance_pairs, median, structure_change
+from .thumbs import THUMB_H, THUMB_W, distance, distance_pairs, median, steps_between, structure_change
 
 _NY = THUMB_W * THUMB_H
 LEVEL_WINDOW = 12  # frames each side used for the local level of change (the reader decodes for it)
@@ -72,12 +72,12 @@ def _loudness(jump: float, level: float, cfg: SceneConfig) -> tuple[bool, bool, 
 
 def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Transition]]:
     kidx = np.flatnonzero(feat.known)  # (K,) frame indices with a thumbnail
-    thumbs = feat.thumbs[kidx]  # (K, D)
+    thumbs = feat.thumbs  # (K, D) uint8, row k: frame kidx[k]
     if len(kidx) < 2:
         return [], []
-    steps = distance(thumbs[1:], thumbs[:-1])  # (K-1,) step k: from known k to known k+1
-    luma = thumbs[:, :_NY].mean(1)  # (K,)
-    flat = thumbs[:, :_NY].std(1) < cfg.black_max_std  # (K,)
+    steps = steps_between(thumbs)  # (K-1,) step k: from known k to known k+1
+    luma, luma_std = _luma_stats(thumbs)  # (K,), (K,)
+    flat = luma_std < cfg.black_max_std  # (K,)
 
     transitions = _fades(kidx, luma, flat, cfg)
     taken = np.zeros(feat.known.shape[0], bool)
@@ -89,6 +89,16 @@ def detect_content(feat: Features, cfg: SceneConfig) -> tuple[list[int], list[Tr
     cuts = _cuts(kidx, thumbs, steps, taken, cfg)
     transitions.sort(key=lambda t: t.start)
     return cuts, transitions
+
+
+def _luma_stats(thumbs: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each thumbnail's luma, a block of rows at a time (a float copy of every
+    thumbnail at once would be 4x the thumbnails themselves). (K, D) uint8 → (K,), (K,) float32"""
+    mean, std = np.zeros(len(thumbs), np.float32), np.zeros(len(thumbs), np.float32)
+    for s in range(0, len(thumbs), block):
+        y = thumbs[s:s + block, :_NY].astype(np.float32)  # (B, NY)
+        mean[s:s + block], std[s:s + block] = y.mean(1), y.std(1)
+    return mean, std
 
 
 def _fades(kidx: np.ndarray, luma: np.ndarray, flat: np.ndarray, cfg: SceneConfig) -> list[Transition]:
@@ -170,10 +180,11 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             if len(outside) and inside < _DISSOLVE_RATE * median(outside):
                 continue
             # every frame inside must be the blend of the two ends: a pan or zoom is not
-            ab = thumbs[b] - thumbs[a]
-            alpha = np.clip((thumbs[a + 1:b] - thumbs[a]) @ ab / float(ab @ ab), 0.0, 1.0)  # (b-a-1,)
-            blend = thumbs[a] + alpha[:, None] * ab
-            if float(distance(thumbs[a + 1:b], blend).max()) > _BLEND_RESIDUAL * d_ab + 2.0:
+            w = thumbs[a:b + 1].astype(np.float32)  # (b-a+1, D)
+            ab = w[-1] - w[0]
+            alpha = np.clip((w[1:-1] - w[0]) @ ab / float(ab @ ab), 0.0, 1.0)  # (b-a-1,)
+            blend = w[0] + alpha[:, None] * ab
+            if float(distance(w[1:-1], blend).max()) > _BLEND_RESIDUAL * d_ab + 2.0:
                 continue
             s_ab, contrast = structure_change(thumbs[a], thumbs[b])
             if contrast < FLAT_STD or s_ab < cfg.cut_min_structure:
@@ -183,8 +194,9 @@ def _dissolves(kidx, thumbs, steps, taken, cfg: SceneConfig) -> list[Transition]
             best.append((d_ab, a, b))
         for d_ab, a, b in sorted(best, reverse=True):
             # trim to where the blend really moves: alpha = projection on the a→b line
-            ab = thumbs[b] - thumbs[a]
-            alpha = (thumbs[a:b + 1] - thumbs[a]) @ ab / float(ab @ ab)  # (b-a+1,)
+            w = thumbs[a:b + 1].astype(np.float32)  # (b-a+1, D)
+            ab = w[-1] - w[0]
+            alpha = (w - w[0]) @ ab / float(ab @ ab)  # (b-a+1,)
             inside = np.flatnonzero((alpha > 0.04) & (alpha < 0.96))
             if len(inside) == 0:
                 continue

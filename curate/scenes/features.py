@@ -19,8 +19,10 @@ from .thumbs import thumbnail
 @dataclass
 class Features:
     pts: np.ndarray  # (N,) float64 frame.time of every frame, presentation order
-    thumbs: np.ndarray  # (N, THUMB_DIM) float32 Y|U|V thumbnails, rows of undecoded frames are 0
-    known: np.ndarray  # (N,) bool: frame was decoded (its thumbnail is real)
+    # (K, THUMB_DIM) uint8 Y|U|V thumbnails of the decoded frames only, in presentation order: row r
+    # is frame np.flatnonzero(known)[r]. Nothing is kept for frames the detector never sees
+    thumbs: np.ndarray
+    known: np.ndarray  # (N,) bool: frame was decoded (it has a row in thumbs)
     fps: float
     decoded: int  # frames decoded (re-decoded ones count again)
     mode: str  # "fast" | "exact"
@@ -80,7 +82,11 @@ def decode_all(path: str, per_frame, threads: str = "AUTO") -> tuple[np.ndarray,
     # order of equal timestamps)
     order = np.argsort(np.asarray(times), kind="stable")
     pts = np.asarray(times, np.float64)[order]
-    return np.stack(items)[order], pts, fps_of(rate, pts)
+    stacked = np.stack(items)
+    del items[:]  # one copy of the per-frame arrays at a time (two for out-of-order timestamps)
+    if np.any(np.diff(order) != 1):
+        stacked = stacked[order]
+    return stacked, pts, fps_of(rate, pts)
 
 
 def read_exact(path: str, threads: str = "AUTO") -> Features:

@@ -68,3 +68,96 @@ def needed(order: list[int], thumbs: dict, cfg: SceneConfig) -> set[int]:
             # to be decoded again for it)
             wanted.update(p for p in order[max(0, i - LEVEL_WINDOW - 1):i + LEVEL_WINDOW + 1] if p not in thumbs)
     return wanted
+
+
+# a gap between decoded frames is refined when its distance is this many times that of the gaps
+# around it (and above refine_threshold)
+_REFINE_RATIO = 2.0
+
+
+def relative_gaps(order: list[int], thumbs: dict, cfg: SceneConfig, in_runs: set[int], eager: set[int],
+                  bidir: bool, open_end: bool = False) -> set[int]:
+    """pts of the skipped frames of one chunk's gaps whose two ends differ much more than decoded
+    frames around them do, and of those before the chunk's first decoded frame (open GOP) or, but
+    for a paused chunk (``open_end``), after its last.
+
+    Relative to the neighbours, because in fast motion every gap differs: a cut (or the start of a
+    transition) still stands out from them; steady motion does not need every frame. This finds
+    transitions (the detector wants their ends at full rate) more than cuts, which ``needed``
+    finds by the detector's own tests. ``in_runs``: pts of B-frames inside runs of spikes (their
+    gaps are judged against the run's other gaps); ``eager``: pts of B-frames decoded in the first
+    pass (spikes', keyframes' heads); ``bidir``: the coarse pass skipped reference B-frames too."""
+    known: list[np.ndarray] = []
+    known_pts: list[int] = []
+    gaps: list[tuple[int, list[int]]] = []  # (index into known of the gap's right end, pts)
+    pending: list[int] = []
+    for p in order:
+        th = thumbs.get(p)
+        if th is None:
+            pending.append(p)
+            continue
+        if pending:
+            gaps.append((len(known), pending))
+        known.append(th)
+        known_pts.append(p)
+        pending = []
+    # undecoded frames at the end of the chunk (open GOP); not of a paused chunk: its tail waits
+    wanted: set[int] = set() if open_end else set(pending)
+    if not known:
+        return wanted
+    th = np.stack(known)
+    d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
+    picked: set[int] = set()
+    span = np.ones(len(known))  # (K,) frames each step spans
+    for i, pts in gaps:
+        span[i] = len(pts) + 1
+    # gaps inside a run of spikes (see packets.inner_spikes), judged against the run's other gaps
+    interior = {i for i, pts in gaps if i and in_runs.issuperset(pts)}
+    for i, pts in gaps:
+        if i == 0:
+            wanted.update(pts)  # undecoded frames before the first decoded one (open GOP)
+            continue
+        level = _gap_level(d, span, i, i in interior)
+        if d[i] > cfg.refine_threshold and d[i] > _REFINE_RATIO * level:
+            wanted.update(pts)
+            picked.add(i)
+    if bidir:
+        # P-frames alone are sparse (a B-pyramid puts 4-8 frames between them): a moving gap next
+        # to a refined one, or next to frames already decoded at full rate (a spike's B-frames)
+        # that move too, is refined as well, so a transition's ends and the motion just outside it
+        # are seen at full rate, as the detector expects
+        by_end = dict(gaps)
+        busy = d > cfg.refine_threshold  # (K,)
+
+        def full_rate(j: int) -> bool:
+            """Step j is between adjacent frames, one of them a B-frame decoded in the first pass
+            (at a spike or a keyframe), and moves. Not consecutive P-frames: an encoder leaves
+            B-frames out in steady motion too (a pan), which is no transition, and refining next
+            to them decodes a GOP again for nothing (BENCHMARKS.md)"""
+            return j not in by_end and bool(busy[j]) and (known_pts[j] in eager or known_pts[j - 1] in eager)
+
+        for i in by_end:  # (not inside a run of spikes: its ends are decoded at full rate)
+            if i == 0 or not busy[i] or i in interior:
+                continue
+            left = i - 1 >= 1 and (i - 1 in picked or full_rate(i - 1))
+            right = i + 1 < len(d) and (i + 1 in picked or full_rate(i + 1))
+            if left or right:
+                wanted.update(by_end[i])
+    return wanted
+
+
+def _gap_level(d: np.ndarray, span: np.ndarray, i: int, in_run: bool) -> float:
+    """The level of change gap ``i`` (distance ``d[i]`` over ``span[i]`` frames) is compared with:
+    the median distance of the steps around it. Inside a run of spikes, that of the run's other
+    coarse gaps only: every gap of a fade exceeds the per-frame steps at the run's ends, where its
+    B-frames were decoded; with fewer than two such gaps around, the per-frame rate around it times
+    its span."""
+    lo, hi = max(1, i - 4), min(len(d), i + 5)
+    if not in_run:
+        around = np.concatenate([d[lo:i], d[i + 1:hi]])
+        return median(around) if len(around) else 0.0
+    near = [j for j in range(lo, hi) if j != i and span[j] > 1]
+    if len(near) >= 2:
+        return median(d[near])
+    rate = np.concatenate([d[lo:i] / span[lo:i], d[i + 1:hi] / span[i + 1:hi]])
+    return (median(rate) if len(rate) else 0.0) * float(span[i])
