@@ -90,13 +90,16 @@ def run_loop(dataset: Path, model: str, frames, settings, template) -> dict:
     cap = Captioner(CaptionerConfig(model=model, generation=settings), template)
     rows = select(dataset).to_pylist()
     cap.generate([Clip("warm-up", *sample_frames(open_member(dataset, rows[0], "mp4"), frames))], settings)
-    tokens, t0 = 0, time.perf_counter()
+    tokens, decode_s, t0 = 0, 0.0, time.perf_counter()
     with GpuSampler() as gpu:
         for r in rows:
+            t = time.perf_counter()
             f, fps = sample_frames(open_member(dataset, r, "mp4"), frames)
+            decode_s += time.perf_counter() - t
             tokens += cap.generate([Clip(r["clip_id"], f, fps)], settings)[0].tokens
         wall = time.perf_counter() - t0
     out = {"clips": len(rows), "tokens": tokens, "wall_s": round(wall, 2), "load_s": round(cap.load_s, 1),
+           "decode_s": round(decode_s, 2), "generate_s": round(wall - decode_s, 2),
            "clips_per_s": round(len(rows) / wall, 3), "tokens_per_s": round(tokens / wall, 1), "gpu_util": gpu.summary()}
     del cap
     _free_gpu()
@@ -177,7 +180,8 @@ def main(argv=None) -> int:
               flush=True)
         loop = run_loop(tmp, model, frames, settings, load_template(args.template))
         print(f"loop  (1 clip per generate)      {loop['clips_per_s']:8.3f} clips/s  {loop['tokens_per_s']:9.1f} tokens/s"
-              f"  ({loop['clips']} clips in {loop['wall_s']} s; gpu {loop['gpu_util']})", flush=True)
+              f"  ({loop['clips']} clips in {loop['wall_s']} s: decode {loop['decode_s']} s, generate {loop['generate_s']} s;"
+              f" gpu {loop['gpu_util']})", flush=True)
         ray_res = run_ray(tmp, model, frames, settings, args.template, batch, args.actors, args.num_cpus)
         print(f"ray   ({ray_res['actors']} actor(s), batch {batch:3d})      {ray_res['clips_per_s']:8.3f} clips/s"
               f"  {ray_res['tokens_per_s']:9.1f} tokens/s  ({ray_res['clips']} clips in {ray_res['wall_s']} s after a "
