@@ -105,3 +105,17 @@ def test_readers_take_the_version_from_the_store(tmp_path):
                                                           resampled=False, shuffle_buffer=1), 0, 1)
                 for c, t in zip(b["clip_id"], b["caption"])}
     assert streamed == want
+
+
+def test_caption_command_lists_and_sets_the_default(tmp_path, capsys):
+    from reelforge.cli import main
+    root = make_dataset(tmp_path / "d", n=2)
+    store.import_shard_captions(root)
+    _add(root, "dense", {"c00": "dense zero"})
+    store.merge(root)
+    assert main(["caption", str(root), "--list"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"default": "sidecar", "versions": {"dense": 1, "sidecar": 2}}
+    assert main(["caption", str(root), "--make-default", "dense"]) == 0
+    assert store.default_version(root) == "dense"
+    assert main(["caption", str(root), "--set", "recaption.frames.num_frame=4"]) == 2  # the bad key is named
+    assert "recaption.frames.num_frame" in capsys.readouterr().err
