@@ -1,6 +1,7 @@
 """NudeNet's 320n region detector (a YOLOv8n trained on body-part boxes) on onnxruntime, batched.
 
-The ONNX file ships inside the ``nudenet`` wheel (``nudenet/320n.onnx``, AGPL-3.0). Its classes are body
+The ONNX file ships inside the ``nudenet`` wheel (``nudenet/320n.onnx``; the wheel's metadata says MIT,
+its LICENSE file is AGPL-3.0). Its classes are body
 parts marked exposed or covered, plus faces; only the *exposed* sexual parts below make a frame unsafe.
 Why a region detector next to open_nsfw: open_nsfw is a whole-image classifier and rates skin-coloured
 close-ups (a hand, a face, a pancake) as likely NSFW; a detector has to find the body part itself.
