@@ -38,6 +38,7 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reelforge.curate.stages.signature import HASH_BITS, TICK_DTYPE, _HEADER, unpack_signature
@@ -152,7 +153,7 @@ class Signatures:
             column = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary())
         column = column.cast(pa.large_binary())
         n = len(column)
-        lengths = np.nan_to_num(pa.compute.binary_length(column).to_numpy(zero_copy_only=False)).astype(np.int64)
+        lengths = np.nan_to_num(pc.binary_length(column).to_numpy(zero_copy_only=False)).astype(np.int64)
         if n == 0 or not lengths.sum():
             return cls(list(clip_ids), np.zeros(n + 1, np.int64), np.zeros(0, TICK_DTYPE))
         offsets = np.frombuffer(column.buffers()[1], np.int64)[column.offset:column.offset + n + 1]
