@@ -97,6 +97,7 @@ def test_bad_param_groups_are_refused(tmp_path):
 def _gloo_worker(rank, world_size, port, out):
     """One rank: an unbroken run, then a run stopped at step 3 and its resumption (one process group)."""
     import torch.distributed as dist
+    torch.set_num_threads(1)  # spawned ranks do not inherit the fixture's setting
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         runs = {}

@@ -175,9 +175,9 @@ def test_diffusers_wan_and_ltx_vaes_by_local_path(tmp_path):
         assert wan.decode(post.mean).shape == x.shape
         z = torch.ones(1, 4, 1, 1, 1)
         torch.testing.assert_close(wan.normalize(z), torch.full_like(z, 0.25))  # (1 - 0.5) / 2
-        x = torch.rand(1, 3, 9, 64, 64) * 2 - 1
+        x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
         post = ltx.encode(x)
-        assert post.mean.shape == (1, *ltx.latent_shape(9, 64, 64)) and ltx.decode(post.mean).shape == x.shape
+        assert post.mean.shape == (1, *ltx.latent_shape(9, 32, 32)) and ltx.decode(post.mean).shape == x.shape
     with pytest.raises(ValueError, match="config.json"):
         load_vae(str(tmp_path))
 
@@ -222,12 +222,12 @@ def _overfit(tmp_path, video, steps, lr):
 
 
 def test_training_on_the_trainer_lowers_the_loss(tmp_path):
-    """The cheap default-run check: the VAE task on the shared trainer; the loss falls within 30 steps."""
+    """The cheap default-run check: the VAE task on the shared trainer; the loss halves within 24 steps."""
     torch.manual_seed(0)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")
     frames = [torch.stack([torch.sin(3 * xx + t / 3), torch.cos(2 * yy - t / 4), xx * yy]) for t in range(5)]
     video = torch.stack(frames)[None].clamp(-1, 1)                    # (1, T, C, H, W) as the readers give
-    trainer = _overfit(tmp_path, video, steps=30, lr=3e-3)
+    trainer = _overfit(tmp_path, video, steps=24, lr=3e-3)
     losses = [h["loss"] for h in trainer.history]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert (tmp_path / "export" / "model.safetensors").exists()
