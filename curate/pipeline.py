@@ -101,11 +101,18 @@ def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
     return out
 
 
+def _spans(video: dict) -> list[dict]:
+    """A video row's planned clip spans: a list, or JSON text (rows that crossed Ray or a parquet file;
+    text written by an earlier version may be encoded twice)."""
+    spans = video.get("clip_spans") or []
+    while isinstance(spans, str):
+        spans = json.loads(spans) if spans else []
+    return spans
+
+
 def plan_clip_rows(video: dict) -> list[dict]:
     """Clip rows (work items and dropped spans) for one scene-split video row."""
-    spans = video.get("clip_spans") or []
-    if isinstance(spans, str):
-        spans = json.loads(spans)
+    spans = _spans(video)
     rows = []
     for i, span in enumerate(spans):
         span = dict(span)
@@ -261,6 +268,7 @@ def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refres
     last_save, returned = time.time(), set()
     for row in tqdm(run_stages(todo, stage_specs(cfg.curate, "video")), total=len(todo), desc="videos",
                     unit="video"):
+        row["clip_spans"] = _spans(row)  # one type in the column: parquet then stores it as JSON once
         videos.append(row)
         returned.add(row["path"])
         if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
@@ -341,8 +349,7 @@ def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
     for v in videos:
         if v["status"] != "ok":
             continue
-        spans = v.get("clip_spans") or []
-        for span in json.loads(spans) if isinstance(spans, str) else spans:
+        for span in _spans(v):
             plan.setdefault(clip_id_for(v["sha256"], span["start_frame"], span["end_frame"]), v["path"])
     table = manifest.committed_clips()
     rows, seen = [], set()
