@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", default=str(ROOT / "configs" / "build" / "demo.yaml"))
     d.add_argument("--preset", default="demo", choices=["demo", "test"])
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    d.add_argument("--train-minutes", type=float, default=2.0, dest="train_minutes",
+    d.add_argument("--train-minutes", type=float, default=1.5, dest="train_minutes",
                    help="CPU minutes for the text-to-video DiT (0: dataset only; 30: a better-trained run)")
     d.add_argument("--rebuild", action="store_true", help="redo work whose settings changed since the last demo")
     d.set_defaults(func=cmd_demo)
