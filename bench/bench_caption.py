@@ -87,6 +87,11 @@ def run_loop(dataset: Path, model: str, frames, settings, template) -> dict:
     from reelforge.recaption.frames import sample_frames
     from reelforge.shards.access import open_member
     from reelforge.shards.index import select
+    import torch
+    if not torch.cuda.is_available():
+        # Ray runs a CPU actor with OMP_NUM_THREADS=1: the loop gets the same, so the comparison is batching
+        # and decode-ahead, not thread counts (multi-threaded torch also collapses on an oversubscribed host)
+        torch.set_num_threads(1)
     cap = Captioner(CaptionerConfig(model=model, generation=settings), template)
     rows = select(dataset).to_pylist()
     cap.generate([Clip("warm-up", *sample_frames(open_member(dataset, rows[0], "mp4"), frames))], settings)
