@@ -1,66 +1,160 @@
-"""Build throughput on ../shared/media: wall time and source-seconds per second of `reelforge build`,
-next to the cost of simply decoding the same files once with decord (the floor any build pays).
+"""Build cost against a bare transcode of the same spans, on real 1080p and 480p input.
 
-    .venv/bin/python bench/bench_build.py [--media ../shared/media] [--set key=value …]
+For each input, in one run: ``reelforge build`` with the given config (default: all default stages)
+on a folder holding only that file, then the irreducible work of the same clips in one PyAV
+process: decode each ok clip's span, scale to ``max_side`` px, encode H.264 (``preset``, ``crf``,
+2 threads), as the transcode stage's settings say. Prints both in wall and CPU seconds (the build's
+CPU summed over the driver and every Ray worker process), their ratio, and the build's phases.
+
+    .venv/bin/python bench/bench_build.py [--keep DIR] [--set key=value …] [VIDEO …]
+
+Inputs by default: ``sintel_trailer_30s.mp4`` (854x480, as shipped) and the same trailer at
+1920x1080 (x264 superfast, crf 18, encoded once into --keep or a temp folder): the only native
+1080p files in ../shared/media are 2-3 s long. On a shared machine compare CPU seconds, not wall.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "media"
 
 
-def decord_decode_seconds(paths: list[Path]) -> tuple[float, int]:
-    import decord
+def sintel_1080p(out_dir: Path) -> Path:
+    import av
 
-    t0, frames = time.perf_counter(), 0
-    for p in paths:
-        try:
-            vr = decord.VideoReader(str(p), num_threads=2)
-            for i in range(len(vr)):
-                vr[i]
-                frames += 1
-        except Exception:  # undecodable inputs cost the build a failed row, not a decode
+    out = out_dir / "sintel_trailer_30s_1080p.mp4"
+    if out.exists():
+        return out
+    with av.open(str(SHARED / "sintel_trailer_30s.mp4")) as inp, av.open(str(out), "w") as o:
+        ist = inp.streams.video[0]
+        st = o.add_stream("libx264", rate=ist.average_rate)
+        st.width, st.height, st.pix_fmt, st.time_base = 1920, 1080, "yuv420p", 1 / ist.average_rate
+        st.options = {"preset": "superfast", "crf": "18"}
+        for n, f in enumerate(inp.decode(ist)):
+            f = f.reformat(width=1920, height=1080, format="yuv420p")
+            f.pts, f.time_base = n, 1 / ist.average_rate
+            f.pict_type = av.video.frame.PictureType.NONE  # let x264 choose its frame types
+            o.mux(st.encode(f))
+        o.mux(st.encode())
+    return out
+
+
+def process_tree_cpu() -> float:
+    """CPU seconds of this process and every descendant still alive (Ray workers), from /proc."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
             continue
-    return time.perf_counter() - t0, frames
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+        stats[int(d.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(d.name))
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            f = stats[pid]
+            total += (int(f[11]) + int(f[12])) / tick  # utime, stime
+        todo += children.get(pid, [])
+    return total
+
+
+def bare_transcode(path: Path, spans: list[tuple[float, float]], max_side: int, preset: str, crf: int) -> dict:
+    """Decode each span of ``path`` (seek to the keyframe before it), scale so the longer side is at
+    most ``max_side`` (even sizes), encode H.264 in memory; one process, 2 encoder threads."""
+    import io
+    import resource
+
+    import av
+
+    r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    frames = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        scale = min(1.0, max_side / max(s.width, s.height))
+        w, h = int(s.width * scale) // 2 * 2, int(s.height * scale) // 2 * 2
+        rate = s.average_rate or Fraction(24)
+        for a, b in spans:
+            c.seek(int(a / s.time_base), stream=s, backward=True)
+            buf = io.BytesIO()
+            with av.open(buf, "w", format="mp4") as o:
+                st = o.add_stream("libx264", rate=rate)
+                st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+                st.options = {"preset": preset, "crf": str(crf), "threads": "2"}
+                n = 0
+                for f in c.decode(s):
+                    if f.time is None or f.time < a - 1e-6:
+                        continue
+                    if f.time >= b - 1e-6:
+                        break
+                    g = f.reformat(width=w, height=h, format="yuv420p")
+                    g.pts, g.time_base = n, 1 / rate
+                    o.mux(st.encode(g))
+                    n += 1
+                o.mux(st.encode())
+            frames += n
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return {"wall": time.perf_counter() - w0, "cpu": cpu, "frames": frames}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--media", default=str(ROOT.parent / "shared" / "media"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("videos", nargs="*", help="inputs (default: sintel 480p as shipped and at 1080p)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "build" / "default.yaml"))
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--keep", metavar="DIR", help="where the 1080p input is made (reused if there)")
     args = ap.parse_args()
+    import pyarrow.parquet as pq
+
     from reelforge.cli import _load_build_config
     from reelforge.cluster import init_ray
     from reelforge.curate.pipeline import run_build
 
-    media = Path(args.media)
-    if not media.is_dir():
-        raise SystemExit(f"{media} not found: this benchmark needs ../shared/media")
+    keep = Path(args.keep or tempfile.mkdtemp(prefix="bench-build-in-"))
+    keep.mkdir(parents=True, exist_ok=True)
+    videos = [Path(v) for v in args.videos] or [SHARED / "sintel_trailer_30s.mp4", sintel_1080p(keep)]
     cfg = _load_build_config(args.config, ["ray.dashboard=false", "ray.progress_bars=false", *args.set])
+    tc = cfg.curate.transcode
     init_ray(cfg.ray)  # start Ray before timing: a cluster is already up in production
-    out = Path(tempfile.mkdtemp(prefix="reelforge-bench-"))
-    try:
-        t0 = time.perf_counter()
-        summary = run_build([str(media)], out, cfg)
-        wall = time.perf_counter() - t0
-        videos = sorted(p for p in media.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".mkv"))
-        dec_s, dec_frames = decord_decode_seconds(videos)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    src = summary["source_seconds"]
-    print("\n== bench_build ==")
-    print(f"inputs {summary['inputs']}  ok {summary['videos_ok']}  clips {summary['clips']}  source {src:.1f} s")
-    print(f"reelforge build      wall {wall:7.2f} s   {src / wall:6.2f} source-s/s   "
-          f"(videos {summary['phase_s']['videos']:.1f} s, clips {summary['phase_s']['clips']:.1f} s, "
-          f"finish {summary['phase_s']['finish']:.1f} s)")
-    print(f"decord decode only   wall {dec_s:7.2f} s   {src / dec_s:6.2f} source-s/s   ({dec_frames} frames, baseline)")
-    print(f"build / decode-only  {wall / dec_s:.2f}x the time of one plain decode")
+    for video in videos:
+        work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+        try:
+            (work / "in").mkdir()
+            (work / "in" / video.name).symlink_to(video.resolve())
+            cpu0, w0 = process_tree_cpu(), time.perf_counter()
+            summary = run_build([str(work / "in")], work / "out", cfg)
+            wall, cpu = time.perf_counter() - w0, process_tree_cpu() - cpu0
+            clips = pq.read_table(work / "out" / "clips.parquet", columns=["status", "start_s", "end_s"]).to_pylist()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        spans = sorted((r["start_s"], r["end_s"]) for r in clips if r["status"] == "ok")
+        base = bare_transcode(video, spans, tc.max_side, tc.preset, tc.crf)
+        print(f"\n== {video.name}: {len(clips)} clips planned, {len(spans)} ok, "
+              f"{sum(b - a for a, b in spans):.1f} s of clips ==")
+        print(f"reelforge build    wall {wall:7.1f} s   CPU {cpu:7.1f} s (driver + Ray workers alive at the end)")
+        print(f"bare transcode     wall {base['wall']:7.1f} s   CPU {base['cpu']:7.1f} s   ({base['frames']} frames, "
+              f"{tc.max_side} px, {tc.preset}, crf {tc.crf}, 2 threads, one process)")
+        print(f"build / transcode  wall {wall / base['wall']:.2f}x   CPU {cpu / max(base['cpu'], 1e-9):.2f}x")
+        print("phases: " + json.dumps(summary.get("phase_s", {})))
+        for key in ("stage_cpu_s", "stage_s", "stages"):
+            if key in summary:
+                print(f"{key}: {json.dumps(summary[key])}")
 
 
 if __name__ == "__main__":

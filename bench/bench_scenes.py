@@ -11,8 +11,12 @@ ratios ours / PySceneDetect. Then accuracy: exact cuts on the generated clip, re
 (tolerance 2 frames), psd_counter.mp4 (no cut) and psd_fades.mp4 (fades as transitions).
 
     .venv/bin/python bench/bench_scenes.py [--repeats 5] [VIDEO ...]
+    .venv/bin/python bench/bench_scenes.py --long 20 [--keep DIR]
 
-With VIDEO paths it times those instead (your own footage), without the accuracy lines.
+With VIDEO paths it times those instead (your own footage), without the accuracy lines. With
+``--long MINUTES`` it measures memory instead: sintel_trailer_30s re-encoded once at 1080p, looped
+by stream copy to that length, and ``reelforge scenes`` run on it as a process: its peak RSS, CPU
+seconds, and the frames its reader decoded.
 """
 from __future__ import annotations
 
@@ -76,11 +80,77 @@ def generated_1080p(out_dir: Path) -> str:
 VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 
+def long_1080p(out_dir: Path, minutes: float) -> str:
+    """sintel_trailer_30s at 1920x1080 (x264 superfast, crf 23, encoded once), its packets copied
+    again and again with shifted timestamps to ``minutes`` of video: a long real input for the cost
+    of a 30 s encode."""
+    one, out = out_dir / "sintel_1080p.mp4", out_dir / f"sintel_1080p_{minutes:g}min.mp4"
+    if out.exists():
+        return str(out)
+    with av.open(str(SHARED / "sintel_trailer_30s.mp4")) as inp, av.open(str(one), "w") as o:
+        ist = inp.streams.video[0]
+        st = o.add_stream("libx264", rate=ist.average_rate)
+        st.width, st.height, st.pix_fmt, st.time_base = 1920, 1080, "yuv420p", 1 / ist.average_rate
+        st.options = {"preset": "superfast", "crf": "23"}
+        for n, f in enumerate(inp.decode(ist)):
+            f = f.reformat(width=1920, height=1080, format="yuv420p")
+            f.pts, f.time_base = n, 1 / ist.average_rate
+            f.pict_type = av.video.frame.PictureType.NONE  # let x264 choose (the source's types are kept otherwise)
+            o.mux(st.encode(f))
+        o.mux(st.encode())
+    with av.open(str(one)) as inp:
+        ist = inp.streams.video[0]
+        packets = [p for p in inp.demux(ist) if p.size]
+        span = len(packets) * int(1 / (ist.average_rate * ist.time_base))  # one loop, in time_base units
+        loops = max(1, round(minutes * 60 * float(ist.average_rate) / len(packets)))
+        with av.open(str(out), "w") as o:
+            ost = o.add_stream_from_template(ist)
+            for i in range(loops):
+                for p in packets:
+                    q = av.Packet(bytes(p))
+                    q.pts, q.dts, q.is_keyframe = p.pts + i * span, p.dts + i * span, p.is_keyframe
+                    q.time_base, q.stream = ist.time_base, ost
+                    o.mux(q)
+    return str(out)
+
+
+def memory(minutes: float, keep: str | None) -> None:
+    """Peak RSS, CPU seconds and decoded frames of ``reelforge scenes`` on a long 1080p input."""
+    import resource
+    import subprocess
+    import sys
+
+    out_dir = Path(keep or tempfile.mkdtemp(prefix="bench-scenes-long-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = long_1080p(out_dir, minutes)
+    exe = str(Path(sys.executable).with_name("reelforge"))
+    w = time.perf_counter()
+    r = subprocess.run([exe, "scenes", path, "--json"], stdout=subprocess.PIPE, text=True, check=True)
+    wall = time.perf_counter() - w
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    obj = json.loads(r.stdout)
+    code = ("import sys; from reelforge.curate.scenes import SceneConfig; "
+            "from reelforge.curate.scenes.reader import read_features; "
+            "f = read_features(sys.argv[1], SceneConfig()); print(f.decoded, int(f.known.sum()))")
+    decoded, kept = subprocess.run([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True,
+                                   check=True).stdout.split()
+    print(f"{path}: {obj['frames']} frames, {len(obj['scene_starts'])} cuts, {len(obj['transitions'])} transitions")
+    print(f"reelforge scenes: peak RSS {u.ru_maxrss / 1024:.0f} MB, {u.ru_utime + u.ru_stime:.1f} s CPU, "
+          f"{wall:.1f} s wall; frames decoded {decoded}, thumbnails kept {kept} "
+          f"({int(kept) * 3456 / 2**20:.0f} MB of uint8)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("videos", nargs="*", help="time these files instead (speed only; no accuracy lines)")
+    ap.add_argument("--long", type=float, metavar="MINUTES",
+                    help="memory instead: peak RSS of `reelforge scenes` on sintel looped to MINUTES of 1080p")
+    ap.add_argument("--keep", metavar="DIR", help="--long: build (or reuse) the long input in DIR")
     args = ap.parse_args()
+    if args.long:
+        memory(args.long, args.keep)
+        return
     if args.videos:
         files = [(Path(v).name, v) for v in args.videos]
     else:

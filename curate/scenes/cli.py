@@ -13,9 +13,7 @@ import argparse
 import json
 import sys
 
-from .config import SceneConfig
-from .detect import detect_scenes
-from .result import SceneDetectionError
+from .config import SceneConfig  # a dataclass: the detector itself is imported by run()
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,6 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from .detect import detect_scenes  # PyAV, OpenCV, numpy: not for `reelforge --help`
+    from .result import SceneDetectionError
+
     cfg = SceneConfig(detector=args.detector, device=args.device, min_shot_frames=args.min_shot_frames)
     detector = None
     if cfg.detector == "transnetv2":
