@@ -78,7 +78,8 @@ class TrainTask:
 
         Several keys: each loss is backpropagated into its own parameter group only (the trainer calls
         ``torch.autograd.backward`` per key restricted to that group's parameters), so a generator loss
-        that runs through the discriminator does not write discriminator gradients."""
+        that runs through the discriminator does not write discriminator gradients. Under
+        ``parallel: fsdp`` a step may return one loss only (FSDP2 reduces gradients once per forward)."""
         raise NotImplementedError
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:

@@ -274,6 +274,8 @@ class Trainer:
     def _backward(self, losses: dict[str, torch.Tensor]) -> None:
         """Each loss into its own parameter group only (see TrainTask.losses)."""
         keys = list(losses)
+        if not keys:
+            raise ValueError("the task returned no loss for this step")
         for i, key in enumerate(keys):
             unknown = key not in self.groups
             if unknown:
@@ -284,16 +286,14 @@ class Trainer:
                 loss.backward()
             elif not self.fsdp:
                 torch.autograd.backward(loss, inputs=self.groups[key], retain_graph=retain)
+            elif len(keys) > 1:
+                # FSDP2 reduce-scatters each unit's gradients once per forward, in its post-backward
+                # hook: a second backward through the same forward would not be reduced (measured:
+                # the losses drift from the replicated run's). One loss per step is exact under FSDP.
+                raise NotImplementedError(f"parallel: fsdp takes one loss per step, this step gave {keys}; "
+                                          "train this task with parallel: ddp")
             else:
-                # FSDP2 computes grads on unsharded copies, so `inputs=` cannot name them: set the other
-                # groups' gradients aside, backpropagate, and drop what landed outside this group
-                others = [p for k, ps in self.groups.items() if k != key for p in ps]
-                kept = [p.grad for p in others]
-                for p in others:
-                    p.grad = None
-                loss.backward(retain_graph=retain)
-                for p, g in zip(others, kept):
-                    p.grad = g
+                loss.backward()
 
     def _to_device(self, batch: Any) -> Any:
         if isinstance(batch, dict):

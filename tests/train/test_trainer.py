@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,6 +107,13 @@ def _gloo_worker(rank, world_size, port, out):
             t = Trainer(ToyTask(), _cfg(**kw), Path(out, run_dir), rank, world_size)
             t.fit()
             runs[name] = _losses(t.history)
+        # FSDP2 (one loss per step: the critic never gets its own): same losses as replicated, exact resume
+        for name, run_dir, kw in [("ddp1", "ddp1", {}), ("fsdp", "fsdp", {"parallel": "fsdp"}),
+                                  ("fsdp_cut", "fsdp_cut", {"parallel": "fsdp", "stop_after": 3}),
+                                  ("fsdp_rest", "fsdp_cut", {"parallel": "fsdp", "resume": "latest"})]:
+            t = Trainer(ToyTask(critic_from=100, noise=False), _cfg(**kw), Path(out, run_dir), rank, world_size)
+            t.fit()
+            runs[name] = _losses(t.history)
         if rank == 0:
             Path(out, "histories.json").write_text(json.dumps(runs))
     finally:
@@ -113,7 +121,8 @@ def _gloo_worker(rank, world_size, port, out):
 
 
 def test_two_ranks_resume_exactly(tmp_path):
-    """Two gloo ranks without Ray: the per-rank loader state and RNG come back from the checkpoint."""
+    """Two gloo ranks without Ray: the per-rank loader state and RNG come back from the checkpoint;
+    FSDP2 gives the replicated run's losses and resumes exactly too."""
     import socket
 
     import torch.multiprocessing as mp
@@ -123,6 +132,8 @@ def test_two_ranks_resume_exactly(tmp_path):
     mp.spawn(_gloo_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     runs = json.loads((tmp_path / "histories.json").read_text())
     assert len(runs["full"]) == 8 and runs["cut"] + runs["rest"] == runs["full"]
+    assert runs["fsdp_cut"] + runs["fsdp_rest"] == runs["fsdp"]
+    np.testing.assert_allclose([x[1] for x in runs["fsdp"]], [x[1] for x in runs["ddp1"]], rtol=1e-4)
     assert (tmp_path / "cut" / "checkpoints" / "step_00000003" / "rank_1.pt").exists()
 
 
