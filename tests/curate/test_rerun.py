@@ -155,3 +155,16 @@ def test_a_second_build_into_an_output_in_use_stops_at_once(ds, raw):
         holder.wait()
     with OutputLock(ds):  # not stuck
         pass
+
+
+def test_a_slow_build_commits_on_time_not_only_on_size(ray_local, raw, tmp_path):
+    # far from the size target, but older than max_open_seconds after each write: every clip is committed
+    # (tar + its rows) as soon as it is written, so a kill loses at most that much work
+    out = tmp_path / "ds"
+    summary = run_build([str(raw)], out, _cfg(["shards.target_bytes=1000000000", "shards.max_open_seconds=1e-6"]))
+    clips = _clips(out)
+    with_media = [c for c in clips.values() if c["work_shard"]]
+    assert len(with_media) >= 2 and summary["work_shards"] == len(with_media)
+    assert len({c["work_shard"] for c in with_media}) == len(with_media)
+    parts = sorted(p.name for p in (out / "_work" / "clips").glob("*.parquet"))
+    assert [p for p in parts if p.startswith("work-")] == sorted(f"{c['work_shard']}.parquet" for c in with_media)
