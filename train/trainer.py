@@ -140,7 +140,7 @@ class Trainer:
         self.logger = MetricLogger(self.out_dir, rank == 0, cfg.steps, cfg.tensorboard)
         self.peak = peak_flops(self.device, cfg.peak_tflops)
         self._eval_model: nn.Module | None = None
-        self.history: list[dict] = []  # every logged train scalar dict (tests compare runs with it)
+        self.history: list[dict] = []  # the scalars of every logged step (tests compare runs with it)
 
     # --- set-up helpers ---------------------------------------------------------------------------
     def _check_groups(self, model: nn.Module) -> None:
@@ -210,7 +210,7 @@ class Trainer:
                 self.logger.log(step, scalars)
                 self.logger.progress(step, scalars)
                 window_t, window_samples = time.perf_counter(), 0
-            self.history.append({"step": step, **scalars})
+                self.history.append({"step": step, **scalars})
             last = scalars
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
                 self.evaluate()

@@ -200,7 +200,7 @@ class _OneClip:
         self.n = s["n"]
 
 
-def _overfit(tmp_path, video, steps, lr):
+def _overfit(tmp_path, video, steps, lr, schedule="constant"):
     from reelforge.train.trainer import Trainer, TrainerConfig
     from reelforge.train.vae.task import VAETask, VAETrainConfig
 
@@ -214,8 +214,8 @@ def _overfit(tmp_path, video, steps, lr):
 
     cfg = VAETrainConfig()
     cfg.loss = VAELossConfig(l1_weight=1.0, l2_weight=1.0, kl_weight=1e-8, sample_posterior=False)
-    tcfg = TrainerConfig(steps=steps, lr=lr, warmup_steps=5, schedule="constant", ema_decay=0, log_every=10,
-                         eval_every=steps, tensorboard=False, betas=[0.9, 0.99])
+    tcfg = TrainerConfig(steps=steps, lr=lr, warmup_steps=5, schedule=schedule, min_lr_ratio=0.01, ema_decay=0,
+                         log_every=10, eval_every=steps, tensorboard=False, betas=[0.9, 0.99])
     trainer = Trainer(OneClipTask(cfg), tcfg, tmp_path)
     trainer.fit()
     return trainer
@@ -248,8 +248,11 @@ def _sintel_clip(shared_media: Path, frames: int = 9, size: int = 64) -> torch.T
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_tiny_overfits_a_real_clip_to_35db(tmp_path, shared_media):
-    """The tiny preset memorises one real Sintel clip (64x64, 9 frames) to >= 35 dB PSNR on CPU."""
+    """The tiny preset memorises one real Sintel clip (64x64, 9 frames) to >= 35 dB PSNR on CPU.
+    ~0.27 CPU s per step (bench_train.py): 2000 steps are ~9 min of one idle core. Measured in this
+    repository so far: 30.2 dB after 550 of 700 cosine steps (BENCHMARKS.md); 35 dB not yet observed."""
     torch.manual_seed(0)
-    trainer = _overfit(tmp_path, _sintel_clip(shared_media), steps=int(os.environ.get("OVERFIT_STEPS", 1500)), lr=3e-3)
+    trainer = _overfit(tmp_path, _sintel_clip(shared_media), steps=int(os.environ.get("OVERFIT_STEPS", 2000)), lr=3e-3,
+                       schedule="cosine")
     final = trainer.evaluate()
     assert final["psnr"] >= 35.0, final
