@@ -100,10 +100,9 @@ def caption_dataset(dataset: str | Path, cfg: RecaptionConfig, ray_cfg: RayConfi
     template = load_template(cfg.template)
     version = version_name(cfg, template)
     params = version_params(cfg, template)
-    if not store.has_store(dataset):  # the shards' own captions become versions before the first new one
-        imported = store.import_shard_captions(dataset)
-        if imported:
-            log(f"caption store: imported {imported} from the shards")
+    imported = store.import_shard_captions(dataset)  # the shards' own captions are versions too (new ones only)
+    if imported:
+        log(f"caption store: imported {imported} from the shards")
     rows, images = select_clips(dataset, cfg, clip_ids)
     done = store.done_clip_ids(dataset, version)
     todo = [r for r in rows if r["clip_id"] not in done]

@@ -173,42 +173,43 @@ def captions_by_clip(dataset: str | Path) -> dict[str, dict[str, str]]:
 
 
 def import_shard_captions(dataset: str | Path, index_rows: list[dict] | None = None) -> dict[str, int]:
-    """Add the captions the shards already carry as versions: ``<key>.txt`` under its ``caption_source``
+    """Add the captions the shards carry as versions: ``<key>.txt`` under its ``caption_source``
     (``sidecar`` for build sidecars, ``import`` for other tools' alt-text, else ``txt``) and every entry
-    of the JSON ``captions`` object under its own name. Versions already in the store are left alone.
+    of the JSON ``captions`` object under its own name. Only (clip, version) pairs the store lacks are
+    read, so a call after new shards arrive adds their captions and costs nothing otherwise.
     Returns {version: rows added}."""
     from reelforge.shards.access import ShardFiles, open_member
     from reelforge.shards.index import read_index
 
     dataset = Path(dataset)
     rows = index_rows if index_rows is not None else read_index(dataset).to_pylist()
-    have = set(versions(dataset))
+    have = {(r["clip_id"], r["version"]) for r in all_rows(dataset)}
     files, added, txt_versions = ShardFiles(), {}, {}
     out: list[dict] = []
     try:
         for row in rows:
             if row.get("status") == "failed":
                 continue
-            found: dict[str, str] = {}
-            if row.get("txt_size") is not None:
-                name = row.get("caption_source") or "txt"
+            cid, found = row["clip_id"], {}
+            txt_name = row.get("caption_source") or "txt"
+            if row.get("txt_size") is not None and (cid, txt_name) not in have:
                 try:
-                    found[name] = open_member(dataset, row, "txt", files).decode("utf-8")
-                    txt_versions[name] = txt_versions.get(name, 0) + 1
+                    found[txt_name] = open_member(dataset, row, "txt", files).decode("utf-8")
+                    txt_versions[txt_name] = txt_versions.get(txt_name, 0) + 1
                 except (OSError, UnicodeDecodeError):
                     pass  # verify reports unreadable members; the store just lacks this caption
-            if row.get("caption_versions") and row.get("json_size") is not None:
+            json_names = [v for v in (row.get("caption_versions") or "").split(",") if v]
+            if row.get("json_size") is not None and any((cid, v) not in have for v in json_names):
                 try:
                     extra = json.loads(open_member(dataset, row, "json", files)).get(CAPTIONS_FIELD) or {}
-                    found.update({k: v for k, v in extra.items() if isinstance(v, str)})
+                    found.update({k: v for k, v in extra.items() if isinstance(v, str) and (cid, k) not in have})
                 except (OSError, ValueError):
                     pass
             for version, text in found.items():
-                if version in have or not text.strip():
+                if not text.strip():
                     continue
-                out.append(caption_row(row["clip_id"], version, text.strip(),
-                                       source="json" if version in (row.get("caption_versions") or "").split(",")
-                                       else (row.get("caption_source") or "txt")))
+                out.append(caption_row(cid, version, text.strip(),
+                                       source="json" if version in json_names else (row.get("caption_source") or "txt")))
                 added[version] = added.get(version, 0) + 1
     finally:
         files.close()

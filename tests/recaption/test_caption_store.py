@@ -54,7 +54,10 @@ def test_shard_captions_become_versions(tmp_path):
     assert store.import_shard_captions(root) == {"sidecar": 2, "alt": 1}
     assert store.default_version(root) == "sidecar"   # what <key>.txt held stays the default
     assert store.captions_for(root, "alt") == {"a": "alt text a"}
-    assert store.import_shard_captions(root) == {}    # versions already stored are left alone
+    assert store.import_shard_captions(root) == {}    # pairs already stored are left alone
+    more = write_dataset(tmp_path / "d", clips + [clip_row("c", 48, 32, 16, 8, caption_source="sidecar")])
+    build_index(more)  # the dataset grew: only the new clip's caption is read
+    assert store.import_shard_captions(more) == {"sidecar": 1} and len(store.captions_for(more, "sidecar")) == 3
 
 
 def _txt_and_json(out):
