@@ -3,7 +3,6 @@ run whose worker is killed mid-epoch), per-group backward, LR schedule, EMA, exp
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy_task import ToyModel, ToyTask  # noqa: E402
+from toy_task import ToyTask  # noqa: E402
 
 from reelforge.train.trainer import Trainer, TrainerConfig, lr_factor  # noqa: E402
 

@@ -200,7 +200,7 @@ class _OneClip:
         self.n = s["n"]
 
 
-def _overfit(tmp_path, video, steps, lr, schedule="constant"):
+def _overfit(tmp_path, video, steps, lr, schedule="constant", log_every=10):
     from reelforge.train.trainer import Trainer, TrainerConfig
     from reelforge.train.vae.task import VAETask, VAETrainConfig
 
@@ -215,7 +215,7 @@ def _overfit(tmp_path, video, steps, lr, schedule="constant"):
     cfg = VAETrainConfig()
     cfg.loss = VAELossConfig(l1_weight=1.0, l2_weight=1.0, kl_weight=1e-8, sample_posterior=False)
     tcfg = TrainerConfig(steps=steps, lr=lr, warmup_steps=5, schedule=schedule, min_lr_ratio=0.01, ema_decay=0,
-                         log_every=10, eval_every=steps, tensorboard=False, betas=[0.9, 0.99])
+                         log_every=log_every, eval_every=steps, tensorboard=False, betas=[0.9, 0.99])
     trainer = Trainer(OneClipTask(cfg), tcfg, tmp_path)
     trainer.fit()
     return trainer
@@ -227,7 +227,7 @@ def test_training_on_the_trainer_lowers_the_loss(tmp_path):
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")
     frames = [torch.stack([torch.sin(3 * xx + t / 3), torch.cos(2 * yy - t / 4), xx * yy]) for t in range(5)]
     video = torch.stack(frames)[None].clamp(-1, 1)                    # (1, T, C, H, W) as the readers give
-    trainer = _overfit(tmp_path, video, steps=24, lr=3e-3)
+    trainer = _overfit(tmp_path, video, steps=24, lr=3e-3, log_every=1)
     losses = [h["loss"] for h in trainer.history]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert (tmp_path / "export" / "model.safetensors").exists()
