@@ -681,13 +681,7 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
 
 # ---- CLI ------------------------------------------------------------------------------------------------
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("report", help="write DATASET/report.html: funnel, score histograms, contact sheet")
-    p.add_argument("dataset", metavar="DATASET", help="a build's output directory")
-    p.add_argument("--out", default=None, help="HTML path (default DATASET/report.html); report.json goes beside it")
-    p.add_argument("--per-group", type=int, default=24, help="thumbnails per contact-sheet group")
-    p.set_defaults(func=run)
-    return p
+from reelforge.curate.report_cli import add_parser  # noqa: E402,F401  (the parser lives apart: light to import)
 
 
 def run(args) -> int:

@@ -10,6 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "caption" / "default.yaml"
 
 
+def add_upsample_arguments(parser) -> None:
+    """--upsample, --upsample-model, --upsample-set (recaption/prompt_upsample.py reads them)."""
+    parser.add_argument("--upsample", action="store_true",
+                        help="rewrite each prompt into a dense caption with a text LLM before generating")
+    parser.add_argument("--upsample-model", help="hub id or local path of the LLM (default: UpsampleConfig.model)")
+    parser.add_argument("--upsample-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an UpsampleConfig key, e.g. generation.max_new_tokens=150")
+
+
 def _config(args):
     from reelforge.config import load_config
     from reelforge.recaption.job import CaptionJobConfig

@@ -87,12 +87,7 @@ def upsample(prompts: str | list[str], cfg: UpsampleConfig | None = None) -> str
     return out[0] if single else out
 
 
-def add_upsample_arguments(parser) -> None:
-    parser.add_argument("--upsample", action="store_true",
-                        help="rewrite each prompt into a dense caption with a text LLM before generating")
-    parser.add_argument("--upsample-model", help="hub id or local path of the LLM (default: UpsampleConfig.model)")
-    parser.add_argument("--upsample-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an UpsampleConfig key, e.g. generation.max_new_tokens=150")
+from reelforge.recaption.cli import add_upsample_arguments  # noqa: E402,F401  (light to import: parsers use it)
 
 
 def upsample_from_args(args, prompts: list[str]) -> list[str]:

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_samples)
 
-    from reelforge.curate.report import add_parser as add_report
+    from reelforge.curate.report_cli import add_parser as add_report
     from reelforge.curate.scenes.cli import add_parser as add_scenes
     from reelforge.recaption.cli import add_parser as add_caption
     from reelforge.shards.cli import add_parser as add_shards

@@ -13,6 +13,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 def open_video(data: bytes, width: int = -1, height: int = -1, num_threads: int = 1):
     """A decord VideoReader over in-memory mp4 bytes (optionally resizing inside the decoder)."""
+    import av  # noqa: F401  before decord, whose bundled libvpx would shadow PyAV's (reelforge/__init__.py)
     import decord  # imported here so tools that never decode video don't pay for it
     return decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), width=width, height=height,
                               num_threads=num_threads)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import reelforge  # noqa: F401  (loads PyAV before any test imports decord: see reelforge/__init__.py)
+import av  # noqa: F401  (PyAV before any test imports decord: see reelforge/__init__.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REELFORGE_SHARED", ROOT.parent / "shared"))

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     g.add_argument("--cfg-scale", type=float, default=None, dest="cfg_scale")
     g.add_argument("--frames", type=int, default=0, help="latent frames (0: the training bucket's)")
     g.add_argument("--size", default="", help="HxW in pixels (default: the training bucket's)")
-    from reelforge.recaption.prompt_upsample import add_upsample_arguments   # light: no torch at import
+    from reelforge.recaption.cli import add_upsample_arguments  # light: no numpy, no torch
 
     add_upsample_arguments(g)           # --upsample, --upsample-model, --upsample-set (issue 13)
     g.set_defaults(func=_generate)
