@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import SceneConfig
 from .content import FLAT_STD, LEVEL_WINDOW, cut_floor, loud_cut, may_cut
-from .thumbs import distance, median, structure_change
+from .thumbs import median, steps_between, structure_change
 
 
 def needed(order: list[int], thumbs: dict, cfg: SceneConfig) -> set[int]:
@@ -37,8 +37,8 @@ def needed(order: list[int], thumbs: dict, cfg: SceneConfig) -> set[int]:
     kidx = np.array([i for i, p in enumerate(order) if p in thumbs], np.int64)  # (K,) decoded frames
     if len(kidx) < 2:
         return set()
-    th = np.stack([thumbs[order[i]] for i in kidx])  # (K, D)
-    steps = distance(th[1:], th[:-1])  # (K-1,) step k: decoded k -> k + 1
+    th = np.stack([thumbs[order[i]] for i in kidx])  # (K, D) uint8
+    steps = steps_between(th)  # (K-1,) step k: decoded k -> k + 1
     span = np.diff(kidx)  # (K-1,) frames each step spans
     rate = steps / span  # (K-1,) change per frame, low where a step spans several
     wanted: set[int] = set()
@@ -105,8 +105,8 @@ def relative_gaps(order: list[int], thumbs: dict, cfg: SceneConfig, in_runs: set
     wanted: set[int] = set() if open_end else set(pending)
     if not known:
         return wanted
-    th = np.stack(known)
-    d = np.concatenate([[np.inf], distance(th[1:], th[:-1])])  # (K,) d[i]: known i-1 → i
+    th = np.stack(known)  # (K, D) uint8
+    d = np.concatenate([[np.inf], steps_between(th)])  # (K,) d[i]: known i-1 → i
     picked: set[int] = set()
     span = np.ones(len(known))  # (K,) frames each step spans
     for i, pts in gaps:

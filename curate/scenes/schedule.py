@@ -17,9 +17,9 @@ from .thumbs import distance
 
 # a window of chunks is decoded in parallel; each window ends with its last chunk decoded whole
 # (nothing after it to check against) and a wait for its slowest chunk, so windows are long;
-# bounded by the packets they hold (a 4K stream at 50 Mb/s: ~40 s of video)
+# bounded by the packets they hold (a 4K stream at 50 Mb/s: ~10 s of video)
 WINDOW_CHUNKS = 64
-WINDOW_BYTES = 256 << 20
+WINDOW_BYTES = 64 << 20  # the packets held in memory: ~2 minutes of 1080p at 6 Mb/s
 # chunks per worker decoded ahead of the in-order check (fewer left a worker idle behind a costly
 # chunk; BENCHMARKS.md)
 _AHEAD_PER_WORKER = 3
@@ -36,6 +36,7 @@ def run_windows(reader, executor, source) -> None:
         # start of this one
         _context(reader, executor, ([last_chunk] if last_chunk else []) + chunks)
         last_chunk = chunks[-1]
+        del chunks  # a window's packets (up to WINDOW_BYTES) are not held while the next one is read
 
 
 def _run_window(reader, executor, first: list, source) -> tuple[list[list], list | None]:
