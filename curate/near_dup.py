@@ -185,7 +185,8 @@ def write_signatures(rows: Iterable[dict], path: str | Path) -> int:
     ids, sigs = [], []
     for r in rows:
         s = r.get(SIGNATURE_COLUMN)
-        if s is not None and r.get("clip_id") is not None:
+        # only packed bytes are signatures: a failed row's column can come back as None or NaN
+        if isinstance(s, (bytes, bytearray, memoryview)) and r.get("clip_id") is not None:
             ids.append(str(r["clip_id"]))
             sigs.append(bytes(s))
     table = pa.table({"clip_id": pa.array(ids, pa.string()), SIGNATURE_COLUMN: pa.array(sigs, pa.binary())},
@@ -227,6 +228,9 @@ def candidate_pairs(sigs: Signatures, cfg: NearDupConfig, rank: np.ndarray | Non
     owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(sigs.start))  # (T,) clip of each tick
     words = [np.ascontiguousarray(sigs.ticks["hash"][:, w]) for w in range(HASH_BITS // 64)]
     stats = {"ticks": int(len(owner)), "oversized_buckets": 0, "clips_in_oversized_buckets": 0}
+    if not len(owner):  # no clip with a signature (all failed, filtered or flat): nothing to pair
+        stats["candidates"] = 0
+        return np.zeros((0, 2), np.int64), stats
     found: list[np.ndarray] = []
     for positions in band_positions(cfg):
         keys = _band_keys(words, positions)

@@ -297,3 +297,19 @@ def test_embedding_dedup_runs_on_top_over_the_survivors(tmp_path):
     # the copy scores better aesthetically, but near-dup decided first and kept the 854x480 original
     assert out["copy"]["reason"].startswith("near_dup: near-duplicate of orig")
     assert out["lookalike"]["reason"].startswith("dedup: cosine=1.0000 to orig")
+
+
+def test_no_signatures_at_all_is_no_pair_and_writes_an_empty_table(tmp_path):
+    """A build where every clip failed: the search and the signature table cope with nothing (and with
+    a failed row's NaN in the signature column) instead of crashing the finish."""
+    import pyarrow as pa
+
+    from reelforge.curate.near_dup import (NearDupConfig, Signatures, candidate_pairs, read_signatures,
+                                           write_signatures)
+
+    for ids, col in (([], pa.array([], pa.binary())), (["a", "b"], pa.array([None, None], pa.binary()))):
+        pairs, stats = candidate_pairs(Signatures.from_arrow(ids, col), NearDupConfig())
+        assert pairs.shape == (0, 2) and stats["candidates"] == 0
+    n = write_signatures([{"clip_id": "a", "frame_signature": float("nan")}, {"clip_id": "b"}],
+                         tmp_path / "signatures.parquet")
+    assert n == 0 and read_signatures(tmp_path / "signatures.parquet").num_rows == 0
