@@ -136,3 +136,16 @@ def test_demo_yaml_mirrors_the_demo_config():
     assert (yaml_cfg.data.batch_size, yaml_cfg.data.caption_dropout) == (code.data.batch_size, code.data.caption_dropout)
     for key in ("lr", "schedule", "min_lr_ratio", "ema_decay", "grad_clip"):
         assert getattr(yaml_cfg.trainer, key) == getattr(code.trainer, key), key
+
+
+def test_caption_dropout_swaps_rows_for_the_empty_caption(latent_dirs):
+    task = DiTTask(_cfg(latent_dirs))
+    text = torch.randn(64, 3, 8)
+    mask = torch.ones(64, 3, dtype=torch.bool)
+    torch.manual_seed(0)
+    t, m = task.drop_captions(text, mask, 0.5)
+    dropped = m.sum(1) == 1                                   # the null caption here is one (zero) token
+    assert 16 < int(dropped.sum()) < 48
+    assert torch.equal(t[dropped, 0], torch.zeros(int(dropped.sum()), 8))
+    assert torch.equal(t[~dropped], text[~dropped]) and bool(m[~dropped].all())
+    assert task.drop_captions(text, mask, 0.0)[0] is text

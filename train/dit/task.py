@@ -125,14 +125,8 @@ class DiTTask(TrainTask):
         if not drop.any():
             return text, mask
         null, null_mask = self.null_text()
-        L = max(text.shape[1], null.shape[1])
-        rows = [(null[0], null_mask[0]) if d else (text[i], mask[i]) for i, d in enumerate(drop.tolist())]
-        t, _ = pad_tokens([r[0][r[1]].float().cpu() for r in rows])
-        if t.shape[1] < L:
-            t = torch.cat([t, t.new_zeros(t.shape[0], L - t.shape[1], t.shape[2])], 1)
-        m = torch.zeros(len(rows), t.shape[1], dtype=torch.bool)
-        for i, r in enumerate(rows):
-            m[i, :int(r[1].sum())] = True
+        rows = [null[0][null_mask[0]] if d else text[i][mask[i]] for i, d in enumerate(drop.tolist())]
+        t, m = pad_tokens([r.float().cpu() for r in rows])
         return t.to(text.device, text.dtype), m.to(text.device)
 
     # --- the TrainTask contract ---------------------------------------------------------------------
@@ -156,7 +150,7 @@ class DiTTask(TrainTask):
         x0 = batch["latent"]                                                              # (B, C, T, H, W)
         text, mask = self.text_of(batch, x0.device)
         text, mask = self.drop_captions(text, mask, self.cfg.data.caption_dropout)
-        n_tokens = math.prod(grid_of(tuple(x0.shape[2:]), model.cfg.patch if hasattr(model, "cfg") else self.cfg.model.patch))
+        n_tokens = math.prod(grid_of(tuple(x0.shape[2:]), self.cfg.model.patch))
         t = sample_t(self.cfg.flow, x0.shape[0], n_tokens, device=x0.device)
         noise = torch.randn_like(x0)
         fps, size = batch.get("fps"), batch.get("size")
