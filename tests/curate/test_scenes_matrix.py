@@ -38,7 +38,7 @@ class Matrix:
         if not p.exists():
             key = (source, v.size)
             if key not in self._sources:
-                self._sources.clear()  # one source's frames in memory at a time (1080p: ~2 GB)
+                self._sources.clear()  # one source's frames in memory at a time
                 self._sources[key] = SourceFrames(self.media / source, v.size)
             self._sources[key].encode(v, p)
         return str(p)
