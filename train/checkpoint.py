@@ -77,6 +77,8 @@ def save_checkpoint(path: Path, train_state: TrainState, rank: int, world_size: 
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.save({"train": train_state}, checkpoint_id=str(path))
     torch.save({"rng": rng_state(), "loader": loader_state}, path / f"rank_{rank}.pt")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # meta.json marks a complete checkpoint: every rank's file is written
     if rank == 0:
         (path / "meta.json").write_text(json.dumps({**meta, "step": train_state.step, "world_size": world_size}))
         if config_yaml is not None:
