@@ -200,6 +200,11 @@ class FastReader:
         while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
             self._feed(cc, packets[j:j + 1], set(), self.coarse_skip, helpers)
             j += 1
+        # the tail's own keyframes (GOPs shorter than a chunk; encoders put keyframes at cuts),
+        # decoded on their own: a tail that ends as it began may hold shots between (psd_testvideo at
+        # 160x90, GOP 250: black, a title card at 30-179, black again; both cuts were lost)
+        if tail_keys := [p for p in packets[j:] if p.is_keyframe]:
+            self._decode(tail_keys, set(), "DEFAULT")
         if (not expected <= self.thumbs.keys() or len(packets) - j < _MIN_TAIL // 2
                 or self._needs_tail(packets, j)):
             self._feed(cc, packets[j:], set(), self.coarse_skip, helpers)

@@ -69,6 +69,7 @@ DEFAULT = [
     ("sintel_trailer_30s.mp4", Variant(gop=250, size=(160, 90))),  # lost 523
     ("sintel_trailer_30s.mp4", Variant(gop=12, scenecut=False, size=(320, 180))),  # lost 356, 372
     ("psd_testvideo.mp4", Variant(gop=25, size=(160, 90))),
+    ("psd_testvideo.mp4", Variant(gop=250, bframes=0, size=(160, 90))),  # lost 30, 180 (keyframes in a tail)
     ("sintel_trailer_10s.mp4", Variant(gop=12, bframes=0, size=(160, 90))),
 ]
 if HEVC:
