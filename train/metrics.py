@@ -67,10 +67,12 @@ class MetricLogger:
         return line
 
     def close(self) -> None:
+        """After this, ``log`` does nothing (an evaluation called after ``fit`` still returns metrics)."""
         if self.jsonl is not None:
             self.jsonl.close()
         if self.writer is not None:
             self.writer.close()
+        self.enabled = False
 
 
 def _fmt(seconds: float) -> str:
