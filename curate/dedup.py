@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reelforge.curate.manifest import write_parquet_atomic
+
 
 # buckets at least this big are verified block by block; smaller ones pair-wise, vectorised
 SMALL_BUCKET = 32
@@ -193,10 +195,7 @@ def write_embeddings(rows: Iterable[dict], path: str | Path) -> int:
     table = pa.table({"clip_id": pa.array(ids, pa.string()),
                       "embedding": pa.array([e.tolist() for e in embs], pa.list_(pa.float32()))},
                      schema=EMBEDDING_SCHEMA)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_parquet_atomic(table, path)
     return len(ids)
 
 

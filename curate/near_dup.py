@@ -32,7 +32,6 @@ Search (the complexity is the point: a 1M-clip dataset takes minutes, not hours)
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -42,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelforge.curate.manifest import write_parquet_atomic
 from reelforge.curate.stages.signature import HASH_BITS, TICK_DTYPE, _HEADER, unpack_signature
 
 SIGNATURE_COLUMN = "frame_signature"
@@ -191,10 +191,7 @@ def write_signatures(rows: Iterable[dict], path: str | Path) -> int:
             sigs.append(bytes(s))
     table = pa.table({"clip_id": pa.array(ids, pa.string()), SIGNATURE_COLUMN: pa.array(sigs, pa.binary())},
                      schema=SIGNATURE_SCHEMA)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_parquet_atomic(table, path)
     return len(ids)
 
 

@@ -23,14 +23,7 @@ from reelforge.shards.stream import StreamConfig, StreamLoader, stream_dataset  
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a CPU shared with other jobs, OpenMP threads that outnumber free cores
-    spin-wait and make each step 10-20x slower (measured: 14 s vs 0.6 s per tiny-VAE step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 # 16x16x5 video (batch 2), 16x16 images (batch 2), and a 4-frame bucket no 4x-causal VAE can take
 BUCKETS = BucketTable(buckets=[BucketConfig(16, 16, 5, 2, "v"), BucketConfig(16, 16, 1, 2, "i"),

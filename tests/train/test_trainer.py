@@ -15,17 +15,9 @@ from toy_task import ToyTask  # noqa: E402
 
 from reelforge.train.trainer import Trainer, TrainerConfig, lr_factor  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a CPU shared with other jobs, OpenMP threads that outnumber free cores
-    spin-wait and make each step 10-20x slower (measured: 14 s vs 0.6 s per tiny-VAE step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.usefixtures("one_thread")]  # tests/train/conftest.py
 
 
 def _cfg(**kw):

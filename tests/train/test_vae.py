@@ -24,14 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TILE_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a CPU shared with other jobs, OpenMP threads that outnumber free cores
-    spin-wait and make each step 10-20x slower (measured: 14 s vs 0.6 s per tiny-VAE step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 @pytest.fixture(scope="module")
