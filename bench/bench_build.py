@@ -26,17 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "media"
 
 
-def sintel_1080p(out_dir: Path) -> Path:
+def sintel_1080p(out_dir: Path, crf: int = 18) -> Path:
+    """sintel_trailer_30s upscaled to 1920x1080 by x264 (superfast), encoded once per folder and crf."""
     import av
 
-    out = out_dir / "sintel_trailer_30s_1080p.mp4"
+    out = out_dir / f"sintel_trailer_30s_1080p_crf{crf}.mp4"
     if out.exists():
         return out
     with av.open(str(SHARED / "sintel_trailer_30s.mp4")) as inp, av.open(str(out), "w") as o:
         ist = inp.streams.video[0]
         st = o.add_stream("libx264", rate=ist.average_rate)
         st.width, st.height, st.pix_fmt, st.time_base = 1920, 1080, "yuv420p", 1 / ist.average_rate
-        st.options = {"preset": "superfast", "crf": "18"}
+        st.options = {"preset": "superfast", "crf": str(crf)}
         for n, f in enumerate(inp.decode(ist)):
             f = f.reformat(width=1920, height=1080, format="yuv420p")
             f.pts, f.time_base = n, 1 / ist.average_rate

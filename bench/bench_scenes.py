@@ -84,20 +84,12 @@ def long_1080p(out_dir: Path, minutes: float) -> str:
     """sintel_trailer_30s at 1920x1080 (x264 superfast, crf 23, encoded once), its packets copied
     again and again with shifted timestamps to ``minutes`` of video: a long real input for the cost
     of a 30 s encode."""
-    one, out = out_dir / "sintel_1080p.mp4", out_dir / f"sintel_1080p_{minutes:g}min.mp4"
+    from bench_build import sintel_1080p  # same folder: the one 1080p re-encode both benches use
+
+    out = out_dir / f"sintel_1080p_{minutes:g}min.mp4"
     if out.exists():
         return str(out)
-    with av.open(str(SHARED / "sintel_trailer_30s.mp4")) as inp, av.open(str(one), "w") as o:
-        ist = inp.streams.video[0]
-        st = o.add_stream("libx264", rate=ist.average_rate)
-        st.width, st.height, st.pix_fmt, st.time_base = 1920, 1080, "yuv420p", 1 / ist.average_rate
-        st.options = {"preset": "superfast", "crf": "23"}
-        for n, f in enumerate(inp.decode(ist)):
-            f = f.reformat(width=1920, height=1080, format="yuv420p")
-            f.pts, f.time_base = n, 1 / ist.average_rate
-            f.pict_type = av.video.frame.PictureType.NONE  # let x264 choose (the source's types are kept otherwise)
-            o.mux(st.encode(f))
-        o.mux(st.encode())
+    one = sintel_1080p(out_dir, crf=23)
     with av.open(str(one)) as inp:
         ist = inp.streams.video[0]
         packets = [p for p in inp.demux(ist) if p.size]
