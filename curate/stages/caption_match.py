@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reelforge.curate.clip_models import load_clip, wants_gpu
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, row_at, rows_to_batch
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason
 
 
@@ -94,5 +94,5 @@ class CaptionMatchStage(Stage):
         try:
             return self.clip.encode_images(frames)
         except Exception as exc:
-            row.update(status="failed", reason=f"caption_match: {type(exc).__name__}: {exc}"[:500])
+            row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
             return None

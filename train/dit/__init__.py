@@ -7,7 +7,6 @@
     codec.py        the latent space: a VAE behind train/vae/interface.py, or pooled pixels
     data.py         latent shards (+ text embeddings) and their resumable reader
     task.py         DiTTask for the shared trainer, DiTTrainConfig, export / load
-    parallelize.py  FSDP2 / activation checkpointing / compile from outside the model
     generate.py     text → mp4, `reelforge generate`
     attributes.py   attribute clips and the pixel oracle (the quality number)
     demo.py         the text-to-video half of `reelforge demo`

@@ -1,8 +1,8 @@
 """The diffusion transformer over spacetime patches of VAE latents (DiT with adaLN-zero, text cross-attention).
 
 Reads top to bottom: patchify → embedders → 3D RoPE → attention → block → final layer → the model →
-FLOPs → presets. Single-device code; FSDP2, activation checkpointing and compile live in parallelize.py,
-the flow-matching math in flow.py.
+FLOPs → presets. Single-device code; FSDP2, activation checkpointing and compile live in
+train/parallelize.py (applied to ``model.blocks``), the flow-matching math in flow.py.
 
     cfg = DiTConfig.from_preset("DiT-S", in_channels=16, text_dim=4096)
     model = DiT(cfg)
