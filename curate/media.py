@@ -15,29 +15,22 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import fsspec
 
+from reelforge import storage
+
 
 def is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+    return storage.is_remote(path)
 
 
-@contextlib.contextmanager
-def local_copy(path: str) -> Iterator[str]:
-    if not is_remote(path):
-        yield path[len("file://"):] if path.startswith("file://") else path
-        return
-    tmpdir = tempfile.mkdtemp(prefix="reelforge-")
-    local = os.path.join(tmpdir, Path(path).name)
-    try:
-        with fsspec.open(path, "rb") as src, open(local, "wb") as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-        yield local
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+def local_copy(path: str):
+    """A local path for ``path`` for the duration of the ``with`` (reelforge.storage.local_source): a
+    remote source is downloaded once per process however many stages open it inside the per-video task's
+    own ``local_source``."""
+    return storage.local_source(path)
 
 
 def sha256_file(path: str, chunk: int = 8 << 20) -> str:
