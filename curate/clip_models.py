@@ -29,7 +29,12 @@ _LOCK = threading.Lock()
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else passes through."""
+    """``"auto"`` -> ``"cuda"`` when this process sees a GPU, else ``"cpu"``; anything else passes through.
+
+    Called where the model loads (the stage's ``__init__``, on the Ray worker), never on the driver: a
+    CPU-only head node says nothing about the workers. On Ray a worker sees only the GPUs Ray gave it
+    (``reelforge.cluster`` hides them from actors that asked for none), so ``auto`` means "the GPU this
+    actor reserved through ``num_gpus``"."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -37,10 +42,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def wants_gpu(device: str) -> bool:
-    """Whether a stage with this device setting should ask the scheduler for a GPU. Decided on the
-    driver, which may have none while the workers do, so an explicit "cuda" is trusted as is."""
-    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+def gpus_to_reserve(device: str, num_gpus: float) -> float:
+    """GPUs a model stage's actor asks Ray for, from its config alone (never from the driver's hardware):
+    ``num_gpus`` as configured (a fraction shares one GPU between actors); an explicit ``cuda`` device
+    asks for at least one, since it cannot run without one."""
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    return max(num_gpus, 1.0) if device.startswith("cuda") else num_gpus
 
 
 def register_model_config(path: str) -> str:

@@ -8,6 +8,7 @@ readable message, not fail every row with an onnxruntime protobuf error.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 
@@ -28,8 +29,20 @@ def packaged_file(package: str, relpath: str, what: str) -> Path:
     return path
 
 
+def gpu_visible() -> bool:
+    """Whether this process may use a GPU. On a Ray worker ``CUDA_VISIBLE_DEVICES`` lists only the GPUs
+    Ray gave it, and is empty for an actor that asked for none (``reelforge.cluster`` sets that up)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def providers(device: str) -> list[str]:
-    """onnxruntime execution providers for ``device`` (auto | cpu | cuda)."""
+    """onnxruntime execution providers for ``device`` (auto | cpu | cuda), decided in the process that
+    runs the session (the worker): ``auto`` takes CUDA only when this onnxruntime has it *and* this
+    process has a GPU (a GPU build of onnxruntime lists CUDA on a machine without one)."""
     import onnxruntime as ort
 
     if device not in ("auto", "cpu", "cuda"):
@@ -37,7 +50,7 @@ def providers(device: str) -> list[str]:
     have = ort.get_available_providers()
     if device == "cuda" and "CUDAExecutionProvider" not in have:
         raise ModelFileError(f"device=cuda but this onnxruntime has no CUDAExecutionProvider (has {have})")
-    if device != "cpu" and "CUDAExecutionProvider" in have:
+    if device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in have and gpu_visible()):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 

@@ -16,13 +16,22 @@ class RayConfig:
     num_cpus: int = 0              # local Ray only; 0 = all cores
     object_store_gb: float = 0.0   # local Ray only; 0 = Ray's default
     dashboard: bool = True         # local Ray only; always bound to 127.0.0.1
-    progress_bars: bool = True
+    # Ray Data's own per-operator progress and execution logs; off, the build prints one line per phase
+    # (reelforge/progress.py) and a job log is not buried under a progress block every few seconds
+    progress_bars: bool = False
 
     def __post_init__(self):
         if self.num_cpus < 0:
             raise ValueError(f"num_cpus must be >= 0, got {self.num_cpus}")
         if self.object_store_gb < 0:
             raise ValueError("object_store_gb must be >= 0")
+
+
+# Set on every worker of our job. Ray leaves CUDA_VISIBLE_DEVICES alone for a task or actor that asked for
+# no GPU, so a CPU actor on a GPU node would still see (and use, with `device: auto`) every GPU there,
+# unreserved. With this, such a worker gets CUDA_VISIBLE_DEVICES="" and `auto`, resolved on the worker,
+# means exactly "the GPUs this actor reserved" (num_gpus in its stage's config).
+WORKER_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 
 
 def init_ray(cfg: RayConfig | None = None) -> str:
@@ -34,7 +43,8 @@ def init_ray(cfg: RayConfig | None = None) -> str:
         return "existing"
     address = cfg.address or os.environ.get("RAY_ADDRESS", "")
     # our stages run their own code; Ray's per-task log echo only buries the progress bars
-    common = dict(logging_level=logging.WARNING, log_to_driver=True, ignore_reinit_error=True)
+    common = dict(logging_level=logging.WARNING, log_to_driver=True, ignore_reinit_error=True,
+                  runtime_env={"env_vars": WORKER_ENV})
     if address:
         ray.init(address=address, **common)
         mode = "cluster"
@@ -46,12 +56,25 @@ def init_ray(cfg: RayConfig | None = None) -> str:
             kwargs["object_store_memory"] = int(cfg.object_store_gb * (1 << 30))
         ray.init(**kwargs, **common)
         mode = "local"
+    quiet_ray_data(not cfg.progress_bars)
+    return mode
+
+
+def quiet_ray_data(quiet: bool = True) -> None:
+    """Switch Ray Data's progress output on or off in this process (the driver, where it prints).
+
+    Off means: no global or per-operator bars (in a non-tty Ray Data logs them as a block of lines
+    every few seconds), no "Starting execution of Dataset" banner, and Ray Data's logger at WARNING
+    (its INFO lines announce each execution; with bars off it also warns once that they are off)."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    ctx.enable_progress_bars = cfg.progress_bars
+    ctx.enable_progress_bars = not quiet
+    ctx.enable_operator_progress_bars = not quiet
+    ctx.print_on_execution_start = not quiet
     ctx.execution_options.preserve_order = False
-    return mode
+    level = logging.ERROR if quiet else logging.INFO
+    logging.getLogger("ray.data").setLevel(level)
 
 
 def shutdown_ray() -> None:

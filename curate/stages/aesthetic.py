@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reelforge.curate.clip_models import load_clip, wants_gpu
+from reelforge.curate.clip_models import gpus_to_reserve, load_clip
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason
 
@@ -84,6 +84,9 @@ class AestheticConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
+    # GPUs Ray reserves per actor (0.5 = two actors share one); `device: auto` then runs on it. With 0
+    # the actor sees no GPU on Ray and auto means CPU; `device: cuda` reserves at least one
+    num_gpus: float = 0.0
     batch_size: int = 16           # clips per batch
 
     def __post_init__(self):
@@ -91,6 +94,8 @@ class AestheticConfig:
             raise ValueError("aesthetic: model must name an open_clip model")
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("aesthetic: concurrency and batch_size must be >= 1")
+        if self.num_gpus < 0:
+            raise ValueError(f"aesthetic: num_gpus must be >= 0, got {self.num_gpus}")
 
     def check(self, row: dict) -> str | None:
         return bound_reason("aesthetic", "aesthetic", row.get("aesthetic"), lo=self.min_score)
@@ -123,8 +128,9 @@ class AestheticStage(Stage):
         cfg = cfg or AestheticConfig()
         if not cfg.pretrained:  # nothing to load: a cheap task that only records why it skipped
             return Resources(num_cpus=0.25, batch_size=256)
-        gpu = bool(cfg.pretrained) and wants_gpu(cfg.device)
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=1.0 if gpu else 0.0, batch_size=cfg.batch_size,
+        # the GPU is asked for from the config; `auto` is resolved on the worker that loads the model
+        gpus = gpus_to_reserve(cfg.device, cfg.num_gpus) if cfg.pretrained else 0.0
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
                          concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelforge.curate.clip_models import load_clip, wants_gpu
+from reelforge.curate.clip_models import gpus_to_reserve, load_clip
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason
 
@@ -30,6 +30,9 @@ class CaptionMatchConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
+    # GPUs Ray reserves per actor (0.5 = two actors share one); `device: auto` then runs on it. With 0
+    # the actor sees no GPU on Ray and auto means CPU; `device: cuda` reserves at least one
+    num_gpus: float = 0.0
     batch_size: int = 32
 
     def __post_init__(self):
@@ -37,6 +40,8 @@ class CaptionMatchConfig:
             raise ValueError(f"caption_match: min_similarity must be in [-1, 1], got {self.min_similarity}")
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("caption_match: concurrency and batch_size must be >= 1")
+        if self.num_gpus < 0:
+            raise ValueError(f"caption_match: num_gpus must be >= 0, got {self.num_gpus}")
 
     def check(self, row: dict) -> str | None:
         return bound_reason("caption_match", "caption_match", row.get("caption_match"), lo=self.min_similarity)
@@ -56,8 +61,9 @@ class CaptionMatchStage(Stage):
     @classmethod
     def resources(cls, cfg: CaptionMatchConfig | None = None) -> Resources:
         cfg = cfg or CaptionMatchConfig()
-        gpu = bool(cfg.pretrained) and wants_gpu(cfg.device)
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=1.0 if gpu else 0.0, batch_size=cfg.batch_size,
+        # the GPU is asked for from the config; `auto` is resolved on the worker that loads the model
+        gpus = gpus_to_reserve(cfg.device, cfg.num_gpus) if cfg.pretrained else 0.0
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
                          concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:

@@ -51,6 +51,8 @@ class NsfwConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
+    # GPUs Ray reserves per actor; `device: auto` uses it (decided on the worker). 0: no GPU on Ray
+    num_gpus: float = 0.0
     batch_size: int = 16
 
     def __post_init__(self):
@@ -61,6 +63,8 @@ class NsfwConfig:
             raise ValueError(f"nsfw: device must be auto, cpu or cuda, got {self.device!r}")
         if self.frames_per_clip < 1 or self.threads < 1 or self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("nsfw: frames_per_clip, threads, concurrency and batch_size must be >= 1")
+        if self.num_gpus < 0:
+            raise ValueError(f"nsfw: num_gpus must be >= 0, got {self.num_gpus}")
 
     def check(self, row: dict) -> str | None:
         nsfw, exposed = row.get("nsfw"), row.get("nsfw_exposed")
@@ -103,7 +107,8 @@ class NsfwStage(Stage):
     @classmethod
     def resources(cls, cfg: NsfwConfig | None = None) -> Resources:
         cfg = cfg or NsfwConfig()
-        return Resources(num_cpus=cfg.num_cpus, batch_size=cfg.batch_size,
+        gpus = max(cfg.num_gpus, 1.0) if cfg.device == "cuda" else cfg.num_gpus
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
                          concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:
