@@ -16,6 +16,15 @@ Every caption is forced to exactly ``--tokens`` new tokens (min = max), so both 
 amount of text and random weights give real throughput. Prints clips/s and generated tokens/s of each,
 and their ratio; on a GPU also the GPU utilisation sampled during each phase (torch.cuda.utilization,
 else nvidia-smi). ``--json`` writes the figures.
+
+``--no-ray`` measures the model alone, where Ray or a video decoder is missing (the GPU machine this was
+measured on has neither): one process, one ``Captioner``, the same frames for every side, prepared before
+the clock starts (decoded from the clips when PyAV is there, else synthetic 854x480 frames of moving
+noise, downscaled exactly as ``recaption.frames.sample_frames`` does). Then, in one run:
+  loop     ``--loop-clips`` clips, one per ``generate`` call
+  batched  all ``--clips`` clips, ``--batch`` per ``generate`` call (what each Ray actor runs), for each
+           batch size of a comma list (``--batch 16,32,64``)
+Decoding is not in either figure: the Ray job decodes on CPU tasks ahead of the model.
 """
 from __future__ import annotations
 
@@ -31,7 +40,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loader import DEFAULT_MEDIA, build, cut_clips  # noqa: E402  (same clip source as the loader bench)
+# same clip source as the loader bench (its module imports PyAV: loaded only by the paths that cut clips)
+DEFAULT_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media" / "sintel_trailer_30s.mp4"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -134,6 +144,76 @@ def run_ray(dataset: Path, model: str, frames, settings, template_id: str, batch
             "clips_per_s_per_actor": round(n / wall / max(1, s["pool"]["actors"]), 3), "gpu_util": gpu.summary()}
 
 
+def prepared_frames(n: int, cfg, media: Path, seconds: float) -> tuple[list, str]:
+    """``n`` clips' frames (T, H, W, 3) uint8 and sampled fps, as ``sample_frames`` hands them to the model:
+    decoded from cut clips when PyAV is importable, else synthetic. Returns (clips, source)."""
+    from reelforge.recaption.captioner import Clip
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        import cv2
+        import numpy as np
+        from reelforge.recaption.frames import fit_pixels
+        rng = np.random.default_rng(0)
+        h, w = fit_pixels(480, 854, cfg.max_pixels)
+        clips = []
+        for i in range(n):
+            # coarse noise that moves frame to frame (flat frames would be an easy case for nobody: the
+            # model's cost depends only on the frame size, but the processor's resize sees real pixels)
+            base = rng.integers(0, 256, (60, 107, 3), dtype=np.uint8)
+            frames = np.stack([cv2.resize(np.roll(base, 3 * t, axis=1), (w, h), interpolation=cv2.INTER_LINEAR)
+                               for t in range(cfg.num_frames)])
+            clips.append(Clip(f"clip{i:04d}", frames, cfg.num_frames / seconds))
+        return clips, f"synthetic 854x480 -> {w}x{h} (no PyAV here)"
+    from bench_loader import cut_clips
+    from reelforge.recaption.frames import sample_frames
+    cut = cut_clips(media, n, seconds)
+    clips = [Clip(f"clip{i:04d}", *sample_frames(cut[i % len(cut)][0], cfg)) for i in range(n)]
+    return clips, "sintel" if media.exists() else "synthetic H.264"
+
+
+def run_inprocess(clips: list, model: str, settings, template, batches: list[int], loop_clips: int) -> dict:
+    """The model alone on prepared frames: a one-clip loop over ``loop_clips`` clips, then every clip
+    batched at each size in ``batches``. Model load and a warm-up call are outside every figure."""
+    import torch
+    from reelforge.recaption.captioner import Captioner, CaptionerConfig, GenerationSettings
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        torch.set_num_threads(1)  # as in run_loop: the comparison is batching, not thread counts
+    cap = Captioner(CaptionerConfig(model=model, generation=settings), template)
+    warm = GenerationSettings(max_new_tokens=4, min_new_tokens=4)
+    cap.generate(clips[:1], warm)
+    cap.generate(clips[:max(batches)], warm)   # the largest batch's buffers, before any clock
+
+    def timed(groups: list[list]) -> dict:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        tokens, n, t0 = 0, 0, time.perf_counter()
+        with GpuSampler() as gpu:
+            for g in groups:
+                tokens += sum(r.tokens for r in cap.generate(g, settings))
+                n += len(g)
+        wall = time.perf_counter() - t0
+        out = {"clips": n, "tokens": tokens, "wall_s": round(wall, 2), "clips_per_s": round(n / wall, 3),
+               "tokens_per_s": round(tokens / wall, 1), "gpu_util": gpu.summary()}
+        if cuda:
+            out["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 1)
+        return out
+    c = clips[0]
+    kw = ({"videos": [c.frames], "video_metadata": [{"fps": c.fps, "total_num_frames": len(c.frames)}]}
+          if cap.use_video else {"images": [list(c.frames)]})
+    prompt_tokens = int(cap.processor(text=[cap.prompt(len(c.frames))], return_tensors="pt", **kw)["input_ids"].shape[1])
+    res = {"load_s": round(cap.load_s, 1), "device": torch.cuda.get_device_name() if cuda else "cpu",
+           "prompt_tokens_per_clip": prompt_tokens,
+           "loop": timed([[c] for c in clips[:loop_clips]]), "batched": {}}
+    for b in batches:
+        res["batched"][b] = timed([clips[i:i + b] for i in range(0, len(clips), b)])
+    del cap
+    _free_gpu()
+    return res
+
+
 def _free_gpu() -> None:
     import gc
     gc.collect()
@@ -155,10 +235,13 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--max-pixels", type=int, default=0, help="per decoded frame (default: 64x48 tiny, 360x420 7b)")
     ap.add_argument("--tokens", type=int, default=0, help="tokens per caption (default: 16 tiny, 150 7b)")
-    ap.add_argument("--batch", type=int, default=0, help="clips per generate call (default: 4 tiny, 16 7b)")
+    ap.add_argument("--batch", default="0", help="clips per generate call (default: 4 tiny, 16 7b); "
+                                                 "--no-ray takes a comma list")
     ap.add_argument("--actors", type=int, default=0, help="0: one per GPU (1 on CPU)")
     ap.add_argument("--num-cpus", type=int, default=0, help="local Ray CPUs (0: all)")
     ap.add_argument("--template", default="dense-v1")
+    ap.add_argument("--no-ray", action="store_true", help="the model alone in this process (see above)")
+    ap.add_argument("--loop-clips", type=int, default=0, help="--no-ray: clips in the one-clip loop (0: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -168,10 +251,17 @@ def main(argv=None) -> int:
 
     big = args.preset == "7b"
     tokens = args.tokens or (150 if big else 16)
-    batch = args.batch or (16 if big else 4)
+    batches = [int(b) for b in str(args.batch).split(",")]
+    if any(b < 0 for b in batches) or (len(batches) > 1 and not args.no_ray):
+        ap.error("--batch: one size >= 1 (a comma list only with --no-ray)")
+    batches = [b or (16 if big else 4) for b in batches]
+    batch = batches[0]
     frames = FrameConfig(num_frames=args.frames, max_pixels=args.max_pixels or (360 * 420 if big else 64 * 48))
     settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
     model = args.model or f"random:{args.preset}"
+    if args.no_ray:
+        return main_inprocess(args, model, frames, settings, tokens, batches)
+    from bench_loader import build, cut_clips
     tmp = Path(tempfile.mkdtemp(prefix="bench-caption-"))
     try:
         t0 = time.perf_counter()
@@ -202,6 +292,32 @@ def main(argv=None) -> int:
                                              "ray": ray_res}, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def main_inprocess(args, model, frames, settings, tokens, batches) -> int:
+    from reelforge.recaption.templates import load_template
+    t0 = time.perf_counter()
+    clips, source = prepared_frames(args.clips, frames, args.media, args.seconds)
+    shape = "x".join(str(v) for v in clips[0].frames.shape)
+    print(f"frames: {args.clips} clips ({source}), {shape} per clip, in {time.perf_counter() - t0:.1f} s; "
+          f"model {model}; {tokens} tokens/caption", flush=True)
+    loop_clips = min(args.loop_clips or args.clips, args.clips)
+    res = run_inprocess(clips, model, settings, load_template(args.template), batches, loop_clips)
+    print(f"model built/loaded in {res['load_s']} s on {res['device']}; {res['prompt_tokens_per_clip']} prompt "
+          f"tokens per clip (video + template)")
+    rows = [("loop  (1 clip per generate)", res["loop"])] + \
+        [(f"batched ({b} clips per generate)", r) for b, r in res["batched"].items()]
+    for label, r in rows:
+        mem = f", peak {r['peak_mem_gb']} GiB" if "peak_mem_gb" in r else ""
+        print(f"{label:34s} {r['clips_per_s']:8.3f} clips/s  {r['tokens_per_s']:9.1f} tokens/s  "
+              f"({r['clips']} clips in {r['wall_s']} s; gpu {r['gpu_util']}{mem})")
+    best = max(res["batched"].items(), key=lambda kv: kv[1]["clips_per_s"])
+    print(f"speed-up batched/loop: {best[1]['clips_per_s'] / max(res['loop']['clips_per_s'], 1e-9):.2f}x clips/s "
+          f"(batch {best[0]}; decoding excluded on both sides)")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "source": source,
+                                         "frames_shape": shape, **res}, indent=2))
     return 0
 
 
