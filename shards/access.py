@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
+from reelforge import storage
 from reelforge.shards.spec import INDEXED_EXTS, SHARDS_SUBDIR, member_column
 
 
@@ -44,10 +45,14 @@ class ShardFiles:
         return fd
 
     def pread(self, path: str | Path, size: int, offset: int) -> bytes:
-        """Exactly ``size`` bytes at ``offset`` of ``path``; OSError on a short read (truncated shard)."""
-        data = os.pread(self.fd(path), size, offset)
+        """Exactly ``size`` bytes at ``offset`` of ``path``; OSError on a short read (truncated shard).
+        On object storage (a URL) this is one ranged GET; nothing is held open."""
+        if storage.is_remote(path):
+            data = storage.read_bytes(path, offset, offset + size)
+        else:
+            data = os.pread(self.fd(path), size, offset)
         if len(data) != size:
-            raise OSError(f"{Path(path).name}: short read at {offset} ({len(data)} of {size} bytes)")
+            raise OSError(f"{storage.basename(path)}: short read at {offset} ({len(data)} of {size} bytes)")
         return data
 
     def close(self) -> None:
@@ -72,8 +77,14 @@ class ShardFiles:
 _DEFAULT = ShardFiles()
 
 
-def shard_dir(dataset: str | Path) -> Path:
-    """A dataset dir, an ``index.parquet`` path or a shards dir -> the folder holding the tars."""
+def shard_dir(dataset: str | Path) -> Path | str:
+    """A dataset dir, an ``index.parquet`` path or a shards dir -> the folder holding the tars (a URL
+    string on object storage, where a location named ``shards`` is taken as the shards dir itself)."""
+    if storage.is_remote(dataset):
+        url = str(dataset).rstrip("/")
+        if url.endswith(".parquet"):
+            url = storage.parent(url)
+        return url if storage.basename(url) == SHARDS_SUBDIR else storage.join(url, SHARDS_SUBDIR)
     p = Path(dataset)
     if p.suffix == ".parquet":
         p = p.parent
@@ -94,7 +105,7 @@ def open_member(dataset: str | Path, row: Mapping, ext: str, files: ShardFiles |
     offset, size = row.get(f"{col}_offset"), row.get(f"{col}_size")
     if offset is None or size is None:
         raise KeyError(f"sample {row.get('clip_id', row.get('key'))} has no {ext} member")
-    return (files or _DEFAULT).pread(shard_dir(dataset) / row["shard"], int(size), int(offset))
+    return (files or _DEFAULT).pread(storage.join(shard_dir(dataset), row["shard"]), int(size), int(offset))
 
 
 def read_sample(dataset: str | Path, row: Mapping, exts: tuple[str, ...] = INDEXED_EXTS,

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.query import parse_where
 from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, CLIPS_FILE, IMAGE_EXT,
@@ -31,14 +32,33 @@ OWN_COLUMNS = {"key", "shard", "kind", "bucket", "caption_versions", "has_captio
 _IGNORED_JSON = {"status", "reason", "error_message", "format", CAPTIONS_FIELD}
 
 
-def resolve_index(path: str | Path) -> Path:
-    """A dataset dir or an index file -> the index file path."""
-    p = Path(path)
+def resolve_index(path: str | Path) -> Path | str:
+    """A dataset dir or an index file -> the index file path (a ``Path``; a URL string on object storage,
+    where ``*.parquet`` names the index and anything else the dataset)."""
+    if storage.is_remote(path):
+        url = str(path).rstrip("/")
+        return url if url.endswith(".parquet") else storage.join(url, INDEX_FILE)
+    p = Path(storage.local_path(path))
     return p / INDEX_FILE if p.is_dir() else p
 
 
-def shard_path(index_path: str | Path, shard: str) -> Path:
-    return resolve_index(index_path).parent / SHARDS_SUBDIR / shard
+def dataset_root(index_path: str | Path) -> Path | str:
+    """The dataset dir an index (or dataset) path belongs to: a ``Path``, or a URL string."""
+    index = resolve_index(index_path)
+    return storage.parent(index) if isinstance(index, str) else index.parent
+
+
+def shard_path(index_path: str | Path, shard: str) -> Path | str:
+    root = dataset_root(index_path)
+    return storage.join(root, SHARDS_SUBDIR, shard) if isinstance(root, str) else root / SHARDS_SUBDIR / shard
+
+
+def _read_table(path: str | Path, **kwargs) -> pa.Table:
+    """``pq.read_table`` of a local path or an fsspec URL (pyarrow reads through the fsspec filesystem)."""
+    if storage.is_remote(path):
+        fs, p = storage.filesystem(path)
+        return pq.read_table(p, filesystem=fs, **kwargs)
+    return pq.read_table(path, **kwargs)
 
 
 def _column(values: list) -> pa.Array:
@@ -81,18 +101,21 @@ def _sample_row(f, shard: str, sample) -> dict:
     return row
 
 
-def _scan_rows(shard_files: list[Path]) -> tuple[list[dict], list[str]]:
+def _scan_rows(shard_files: list[Path | str]) -> tuple[list[dict], list[str]]:
+    """Rows of every sample in ``shard_files`` (paths, or URLs: each remote tar is fetched once to scan)."""
     rows, errors = [], []
-    for tar in shard_files:
-        scan = scan_tar(tar)
-        with open(tar, "rb") as f:
-            shard_rows = [_sample_row(f, tar.name, s) for s in scan.samples]
+    for shard in shard_files:
+        name = storage.basename(shard)
+        with storage.local_source(shard) as local:
+            scan = scan_tar(local)
+            with open(local, "rb") as f:
+                shard_rows = [_sample_row(f, name, s) for s in scan.samples]
         for row, sample in zip(shard_rows, scan.samples):
             if sample.error:  # a refused, repeated or truncated member: pinned on its own sample by the scan
                 row["_status"], row["_reason"] = "failed", sample.error[:500]
         if scan.error:
-            errors.append(f"{tar.name}: {scan.error}")
-            log.warning("%s: %s", tar.name, scan.error)
+            errors.append(f"{name}: {scan.error}")
+            log.warning("%s: %s", name, scan.error)
             if shard_rows and not scan.samples[-1].error:  # the tar broke off after it: it may lack members
                 shard_rows[-1]["_status"], shard_rows[-1]["_reason"] = "failed", f"shard error: {scan.error}"
         rows.extend(shard_rows)
@@ -186,45 +209,43 @@ def assign_buckets(table: pa.Table, buckets: BucketTable) -> pa.Array:
 
 def write_index(table: pa.Table, path: str | Path, buckets: BucketTable) -> Path:
     """Write atomically with the format id and bucket table in the parquet metadata."""
-    path = Path(path)
     meta = dict(table.schema.metadata or {})
     meta.update({b"reelforge.format": INDEX_FORMAT_ID.encode(), b"reelforge.buckets": json.dumps(buckets.to_dict()).encode()})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table.replace_schema_metadata(meta), tmp)
-    os.replace(tmp, path)
-    return path
+    with storage.staged_write(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+    return storage.as_path_or_url(path)
 
 
-def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> Path:
+def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> Path | str:
     """Scan ``DIR/shards/*.tar`` + join ``DIR/clips.parquet`` (when present) -> ``DIR/index.parquet``.
 
     Every sample found in a tar gets a row. ``status`` is "failed" for samples the shard cannot serve
     (bad JSON, no media member, truncated tar), otherwise clips.parquet's status ("filtered" for samples
     not listed there), or "ok" when there is no clips.parquet (imported shards).
     """
-    root = Path(dataset_dir)
+    root = str(dataset_dir)
     buckets = buckets or BucketTable()
-    shard_files = sorted((root / SHARDS_SUBDIR).glob("*.tar"))
+    shard_files = storage.glob(storage.join(root, SHARDS_SUBDIR, "*.tar"))
     if not shard_files:
-        raise FileNotFoundError(f"no shards under {root / SHARDS_SUBDIR}")
+        raise FileNotFoundError(f"no shards under {storage.join(root, SHARDS_SUBDIR)}")
     rows, _ = _scan_rows(shard_files)
     table = _rows_to_table(rows)
-    clips_path = root / CLIPS_FILE
-    has_clips = clips_path.exists()
+    clips_path = storage.join(root, CLIPS_FILE)
+    has_clips = storage.exists(clips_path)
     if has_clips:
-        table = _join_clips(table, pq.read_table(clips_path))
+        table = _join_clips(table, _read_table(clips_path))
     table = _finish_status(table, has_clips)
     table = table.append_column("bucket", assign_buckets(table, buckets))
     front = ["clip_id", "key", "shard", "kind", "status", "reason", "bucket"]
     table = table.select(front + [c for c in table.column_names if c not in front])
-    return write_index(table, root / INDEX_FILE, buckets)
+    return write_index(table, storage.join(root, INDEX_FILE), buckets)
 
 
 def read_index(index_path: str | Path) -> pa.Table:
     path = resolve_index(index_path)
-    if not path.exists():
+    if not storage.exists(path):
         raise FileNotFoundError(f"no index at {path} (run `reelforge shards index DIR` or build_index)")
-    table = pq.read_table(path)
+    table = _read_table(path)
     fmt = (table.schema.metadata or {}).get(b"reelforge.format", b"").decode()
     if fmt != INDEX_FORMAT_ID:
         raise ValueError(f"{path}: index format {fmt!r}, expected {INDEX_FORMAT_ID!r}")
@@ -233,7 +254,12 @@ def read_index(index_path: str | Path) -> pa.Table:
 
 def index_buckets(index_path: str | Path) -> BucketTable:
     """The bucket table the index was built with."""
-    meta = pq.read_schema(resolve_index(index_path)).metadata or {}
+    path = resolve_index(index_path)
+    if storage.is_remote(path):
+        fs, p = storage.filesystem(path)
+        meta = pq.read_schema(p, filesystem=fs).metadata or {}
+    else:
+        meta = pq.read_schema(path).metadata or {}
     return BucketTable(**json.loads(meta[b"reelforge.buckets"]))
 
 

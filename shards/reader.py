@@ -35,7 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from reelforge.shards.access import ShardFiles, open_member
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.captions import store_captions
-from reelforge.shards.index import index_buckets, resolve_index
+from reelforge.shards.index import dataset_root, index_buckets, resolve_index
 from reelforge.shards.loader import (LATENT_FPS, LATENT_STRIDE, EpochCursor, Sample, TrackedLoader,
                                      build_batch, choose_caption, select_samples)
 from reelforge.shards.plan import PlannedBatch, plan_epoch
@@ -101,7 +101,7 @@ class VideoShardDataset(EpochCursor, IterableDataset):
         self._files = ShardFiles(self.cfg.max_open_shards)
         self.failed_samples = 0
         # the caption store (captions.parquet) serves the version when it has it; else the JSON member
-        self._store_captions = store_captions(self.index_path.parent, self.cfg.caption_version)
+        self._store_captions = store_captions(dataset_root(self.index_path), self.cfg.caption_version)
 
     # --- plan and position -------------------------------------------------------------------------
     def plan(self, epoch: int | None = None) -> list[PlannedBatch]:

@@ -35,7 +35,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
-from pathlib import Path
 from typing import BinaryIO, Iterator, Literal
 from urllib.parse import urlparse
 
@@ -44,9 +43,10 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from reelforge import storage
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.captions import store_captions
-from reelforge.shards.index import index_buckets
+from reelforge.shards.index import dataset_root, index_buckets
 from reelforge.shards.loader import (LATENT_BUCKET, LATENT_FPS, LATENT_STRIDE, EpochCursor, Sample, TrackedLoader,
                                      build_batch, choose_caption, select_samples)
 from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, IMAGE_EXT, INDEX_FILE, KIND_IMAGE, KIND_VIDEO,
@@ -64,8 +64,8 @@ GOOD_STATUS = ("ok", "success")
 @dataclass
 class StreamConfig:
     urls: list[str] = field(default_factory=list)  # shard URLs; brace patterns expand ("x-{000000..000099}.tar")
-    dataset_dir: str | None = None         # local dataset: DIR/shards/*.tar when urls is empty, DIR/index.parquet
-    index: str | None = None               # index.parquet (a local copy for remote shards); default DIR's if present
+    dataset_dir: str | None = None         # a dataset dir or URL (s3://b/ds): DIR/shards/*.tar when urls is empty, DIR/index.parquet
+    index: str | None = None               # index.parquet (a path or URL); default DIR's if present
     buckets: BucketTable | None = None     # None: the table the index was built with
     batches_per_epoch: int | None = None   # per rank; None: from samples_per_epoch, else one pass over the index
     samples_per_epoch: int | None = None   # per rank; converted with the index's mean batch size
@@ -178,13 +178,14 @@ class StreamDataset(EpochCursor, IterableDataset):
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.cfg, self.rank, self.world_size, self.seed = cfg, rank, world_size, cfg.seed
         self.handler = HANDLERS[cfg.handler]
-        root = Path(cfg.dataset_dir) if cfg.dataset_dir else None
+        root = str(cfg.dataset_dir) if cfg.dataset_dir else None   # a local dir or a URL (s3://b/ds)
         urls = [u for pattern in cfg.urls for u in wds.shardlists.expand_urls(pattern)]
         if not urls:
-            urls = [str(p) for p in sorted((root / SHARDS_SUBDIR).glob("*.tar"))]
+            urls = storage.glob(storage.join(root, SHARDS_SUBDIR, "*.tar"))
         if not urls:
-            raise FileNotFoundError(f"no shards under {root / SHARDS_SUBDIR}")
-        index = cfg.index or (str(root / INDEX_FILE) if root and (root / INDEX_FILE).exists() else None)
+            raise FileNotFoundError(f"no shards under {storage.join(root, SHARDS_SUBDIR)}")
+        index = cfg.index or (storage.join(root, INDEX_FILE) if root and storage.exists(storage.join(root, INDEX_FILE))
+                              else None)
         if cfg.buckets is None and index is None:
             raise ValueError("without an index give the bucket table (buckets)")
         self.buckets = cfg.buckets or index_buckets(index)
@@ -200,7 +201,7 @@ class StreamDataset(EpochCursor, IterableDataset):
             raise ValueError("where filters the index: give index (or a dataset_dir that has one)")
         self.urls = urls
         # the caption store beside the index serves the version when it has it; else the JSON member
-        self._store_captions = store_captions(Path(index).parent, cfg.caption_version) if index else None
+        self._store_captions = store_captions(dataset_root(index), cfg.caption_version) if index else None
         self.batch_sizes = {b.name: b.batch_size for b in self.buckets.buckets}
         self.batches_per_epoch = self._epoch_length() if cfg.resampled else None
         self.epoch, self.position = 0, 0

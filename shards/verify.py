@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reelforge.shards.access import ShardFiles, open_member
-from reelforge.shards.index import read_index, resolve_index
+from reelforge import storage
+from reelforge.shards.access import ShardFiles
+from reelforge.shards.index import dataset_root, read_index, resolve_index
 from reelforge.shards.members import check_member
 from reelforge.shards.spec import INDEXED_EXTS, SHARDS_SUBDIR, member_column
 from reelforge.shards.tarscan import scan_tar
@@ -35,15 +36,16 @@ class VerifyReport:
 
 def verify_dataset(dataset: str | Path, decode: bool = True, full_decode: bool = True,
                    max_errors: int = 1000) -> VerifyReport:
-    """Check ``dataset`` (a dataset dir or an index file). ``full_decode`` decodes every video frame."""
+    """Check ``dataset`` (a dataset dir or an index file, local or a URL such as ``s3://b/ds``).
+    ``full_decode`` decodes every video frame."""
     index_path = resolve_index(dataset)
     report = VerifyReport()
     index = read_index(index_path)
-    shard_dir = index_path.parent / SHARDS_SUBDIR
+    shard_dir = storage.join(dataset_root(index_path), SHARDS_SUBDIR)
     by_shard: dict[str, list[dict]] = {}
     for row in index.to_pylist():
         by_shard.setdefault(row["shard"], []).append(row)
-    on_disk = {p.name for p in shard_dir.glob("*.tar")}
+    on_disk = {storage.basename(p) for p in storage.glob(storage.join(shard_dir, "*.tar"))}
     for name in sorted(on_disk - set(by_shard)):
         report.errors.append(f"{name}: on disk but not in the index")
     for name in sorted(set(by_shard) - on_disk):
@@ -51,7 +53,9 @@ def verify_dataset(dataset: str | Path, decode: bool = True, full_decode: bool =
     keys_seen: dict[str, str] = {}
     for name in sorted(set(by_shard) & on_disk):
         report.shards += 1
-        _verify_shard(shard_dir / name, by_shard[name], report, decode, full_decode, keys_seen)
+        # a shard on object storage is fetched once (one GET) and checked from the local copy
+        with storage.local_source(storage.join(shard_dir, name)) as local:
+            _verify_shard(Path(local), by_shard[name], report, decode, full_decode, keys_seen)
         if len(report.errors) >= max_errors:
             report.errors.append(f"stopped after {max_errors} errors")
             break
@@ -94,7 +98,7 @@ def _verify_shard(path: Path, rows: list[dict], report: VerifyReport, decode: bo
                     continue
                 report.members += 1
                 try:
-                    data = open_member(path.parent, row, ext, files)
+                    data = files.pread(path, m.size, m.offset)  # = the index's offset/size (checked above)
                 except OSError as exc:
                     report.errors.append(f"{path.name}:{m.name}: {exc}")
                     continue
