@@ -4,10 +4,10 @@ nothing heavy is imported until a command runs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "caption" / "default.yaml"
+from reelforge.configs import CONFIG_DIR
+
+DEFAULT_CONFIG = CONFIG_DIR / "caption" / "default.yaml"  # package data: in a wheel too
 
 
 def add_upsample_arguments(parser) -> None:

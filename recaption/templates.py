@@ -11,7 +11,9 @@ from pathlib import Path
 
 import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "configs" / "caption" / "templates"
+from reelforge.configs import CONFIG_DIR
+
+TEMPLATE_DIR = CONFIG_DIR / "caption" / "templates"  # package data: in a wheel too
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 from reelforge.config import ConfigError, load_config
+from reelforge.configs import CONFIG_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BUILD_CONFIG = ROOT / "configs" / "build" / "default.yaml"
+# the shipped configs are package data (configs/__init__.py): found in an installed wheel as in a checkout
+DEFAULT_BUILD_CONFIG = CONFIG_DIR / "build" / "default.yaml"
 
 
 def _load_build_config(path, overrides):
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate sample videos and build a dataset from them")
     d.add_argument("--output", "-o", default="out/demo")
-    d.add_argument("--config", default=str(ROOT / "configs" / "build" / "demo.yaml"))
+    d.add_argument("--config", default=str(CONFIG_DIR / "build" / "demo.yaml"))
     d.add_argument("--preset", default="demo", choices=["demo", "test"])
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     d.add_argument("--train-minutes", type=float, default=1.5, dest="train_minutes",
