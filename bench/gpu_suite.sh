@@ -55,9 +55,11 @@ DIT=(--latent 8x32x32 --channels 16 --patch 1 2 2 --text-len 256 --text-dim 4096
      --measured-peak-tflops "$PEAK" --json "$OUT/dit.jsonl")
 run dit-xl-b8-eager 40 120 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 "${DIT[@]}"
 run vae-S-256x17-b4 40 120 sh -c "\"$PY\" bench/bench_train.py vae --preset S --frames 17 --size 256 --batch 4 --steps 8 --warmup 2 --json | tee -a \"$OUT/vae.jsonl\""
-run caption-7b 90 200 "$PY" bench/bench_caption.py --no-ray --preset 7b --clips 64 --loop-clips 6 --batch 16,32,64 --json "$OUT/caption.json"
-run dit-xl-b8-compile 60 150 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --compile --no-baseline "${DIT[@]}"
-run dit-xl-b16-compile 60 150 "$PY" bench/bench_dit.py --preset DiT-XL --batch 16 --compile --no-baseline "${DIT[@]}"
-run dit-b-b16-eager 30 90 "$PY" bench/bench_dit.py --preset DiT-B --batch 16 "${DIT[@]}"
-run dit-xl-b8-flash 30 90 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --sdpa flash --no-baseline "${DIT[@]}"
+run caption-7b 90 180 "$PY" bench/bench_caption.py --no-ray --preset 7b --clips 64 --loop-clips 4 --batch 16,32,64 --json "$OUT/caption.json"
+run dit-xl-b8-compile 60 120 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --compile --no-baseline "${DIT[@]}"
+# a longer clip: 16x32x32 latents = 4096 tokens/sample, where attention is a third of the FLOPs
+run dit-xl-16f-b8-compile 60 120 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --compile --no-baseline \
+    "${DIT[@]}" --latent 16x32x32
+run dit-b-b16-eager 30 60 "$PY" bench/bench_dit.py --preset DiT-B --batch 16 "${DIT[@]}"
+run dit-xl-b8-flash 30 60 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --sdpa flash --no-baseline "${DIT[@]}"
 echo "=== suite done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
