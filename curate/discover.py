@@ -18,6 +18,8 @@ from fnmatch import fnmatch
 
 import fsspec
 
+from reelforge import storage
+
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 SIDECAR_EXTS = (".txt", ".json", ".srt", ".vtt", ".ass", ".md")
 
@@ -88,9 +90,13 @@ def _not_a_file(fs, path: str, info: dict) -> str | None:
 def discover_inputs(inputs: list[str], cfg: DiscoverConfig | None = None) -> Discovered:
     """Expand folders, globs and ``@list.txt`` files into input paths plus the named entries skipped.
 
-    Raises FileNotFoundError (with every skip reason) only when nothing at all is found."""
+    Raises :class:`reelforge.storage.StorageError` before listing anything when a named input can never
+    be read (unknown URL scheme, its fsspec package missing, its bucket unreachable), and
+    FileNotFoundError (with every skip reason) when nothing at all is found."""
     cfg = cfg or DiscoverConfig()
     out = Discovered()
+    for spec in inputs:
+        storage.check_input_url(spec)
     for spec in inputs:
         _expand(spec, cfg, out, listed_in="")
     out.paths = sorted(set(out.paths))
@@ -119,8 +125,20 @@ def _expand(spec: str, cfg: DiscoverConfig, out: Discovered, listed_in: str) -> 
         if not entries:
             out.skip(spec, "list file names no input", listed_in)
         for n, entry in entries:
+            try:
+                storage.check_input_url(entry)
+            except storage.StorageError as exc:  # one bad line is that line's failed row, not a failed build
+                out.skip(entry, str(exc), f"{spec[1:]} line {n}")
+                continue
             _expand(entry, cfg, out, listed_in=f"{spec[1:]} line {n}")
         return
+    try:
+        _expand_path(spec, cfg, out, listed_in)
+    except OSError as exc:  # listing refused (permissions, a remote error): the named thing is skipped, with why
+        out.skip(spec, f"cannot list: {type(exc).__name__}: {exc}", listed_in)
+
+
+def _expand_path(spec: str, cfg: DiscoverConfig, out: Discovered, listed_in: str) -> None:
     fs, _, paths = fsspec.get_fs_token_paths(spec)
     if any(ch in spec for ch in "*?["):
         if not paths:
