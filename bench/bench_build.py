@@ -26,20 +26,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "media"
 
 
-def sintel_1080p(out_dir: Path, crf: int = 18) -> Path:
-    """sintel_trailer_30s upscaled to 1920x1080 by x264 (superfast), encoded once per folder and crf."""
+def sintel_1080p(out_dir: Path, crf: int = 18, height: int = 1080) -> Path:
+    """sintel_trailer_30s upscaled to 16:9 at ``height`` (1920x1080 by default) by x264 (superfast),
+    encoded once per folder, height and crf."""
     import av
 
-    out = out_dir / f"sintel_trailer_30s_1080p_crf{crf}.mp4"
+    width = height * 16 // 9 // 2 * 2
+    out = out_dir / (f"sintel_trailer_30s_1080p_crf{crf}.mp4" if height == 1080 else
+                     f"sintel_trailer_30s_{height}p_crf{crf}.mp4")
     if out.exists():
         return out
     with av.open(str(SHARED / "sintel_trailer_30s.mp4")) as inp, av.open(str(out), "w") as o:
         ist = inp.streams.video[0]
         st = o.add_stream("libx264", rate=ist.average_rate)
-        st.width, st.height, st.pix_fmt, st.time_base = 1920, 1080, "yuv420p", 1 / ist.average_rate
+        st.width, st.height, st.pix_fmt, st.time_base = width, height, "yuv420p", 1 / ist.average_rate
         st.options = {"preset": "superfast", "crf": str(crf)}
         for n, f in enumerate(inp.decode(ist)):
-            f = f.reformat(width=1920, height=1080, format="yuv420p")
+            f = f.reformat(width=width, height=height, format="yuv420p")
             f.pts, f.time_base = n, 1 / ist.average_rate
             f.pict_type = av.video.frame.PictureType.NONE  # let x264 choose its frame types
             o.mux(st.encode(f))
@@ -72,6 +75,22 @@ def process_tree_cpu() -> float:
             total += (int(f[11]) + int(f[12])) / tick  # utime, stime
         todo += children.get(pid, [])
     return total
+
+
+def stage_cpu_seconds(table_path: Path) -> dict[str, tuple[float, int]]:
+    """stage -> (CPU seconds summed over rows, rows) from the ``cpu_s_<stage>`` columns every stage adds
+    (curate/stage.py: the CPU of each call, shared among its rows)."""
+    import pyarrow.parquet as pq
+
+    from reelforge.curate.stage import CPU_PREFIX
+
+    table = pq.read_table(table_path)
+    out = {}
+    for name in table.column_names:
+        if name.startswith(CPU_PREFIX):
+            vals = [v for v in table.column(name).to_pylist() if v is not None]
+            out[name[len(CPU_PREFIX):]] = (float(sum(vals)), len(vals))
+    return out
 
 
 def bare_transcode(path: Path, spans: list[tuple[float, float]], max_side: int, preset: str, crf: int) -> dict:
@@ -142,6 +161,8 @@ def main() -> None:
             summary = run_build([str(work / "in")], work / "out", cfg)
             wall, cpu = time.perf_counter() - w0, process_tree_cpu() - cpu0
             clips = pq.read_table(work / "out" / "clips.parquet", columns=["status", "start_s", "end_s"]).to_pylist()
+            stage_cpu = {"videos": stage_cpu_seconds(work / "out" / "videos.parquet"),
+                         "clips": stage_cpu_seconds(work / "out" / "clips.parquet")}
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(f"\n== {video.name}: {len(clips)} clips planned, "
@@ -157,6 +178,9 @@ def main() -> None:
                   f"{tc.preset}, crf {tc.crf}, 2 threads, one process)   build / this: wall "
                   f"{wall / base['wall']:.2f}x, CPU {cpu / max(base['cpu'], 1e-9):.2f}x")
         print("phases: " + json.dumps(summary.get("phase_s", {})))
+        for phase, per_stage in stage_cpu.items():
+            print(f"stage CPU, {phase} phase (total s / rows that ran it / s per row): " + ", ".join(
+                f"{k} {t:.2f}/{n}/{t / max(n, 1):.3f}" for k, (t, n) in per_stage.items()))
         for key in ("stage_cpu_s", "stage_s", "stages"):
             if key in summary:
                 print(f"{key}: {json.dumps(summary[key])}")

@@ -80,16 +80,16 @@ def generated_1080p(out_dir: Path) -> str:
 VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 
-def long_1080p(out_dir: Path, minutes: float) -> str:
-    """sintel_trailer_30s at 1920x1080 (x264 superfast, crf 23, encoded once), its packets copied
-    again and again with shifted timestamps to ``minutes`` of video: a long real input for the cost
-    of a 30 s encode."""
+def long_1080p(out_dir: Path, minutes: float, height: int = 1080) -> str:
+    """sintel_trailer_30s at 1920x1080 (or 16:9 at ``height``; x264 superfast, crf 23, encoded once),
+    its packets copied again and again with shifted timestamps to ``minutes`` of video: a long real
+    input for the cost of a 30 s encode."""
     from bench_build import sintel_1080p  # same folder: the one 1080p re-encode both benches use
 
-    out = out_dir / f"sintel_1080p_{minutes:g}min.mp4"
+    out = out_dir / f"sintel_{height}p_{minutes:g}min.mp4"
     if out.exists():
         return str(out)
-    one = sintel_1080p(out_dir, crf=23)
+    one = sintel_1080p(out_dir, crf=23, height=height)
     with av.open(str(one)) as inp:
         ist = inp.streams.video[0]
         packets = [p for p in inp.demux(ist) if p.size]
@@ -132,16 +132,71 @@ def memory(minutes: float, keep: str | None) -> None:
           f"({int(kept) * 3456 / 2**20:.0f} MB of uint8)")
 
 
+def run_process(cmd: list[str]) -> tuple[float, float]:
+    """(wall s, CPU s of the process and its children) of one whole process, start-up included."""
+    import os
+    import subprocess
+
+    c0 = os.times()
+    w = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - w
+    c1 = os.times()
+    return wall, (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+
+
+def processes(files: list[tuple[str, str]], repeats: int) -> None:
+    """``reelforge scenes FILE --json`` against a Python process running PySceneDetect's
+    ``detect(FILE, ContentDetector())``, each a whole process (imports, start-up, decode), taking
+    turns ``repeats`` times; medians of wall and CPU and their ratios."""
+    import os
+    import statistics
+    import sys
+
+    exe = str(Path(sys.executable).with_name("reelforge"))
+    psd = ("import sys; from scenedetect import detect, ContentDetector; "
+           "print(len(detect(sys.argv[1], ContentDetector())))")
+    print(f"whole processes, {repeats} repeats each (medians); load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'file':28s} {'res':>9s} {'frames':>6s} | {'ours wall':>9s} {'ours cpu':>8s} | {'psd wall':>8s} "
+          f"{'psd cpu':>8s} | {'wall ratio':>10s} {'cpu ratio':>9s}")
+    for name, path in files:
+        with av.open(path) as c:
+            s = c.streams.video[0]
+            res, frames = f"{s.width}x{s.height}", s.frames
+        ours, theirs = [], []
+        for _ in range(repeats):
+            ours.append(run_process([exe, "scenes", path, "--json"]))
+            theirs.append(run_process([sys.executable, "-c", psd, path]))
+        ow, oc = (statistics.median(x) for x in zip(*ours))
+        pw, pc = (statistics.median(x) for x in zip(*theirs))
+        print(f"{name:28s} {res:>9s} {frames:6d} | {ow:8.2f}s {oc:7.2f}s | {pw:7.2f}s {pc:7.2f}s | "
+              f"{pw / ow:9.1f}x {pc / oc:8.1f}x")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("videos", nargs="*", help="time these files instead (speed only; no accuracy lines)")
     ap.add_argument("--long", type=float, metavar="MINUTES",
                     help="memory instead: peak RSS of `reelforge scenes` on sintel looped to MINUTES of 1080p")
-    ap.add_argument("--keep", metavar="DIR", help="--long: build (or reuse) the long input in DIR")
+    ap.add_argument("--keep", metavar="DIR", help="--long, --processes: build (or reuse) the inputs in DIR")
+    ap.add_argument("--processes", action="store_true",
+                    help="whole processes instead: `reelforge scenes` vs PySceneDetect's detect(), start-up "
+                         "included, on sintel at 1080p looped to 2 minutes, psd_testvideo (720p) and VIDEOs")
     args = ap.parse_args()
     if args.long:
         memory(args.long, args.keep)
+        return
+    if args.processes:
+        keep = Path(args.keep or tempfile.mkdtemp(prefix="bench-scenes-proc-"))
+        keep.mkdir(parents=True, exist_ok=True)
+        files = [(Path(v).name, v) for v in args.videos] or [
+            ("sintel 1080p, 2 min (crf 23)", long_1080p(keep, 2)),
+            ("sintel 720p, 2 min (crf 23)", long_1080p(keep, 2, height=720)),
+            ("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4"))]
+        processes(files, args.repeats)
         return
     if args.videos:
         files = [(Path(v).name, v) for v in args.videos]

@@ -18,9 +18,11 @@ become a failed row. Any other exception is a bug in the stage, and the error po
 """
 from __future__ import annotations
 
+import functools
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 
 Batch = dict[str, Any]
@@ -58,9 +60,34 @@ class Resources:
     concurrency: int | None = None
 
 
+# every stage call adds ``cpu_s_<stage name>`` to each row: the process CPU seconds of the call (decoder and
+# encoder threads included) divided by the rows in the batch, so a build can say where its CPU went per clip
+CPU_PREFIX = "cpu_s_"
+
+
+def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch], Batch]:
+    @functools.wraps(call)
+    def timed(self: "Stage", batch: Batch) -> Batch:
+        c0 = time.process_time()
+        out = call(self, batch)
+        n = batch_len(out)
+        if n:
+            out[CPU_PREFIX + self.name] = [(time.process_time() - c0) / n] * n
+        return out
+
+    timed.__timed__ = True
+    return timed
+
+
 class Stage:
     """Base class: declare ``name``, ``inputs``, ``outputs``, ``resources``; implement ``process_row``
-    or override ``__call__`` for true batching."""
+    or override ``__call__`` for true batching. Every ``__call__`` is timed (``CPU_PREFIX``)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None and not getattr(call, "__timed__", False):
+            cls.__call__ = _timed(call)
 
     name: ClassVar[str] = "stage"
     inputs: ClassVar[tuple[str, ...]] = ()
@@ -85,6 +112,7 @@ class Stage:
         """Values for ``outputs`` on rows the stage skips or fails (must keep the column types stable)."""
         return {k: None for k in self.outputs}
 
+    @_timed
     def __call__(self, batch: Batch) -> Batch:
         n = batch_len(batch)
         rows = [row_at(batch, i) for i in range(n)]

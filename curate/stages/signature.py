@@ -75,8 +75,9 @@ def _shrink(plane: np.ndarray, side: int, keep: int) -> np.ndarray:
     return cv2.resize(plane, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-class _Ticks:
-    """Pools frames into ticks and hashes each when it closes; O(1) memory in the clip's length."""
+class Ticks:
+    """Pools frames into ticks and hashes each when it closes; O(1) memory in the clip's length. Feed it
+    ``add(time_s, frame)`` in presentation order, then ``pack()`` (the transcode stage does, as it encodes)."""
 
     def __init__(self):
         self.rows: list[tuple] = []
@@ -153,7 +154,7 @@ def unpack_signature(data: bytes) -> np.ndarray:
 def signature_of_frames(frames: Iterable[tuple[float, av.VideoFrame | np.ndarray]]) -> bytes:
     """Signature of ``(time_s, frame)`` pairs in presentation order; a frame is an ``av.VideoFrame`` or
     an (H, W, 3) uint8 RGB array (converted through the same swscale path a decoder's frames take)."""
-    ticks = _Ticks()
+    ticks = Ticks()
     for t, frame in frames:
         if isinstance(frame, np.ndarray):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -198,6 +199,8 @@ class SignatureStage(Stage):
         return Resources(num_cpus=1, batch_size=4)
 
     def process_row(self, row: dict) -> dict:
+        if row.get("frame_signature"):  # the transcode stage signed the frames it encoded: no second decode
+            return {"frame_signature": row["frame_signature"]}
         mp4 = row.get("mp4")
         if not mp4:
             if row.get("status", "ok") != "ok":

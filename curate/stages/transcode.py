@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from reelforge.curate.media import local_copy
-from reelforge.curate.stage import Resources, Stage
+from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 
 # a frame "matches" a planned pts if it lies within this many seconds (pts are exact floats from PyAV)
 PTS_EPS = 1e-4
@@ -64,15 +64,16 @@ class _CutOff(Exception):
     """The stream breaks off (a truncated download): the packet at ``pos`` ends past the end of the file."""
 
 
-def decode_span(path: str, start_pts: float, end_pts: float):
-    """Yield (time, rgb ndarray) for frames with start_pts <= time <= end_pts, in presentation order.
+def decode_span(path: str, start_pts: float, end_pts: float, as_frames: bool = False):
+    """Yield (time, rgb ndarray) (or ``av.VideoFrame`` with ``as_frames``) for frames with
+    start_pts <= time <= end_pts, in presentation order.
 
     A file that breaks off (a truncated download) is decoded up to its last complete packet. A span
     whose frames all come before the cut is whole; one that runs into the cut, or a decoder error
     inside the span, raises ValueError saying where decoding stopped."""
     last = None
     try:
-        for t, img in _decode_span(path, start_pts, end_pts):
+        for t, img in _decode_span(path, start_pts, end_pts, as_frames):
             last = t
             yield t, img
     except (av.error.FFmpegError, _CutOff) as exc:
@@ -95,7 +96,7 @@ def _decoded(container, stream, size: int):
         yield from packet.decode()
 
 
-def _decode_span(path: str, start_pts: float, end_pts: float):
+def _decode_span(path: str, start_pts: float, end_pts: float, as_frames: bool = False):
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -112,13 +113,211 @@ def _decode_span(path: str, start_pts: float, end_pts: float):
                 if len(pending) > 16:
                     break
                 continue
-            yield t, frame.to_ndarray(format="rgb24")
+            yield t, frame if as_frames else frame.to_ndarray(format="rgb24")
+
+
+# a span that starts more than this many seconds after the last decoded frame is reached by a seek (from
+# the keyframe before it); a nearer one by decoding on (neighbouring shots of a video share one decode)
+SEEK_GAP_S = 4.0
+# frames decoded past a span's end before it is closed: a stream with out-of-order timestamps can still
+# deliver one of its frames late (the per-span decoder before this read 16 past the end for that reason)
+LATE_FRAMES = 16
+
+
+class _SpanError(Exception):
+    """Decoding stopped before span ``index`` was complete (``cause`` says why)."""
+
+    def __init__(self, index: int, cause: BaseException):
+        super().__init__(str(cause))
+        self.index, self.cause = index, cause
+
+
+def decode_spans(path: str, spans: list[tuple[float, float]]):
+    """One decode pass over several spans of the local file ``path``: yields ``(i, time, av.VideoFrame)``
+    for every frame with ``start_i <= time <= end_i``, and ``(i, None, None)`` once span ``i`` is complete.
+
+    Spans are visited in order of their start: one near the last decoded frame is decoded on to, a far
+    one is sought. While the stream's frame times rise (the rule), the first frame past a span's end
+    closes it; once they have gone back, a span stays open for ``LATE_FRAMES`` frames past its end.
+    When decoding stops (a damaged packet, a file that breaks off), the spans whose frames were all
+    delivered are closed and the first incomplete one raises ``_SpanError``: the caller decodes it and
+    the spans after it on their own (``decode_span``), which says where decoding stopped.
+    """
+    order = sorted(range(len(spans)), key=lambda i: spans[i])
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb, size = stream.time_base, os.path.getsize(path)
+        frames, last, rising, seek_check = None, None, True, True
+        j = 0                       # spans order[:j] are closed
+        past: dict[int, int] = {}   # span -> frames decoded past its end
+        got: dict[int, float] = {}  # span -> time of its last frame
+        while j < len(order):
+            if seek_check:
+                seek_check = False
+                start = spans[order[j]][0]
+                if frames is None or last is None or start - last > SEEK_GAP_S:
+                    container.seek(int(math.floor(start / tb)), stream=stream, backward=True, any_frame=False)
+                    frames, last, rising = _decoded(container, stream, size), None, True
+            try:
+                frame = next(frames, None)
+            except (av.error.FFmpegError, _CutOff) as exc:
+                frame = exc
+            if frame is None or isinstance(frame, BaseException):
+                for k in order[j:]:
+                    if isinstance(frame, BaseException) and got.get(k, -math.inf) < spans[k][1] - PTS_EPS:
+                        raise _SpanError(k, frame)
+                    yield k, None, None  # its frames were all decoded (or the stream ended: it has what there is)
+                return
+            t = frame.time
+            if t is None:
+                continue
+            if last is not None and t <= last:
+                rising = False
+            last = t
+            for k in order[j:]:
+                a, b = spans[k]
+                if t < a - PTS_EPS:
+                    break  # sorted by start: no later span has begun either
+                if t <= b + PTS_EPS:
+                    got[k] = t
+                    yield k, t, frame
+                else:
+                    past[k] = past.get(k, 0) + 1
+            while j < len(order) and past.get(order[j], 0) >= (1 if rising else LATE_FRAMES):
+                yield order[j], None, None
+                j += 1
+                seek_check = True
+
+
+class _ClipEncoder:
+    """One clip's H.264 encoder, fed the source frames of its span one at a time.
+
+    A frame that needs no pixel work beyond scaling (upright, square pixels, no crop: the rule) goes from
+    the decoder's YUV to the encoder's yuv420p at the output size in one swscale call, as a bare
+    transcode does; only the few sampled frames are turned into RGB. Others take the RGB path (rotate,
+    stretch, crop, scale). The frame signature (``signature.py``) is taken from the frames as they go in,
+    so the near-duplicate stage does not decode the clip again.
+    """
+
+    def __init__(self, cfg: TranscodeConfig, row: dict, crop: list[int] | None):
+        from reelforge.curate.stages.signature import Ticks
+
+        self.cfg, self.row, self.crop = cfg, row, crop
+        expected = max(1, int(row["end_frame"]) - int(row["start_frame"]))
+        src_fps = float(row.get("src_fps") or 0.0) or 25.0
+        self.keep = set(_decimate(expected, src_fps, cfg.max_fps))
+        self.rate = _out_rate(src_fps, cfg.max_fps)
+        self.pick = set(np.linspace(0, len(self.keep) - 1, min(cfg.sample_frames, len(self.keep))).round()
+                        .astype(int).tolist())
+        self.rotation = int(row.get("rotation") or 0)
+        self.sar = float(row.get("sar") or 1.0)
+        self.direct = not crop and self.rotation % 360 == 0 and abs(self.sar - 1.0) <= 1e-3
+        self.ticks = Ticks()
+        self.sampled: list[tuple[int, np.ndarray]] = []
+        self.src_idx = self.n = self.w = self.h = self.sw = self.sh = 0
+        # faststart rewrites the file to put the index first (players start at once); FFmpeg does that
+        # by reopening the output by name, so encode to a scratch file rather than a BytesIO
+        tmp = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False)
+        tmp.close()
+        self.path = tmp.name
+        self.out = self.stream = None
+
+    def add(self, frame: av.VideoFrame) -> None:
+        idx, self.src_idx = self.src_idx, self.src_idx + 1
+        if idx not in self.keep:
+            return
+        if self.direct:
+            if self.stream is None:
+                self._open(frame.width, frame.height)
+            yuv = frame.reformat(width=self.w, height=self.h, format="yuv420p")
+            rgb = yuv.to_ndarray(format="rgb24") if self.n in self.pick else None
+        else:
+            img = upright(frame.to_ndarray(format="rgb24"), self.rotation)
+            if abs(self.sar - 1.0) > 1e-3:  # non-square pixels: stretch to display aspect
+                h, w = img.shape[:2]
+                img = cv2.resize(img, (max(2, int(round(w * self.sar))), h), interpolation=cv2.INTER_AREA)
+            if self.crop:
+                img = img[self.crop[1]:self.crop[3], self.crop[0]:self.crop[2]]
+            if self.stream is None:  # size is known once the first frame is upright and cropped
+                self._open(img.shape[1], img.shape[0])
+            if img.shape[1] != self.w or img.shape[0] != self.h:
+                img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
+            rgb = np.ascontiguousarray(img)
+            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        if rgb is not None:
+            small = cv2.resize(rgb, (self.sw, self.sh), interpolation=cv2.INTER_AREA) \
+                if (self.sw, self.sh) != (self.w, self.h) else rgb
+            self.sampled.append((self.n, small))
+        self.ticks.add(float(self.n / self.rate), yuv)
+        yuv.pts, yuv.time_base = self.n, 1 / self.rate  # constant frame rate output
+        for packet in self.stream.encode(yuv):
+            self.out.mux(packet)
+        self.n += 1
+
+    def _open(self, width: int, height: int) -> None:
+        cfg = self.cfg
+        self.w, self.h = output_size(width, height, cfg.max_side)
+        ss = min(1.0, cfg.sample_short_side / min(self.w, self.h))
+        self.sw, self.sh = max(2, int(round(self.w * ss))), max(2, int(round(self.h * ss)))
+        self.out = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
+        self.stream = self.out.add_stream("libx264", rate=self.rate)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = self.w, self.h, "yuv420p"
+        self.stream.options = {"crf": str(cfg.crf), "preset": cfg.preset, "threads": str(cfg.threads)}
+
+    def finish(self) -> dict:
+        """The row's transcode outputs (or a failed status when no frame of the span decoded)."""
+        try:
+            if self.out is not None:
+                for packet in self.stream.encode():
+                    self.out.mux(packet)
+                self.out.close()
+                self.out = None
+            if self.n == 0:
+                return {"status": "failed", "reason": "transcode: no frame decoded in the clip span"}
+            with open(self.path, "rb") as f:
+                mp4 = f.read()
+        finally:
+            self.close()
+        return {"mp4": mp4, "num_frames": self.n, "fps": float(self.rate), "width": self.w, "height": self.h,
+                "duration_s": self.n / float(self.rate), "crop_box": self.crop,
+                "frames": np.stack([img for _, img in self.sampled]),
+                "frame_times": [float(i / self.rate) for i, _ in self.sampled],
+                "frame_signature": self.ticks.pack()}
+
+    def close(self) -> None:
+        if self.out is not None:
+            try:
+                self.out.close()
+            except av.error.FFmpegError:
+                pass  # discarding a half-written clip
+            self.out = None
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _decimate(n: int, src_fps: float, max_fps: float) -> list[int]:
+    """Indices of source frames to keep so the output rate is <= max_fps (even spacing)."""
+    if src_fps <= max_fps + 1e-3:
+        return list(range(n))
+    step = src_fps / max_fps
+    return sorted({min(n - 1, int(round(i * step))) for i in range(int(n / step))}) or [0]
+
+
+def _out_rate(src_fps: float, max_fps: float) -> Fraction:
+    if src_fps <= max_fps + 1e-3:
+        return Fraction(src_fps).limit_denominator(1001)
+    return Fraction(max_fps).limit_denominator(1001)
 
 
 class Transcode(Stage):
+    """Clips of one source in a batch share one decode pass (``decode_spans``): neighbouring shots are
+    decoded once, not each from the keyframe before it."""
+
     name = "transcode"
     inputs = ("video_path", "start_pts", "end_pts", "rotation", "sar", "src_fps")
-    outputs = ("mp4", "num_frames", "fps", "width", "height", "duration_s", "crop_box", "frames", "frame_times")
+    outputs = ("mp4", "num_frames", "fps", "width", "height", "duration_s", "crop_box", "frames", "frame_times",
+               "frame_signature")
 
     def __init__(self, cfg: TranscodeConfig | None = None):
         self.cfg = cfg or TranscodeConfig()
@@ -129,32 +328,89 @@ class Transcode(Stage):
 
     def default_outputs(self) -> dict:
         return {"mp4": b"", "num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "duration_s": 0.0,
-                "crop_box": None, "frames": None, "frame_times": None}
+                "crop_box": None, "frames": None, "frame_times": None, "frame_signature": None}
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = [row_at(batch, i) for i in range(batch_len(batch))]
+        by_video: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            row.update(self.default_outputs())
+            if row.get("status", "ok") in self.acts_on:
+                by_video.setdefault(row["video_path"], []).append(i)
+        for path, idx in by_video.items():
+            results = self._transcode_video(path, [rows[i] for i in idx])
+            for i, res in zip(idx, results):
+                if isinstance(res, BaseException):
+                    res = {"status": "failed", "reason": error_reason(self.name, res, self.on_error)}
+                rows[i].update(res)
+        return rows_to_batch(rows, like=batch)
 
     def process_row(self, row: dict) -> dict:
-        cfg = self.cfg
-        expected = max(1, int(row["end_frame"]) - int(row["start_frame"]))
-        src_fps = float(row.get("src_fps") or 0.0) or 25.0
-        keep = self._decimate(expected, src_fps)
-        out_rate = self._out_rate(src_fps)
-        pick = set(np.linspace(0, len(keep) - 1, min(cfg.sample_frames, len(keep))).round().astype(int).tolist())
-        with local_copy(row["video_path"]) as local:
-            crop = self._crop_box(local, row) if cfg.crop_borders else None
-            # frames stream from the decoder into the encoder: a long 4K span never sits in memory
-            mp4, (w, h), n, sampled = self._encode(self._frames(local, row), set(keep), pick, crop, out_rate)
-        if n == 0:
-            return {"status": "failed", "reason": "transcode: no frame decoded in the clip span"}
-        return {
-            "mp4": mp4, "num_frames": n, "fps": float(out_rate), "width": w, "height": h,
-            "duration_s": n / float(out_rate), "crop_box": crop,
-            "frames": np.stack([img for _, img in sampled]),
-            "frame_times": [float(i / out_rate) for i, _ in sampled],
-        }
+        res = self._transcode_video(row["video_path"], [row])[0]
+        if isinstance(res, BaseException):
+            raise res
+        return res
+
+    def _transcode_video(self, path: str, rows: list[dict]) -> list[dict | BaseException]:
+        """Outputs (or the exception) of each clip row of the source ``path``, in the rows' order."""
+        results: list[dict | BaseException | None] = [None] * len(rows)
+        try:
+            with local_copy(path) as local:
+                crops = []
+                for i, row in enumerate(rows):
+                    try:
+                        crops.append(self._crop_box(local, row) if self.cfg.crop_borders else None)
+                    except Exception as exc:  # noqa: BLE001 - the row's own error, judged by the caller
+                        results[i], crops = exc, crops + [None]
+                todo = [i for i in range(len(rows)) if results[i] is None]
+                rest = self._encode_spans(local, rows, crops, todo, results)
+                for i in rest:  # after a decoding error: each on its own, as a single-span decode says why
+                    try:
+                        results[i] = self._encode_one(local, rows[i], crops[i])
+                    except Exception as exc:  # noqa: BLE001
+                        results[i] = exc
+        except Exception as exc:  # noqa: BLE001 - fetching the source failed: every row says so
+            results = [r if r is not None else exc for r in results]
+        return results
+
+    def _encode_spans(self, local: str, rows: list[dict], crops: list, todo: list[int], results: list) -> list[int]:
+        """Encode the rows ``todo`` from one decode pass; returns the rows left when decoding stopped."""
+        if not todo:
+            return []
+        spans = [(float(rows[i]["start_pts"]), float(rows[i]["end_pts"])) for i in todo]
+        encoders: dict[int, _ClipEncoder] = {}
+        try:
+            for k, t, frame in decode_spans(local, spans):
+                i = todo[k]
+                if frame is None:
+                    enc = encoders.pop(k, None) or _ClipEncoder(self.cfg, rows[i], crops[i])
+                    results[i] = enc.finish()
+                    continue
+                if k not in encoders:
+                    encoders[k] = _ClipEncoder(self.cfg, rows[i], crops[i])
+                encoders[k].add(frame)
+        except _SpanError:
+            return [i for i in todo if results[i] is None]
+        finally:
+            for enc in encoders.values():
+                enc.close()
+        return []
+
+    def _encode_one(self, local: str, row: dict, crop) -> dict:
+        enc = _ClipEncoder(self.cfg, row, crop)
+        try:
+            for _, frame in decode_span(local, float(row["start_pts"]), float(row["end_pts"]), as_frames=True):
+                enc.add(frame)
+            return enc.finish()
+        finally:
+            enc.close()
 
     def _crop_box(self, local: str, row: dict) -> list[int] | None:
         """Letterbox/pillarbox crop from a few frames of the span (a second, sampled decode)."""
         from reelforge.curate.stages.borders import detect_letterbox
-        frames = [img for _, img in self._frames(local, row)]
+        frames = [img for _, img in self._rgb_frames(local, row)]
+        if not frames:
+            return None
         probe = np.stack([frames[i] for i in np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)])
         del frames
         x0, y0, x1, y1 = (int(v) for v in detect_letterbox(probe))
@@ -163,7 +419,7 @@ class Transcode(Stage):
             return None
         return [x0, y0, x1, y1]
 
-    def _frames(self, local: str, row: dict):
+    def _rgb_frames(self, local: str, row: dict):
         sar = float(row.get("sar") or 1.0)
         for t, img in decode_span(local, float(row["start_pts"]), float(row["end_pts"])):
             img = upright(img, int(row.get("rotation") or 0))
@@ -171,64 +427,3 @@ class Transcode(Stage):
                 h, w = img.shape[:2]
                 img = cv2.resize(img, (max(2, int(round(w * sar))), h), interpolation=cv2.INTER_AREA)
             yield t, img
-
-    def _decimate(self, n: int, src_fps: float) -> list[int]:
-        """Indices of source frames to keep so the output rate is <= max_fps (even spacing)."""
-        if src_fps <= self.cfg.max_fps + 1e-3:
-            return list(range(n))
-        step = src_fps / self.cfg.max_fps
-        return sorted({min(n - 1, int(round(i * step))) for i in range(int(n / step))}) or [0]
-
-    def _out_rate(self, src_fps: float) -> Fraction:
-        if src_fps <= self.cfg.max_fps + 1e-3:
-            return Fraction(src_fps).limit_denominator(1001)
-        return Fraction(self.cfg.max_fps).limit_denominator(1001)
-
-    def _encode(self, frames, keep: set[int], pick: set[int], crop, rate: Fraction):
-        """Encode kept frames; returns (mp4 bytes, (w, h), frames encoded, [(out_index, small rgb)])."""
-        # faststart rewrites the file to put the index first (players start at once); FFmpeg does that
-        # by reopening the output by name, so encode to a scratch file rather than a BytesIO
-        tmp = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False)
-        tmp.close()
-        sampled: list[tuple[int, np.ndarray]] = []
-        try:
-            data = self._encode_to(tmp.name, frames, keep, pick, crop, rate, sampled)
-        finally:
-            os.unlink(tmp.name)
-        return data
-
-    def _encode_to(self, path, frames, keep, pick, crop, rate, sampled):
-        cfg = self.cfg
-        n = 0
-        w = h = sw = sh = 0
-        with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            vs = None
-            for src_idx, (_, img) in enumerate(frames):
-                if src_idx not in keep:
-                    continue
-                if crop:
-                    img = img[crop[1]:crop[3], crop[0]:crop[2]]
-                if vs is None:  # size is known once the first frame is upright and cropped
-                    w, h = output_size(img.shape[1], img.shape[0], cfg.max_side)
-                    ss = min(1.0, cfg.sample_short_side / min(w, h))
-                    sw, sh = max(2, int(round(w * ss))), max(2, int(round(h * ss)))
-                    vs = out.add_stream("libx264", rate=rate)
-                    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-                    vs.options = {"crf": str(cfg.crf), "preset": cfg.preset, "threads": str(cfg.threads)}
-                if img.shape[1] != w or img.shape[0] != h:
-                    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-                img = np.ascontiguousarray(img)
-                if n in pick:
-                    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA) if (sw, sh) != (w, h) else img
-                    sampled.append((n, small))
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-                vf.pts, vf.time_base = n, 1 / rate  # constant frame rate output
-                for packet in vs.encode(vf):
-                    out.mux(packet)
-                n += 1
-            if vs is not None:
-                for packet in vs.encode():
-                    out.mux(packet)
-        with open(path, "rb") as f:
-            data = f.read() if n else b""
-        return data, (w, h), n, sampled
