@@ -35,25 +35,50 @@ def apply_compile(blocks: list[nn.Module]) -> None:
         block.compile()
 
 
-def apply_fsdp(model: nn.Module, blocks: list[nn.Module], param_dtype: torch.dtype | None) -> None:
-    """FSDP2: each block its own unit (gathered just before use, freed after), the rest in the root."""
+def apply_fsdp(model: nn.Module, blocks: list[nn.Module], param_dtype: torch.dtype | None,
+               group_units: list[nn.Module] = ()) -> None:
+    """FSDP2: each block its own unit (gathered just before use, freed after), then each param group's
+    module (``group_units``: a generator and a discriminator are sharded apart), the rest in the root.
+
+    Why separate units for separately-stepped modules: FSDP2 gathers a unit's parameters in its forward
+    and frees them after its backward, re-gathering them in the pre-backward hook on that unit's outputs.
+    A module called inside another unit's forward (a critic owned by the root) has no hook of its own, so
+    a second backward through it (the discriminator's loss after the generator's) would run on freed
+    weights; as its own unit it is re-gathered for every backward that reaches it."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-    for block in blocks:
-        fully_shard(block, mp_policy=mp)
+    for unit in list(blocks) + list(group_units):
+        fully_shard(unit, mp_policy=mp)
     fully_shard(model, mp_policy=mp)
 
 
+def group_modules(model: nn.Module, groups: dict[str, list[nn.Parameter]]) -> dict[str, nn.Module]:
+    """For each param group, the submodule whose parameters are exactly that group's (FSDP2 units).
+    Raises when a group is not one submodule's parameters: FSDP2 could not shard it apart."""
+    found = {}
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    for key, params in groups.items():
+        ids = {id(p) for p in params}
+        match = [m for _, m in modules if {id(p) for p in m.parameters()} == ids]
+        if not match:
+            raise ValueError(f"parallel: fsdp with several param groups shards each group as its own unit, but "
+                             f"group {key!r} is not exactly the parameters of one submodule; make each group one "
+                             f"module's parameters (e.g. model.vae, model.disc) or use parallel: ddp")
+        found[key] = match[0]
+    return found
+
+
 def parallelize(model: nn.Module, blocks: list[nn.Module], *, parallel: str, world_size: int,
-                activation_checkpointing: bool, compile: bool, param_dtype: torch.dtype | None) -> None:
+                activation_checkpointing: bool, compile: bool, param_dtype: torch.dtype | None,
+                group_units: list[nn.Module] = ()) -> None:
     """In place, in torchtitan's order: activation checkpointing, compile, then sharding."""
     if activation_checkpointing:
         apply_activation_checkpointing(blocks)
     if compile:
         apply_compile(blocks)
     if parallel == "fsdp" and world_size > 1:
-        apply_fsdp(model, blocks, param_dtype)
+        apply_fsdp(model, blocks, param_dtype, group_units)
 
 
 def broadcast_params(model: nn.Module) -> None:

@@ -79,7 +79,9 @@ class TrainTask:
         Several keys: each loss is backpropagated into its own parameter group only (the trainer calls
         ``torch.autograd.backward`` per key restricted to that group's parameters), so a generator loss
         that runs through the discriminator does not write discriminator gradients. Under
-        ``parallel: fsdp`` a step may return one loss only (FSDP2 reduces gradients once per forward)."""
+        ``parallel: fsdp`` with several groups, each group must be exactly one submodule's parameters
+        (it becomes its own FSDP2 unit; see train/parallelize.py ``apply_fsdp``), and each loss is
+        backpropagated in full with the other groups' gradients discarded, in the order of the dict."""
         raise NotImplementedError
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:

@@ -28,7 +28,7 @@ from torch import nn
 from reelforge.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from reelforge.train.ema import EMA
 from reelforge.train.metrics import MetricLogger, peak_flops
-from reelforge.train.parallelize import allreduce_grads, broadcast_params, full_state, parallelize
+from reelforge.train.parallelize import allreduce_grads, broadcast_params, full_state, group_modules, parallelize
 from reelforge.train.task import TrainTask, batch_size_of
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,11 @@ class Trainer:
         names = {id(p): n for n, p in model.named_parameters()}
         group_names = {k: [names[id(p)] for p in ps] for k, ps in self.groups.items()}
         self.fsdp = cfg.parallel == "fsdp" and world_size > 1
+        units = list(group_modules(model, self.groups).values()) if self.fsdp and len(self.groups) > 1 else []
         model.to(self.device)
         parallelize(model, task.blocks(model), parallel=cfg.parallel, world_size=world_size,
                     activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
-                    param_dtype=self.amp_dtype)
+                    param_dtype=self.amp_dtype, group_units=units)
         live = dict(model.named_parameters())
         self.groups = {k: [live[n] for n in ns] for k, ns in group_names.items()}
         self.model = model
@@ -141,6 +142,7 @@ class Trainer:
         self.peak = peak_flops(self.device, cfg.peak_tflops)
         self._eval_model: nn.Module | None = None
         self.history: list[dict] = []  # the scalars of every logged step (tests compare runs with it)
+        self._kept_grads: dict[int, torch.Tensor] = {}   # FSDP, several losses: grads set aside per group
 
     # --- set-up helpers ---------------------------------------------------------------------------
     def _check_groups(self, model: nn.Module) -> None:
@@ -253,6 +255,7 @@ class Trainer:
             stepped |= set(losses)
             for k, v in {**{f"loss/{k}": float(l.detach()) for k, l in losses.items()}, **logs}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+        self._restore_set_aside()
         scalars = {}
         for key in sorted(stepped):
             params = self.groups[key]
@@ -277,8 +280,7 @@ class Trainer:
         if not keys:
             raise ValueError("the task returned no loss for this step")
         for i, key in enumerate(keys):
-            unknown = key not in self.groups
-            if unknown:
+            if key not in self.groups:
                 raise KeyError(f"loss {key!r} has no param group (groups: {sorted(self.groups)})")
             loss = losses[key] / self.cfg.grad_accum
             retain = i < len(keys) - 1
@@ -286,14 +288,31 @@ class Trainer:
                 loss.backward()
             elif not self.fsdp:
                 torch.autograd.backward(loss, inputs=self.groups[key], retain_graph=retain)
-            elif len(keys) > 1:
-                # FSDP2 reduce-scatters each unit's gradients once per forward, in its post-backward
-                # hook: a second backward through the same forward would not be reduced (measured:
-                # the losses drift from the replicated run's). One loss per step is exact under FSDP.
-                raise NotImplementedError(f"parallel: fsdp takes one loss per step, this step gave {keys}; "
-                                          "train this task with parallel: ddp")
             else:
-                loss.backward()
+                # FSDP2 reduce-scatters every unit a backward reaches into its sharded grads, and those
+                # grads cannot be restricted with ``inputs`` (autograd sees the gathered parameters). So
+                # each loss backpropagates fully; the grads of its own group are set aside and the rest
+                # (the generator's loss reaching the discriminator) dropped before the next loss.
+                loss.backward(retain_graph=retain)
+                self._set_aside(key)
+
+    def _set_aside(self, key: str) -> None:
+        for p in self.groups[key]:
+            if p.grad is not None:
+                kept = self._kept_grads.get(id(p))
+                self._kept_grads[id(p)] = p.grad if kept is None else kept + p.grad
+        for params in self.groups.values():
+            for p in params:
+                p.grad = None
+
+    def _restore_set_aside(self) -> None:
+        """Put the set-aside grads back after the last micro-batch (before clipping and the step)."""
+        if not self._kept_grads:
+            return
+        for params in self.groups.values():
+            for p in params:
+                p.grad = self._kept_grads.get(id(p))
+        self._kept_grads = {}
 
     def _to_device(self, batch: Any) -> Any:
         if isinstance(batch, dict):

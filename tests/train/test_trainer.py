@@ -105,6 +105,13 @@ def _gloo_worker(rank, world_size, port, out):
             t = Trainer(ToyTask(critic_from=100, noise=False), _cfg(**kw), Path(out, run_dir), rank, world_size)
             t.fit()
             runs[name] = _losses(t.history)
+        # FSDP2 with two losses per step (the GAN shape: the model's loss runs through the critic, the
+        # critic's loss through a second forward of it; each group sharded as its own unit)
+        for name, kw in [("ddp_gan", {}), ("fsdp_gan", {"parallel": "fsdp"}),
+                         ("fsdp_gan_accum", {"parallel": "fsdp", "grad_accum": 2}), ("ddp_gan_accum", {"grad_accum": 2})]:
+            t = Trainer(ToyTask(critic_from=2, noise=False), _cfg(**kw), Path(out, name), rank, world_size)
+            t.fit()
+            runs[name] = _losses(t.history)
         if rank == 0:
             Path(out, "histories.json").write_text(json.dumps(runs))
     finally:
@@ -113,7 +120,8 @@ def _gloo_worker(rank, world_size, port, out):
 
 def test_two_ranks_resume_exactly(tmp_path):
     """Two gloo ranks without Ray: the per-rank loader state and RNG come back from the checkpoint;
-    FSDP2 gives the replicated run's losses and resumes exactly too."""
+    FSDP2 gives the replicated run's losses and resumes exactly too, with one loss per step and with
+    two (a model and a critic stepped by their own optimizers, with and without grad accumulation)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -125,6 +133,10 @@ def test_two_ranks_resume_exactly(tmp_path):
     assert len(runs["full"]) == 8 and runs["cut"] + runs["rest"] == runs["full"]
     assert runs["fsdp_cut"] + runs["fsdp_rest"] == runs["fsdp"]
     np.testing.assert_allclose([x[1] for x in runs["fsdp"]], [x[1] for x in runs["ddp1"]], rtol=1e-4)
+    for fsdp, ddp in (("fsdp_gan", "ddp_gan"), ("fsdp_gan_accum", "ddp_gan_accum")):
+        assert [x[2] for x in runs[fsdp]][2:] and all(x[2] is not None for x in runs[fsdp][2:])
+        np.testing.assert_allclose([x[1:] for x in runs[fsdp][2:]], [x[1:] for x in runs[ddp][2:]], rtol=1e-4)
+        np.testing.assert_allclose([x[1] for x in runs[fsdp]], [x[1] for x in runs[ddp]], rtol=1e-4)
     assert (tmp_path / "cut" / "checkpoints" / "step_00000003" / "rank_1.pt").exists()
 
 
