@@ -18,7 +18,8 @@ import yaml
 
 from reelforge.config import to_dict
 from reelforge.curate.filters import FiltersConfig
-from reelforge.curate.report import add_parser, histogram, section_bounds, write_report
+from reelforge.curate.report import add_parser, write_report
+from reelforge.curate.report.numbers import NOT_BOUNDS, THRESHOLDS, Bound, histogram, section_bounds
 from reelforge.curate.stages.motion import MotionConfig
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
 
@@ -180,6 +181,39 @@ def test_missing_columns_and_empty_datasets_still_report(tmp_path):
         write_report(tmp_path / "nope")
 
 
+# a non-"off" value for keys whose default switches them off, so the probe below has a bound to find
+ON_VALUES = {"max_motion": 0.05, "max_jitter": 0.01, "max_text_boxes": 3, "max_text_box": 0.5, "max_nsfw_alone": 0.9}
+# what else a row needs for a check to reach the key (nsfw: NudeNet scored it, and does not agree)
+PROBE_CONTEXT = {("nsfw", "max_nsfw_alone"): {"nsfw_exposed": 0.0}, ("dedup", "threshold"): {"dedup_of": "x"}}
+
+
+@pytest.mark.parametrize("section,key,column", [(s, k, c) for s, entries in THRESHOLDS.items() for k, c, _ in entries],
+                         ids=lambda v: str(v))
+def test_each_declared_threshold_is_what_the_check_enforces(section, key, column):
+    cfg = getattr(FiltersConfig(), section)
+    value = ON_VALUES.get(key, getattr(cfg, key))
+    cfg = type(cfg)(**{**to_dict(cfg), key: value})
+    kind = "max" if key == "threshold" else key.split("_", 1)[0]
+    beyond, within = (value * 0.5, value * 1.5) if kind == "min" else (value * 1.5 + 1e-3, value * 0.5)
+    ctx = PROBE_CONTEXT.get((section, key), {})
+    why = cfg.check({**ctx, column: beyond})
+    assert why and f"{float(value):.4g}" in why.replace(f"{float(value):g}", f"{float(value):.4g}"), why
+    assert cfg.check({**ctx, column: within}) is None
+    assert [b.key for b in section_bounds(section, cfg) if b.column == column and b.key == key] == [key]
+
+
+def test_every_filter_threshold_key_is_declared():
+    import dataclasses
+
+    for f in dataclasses.fields(FiltersConfig):
+        keys = {x.name for x in dataclasses.fields(f.type if isinstance(f.type, type) else
+                                                   type(getattr(FiltersConfig(), f.name)))
+                if x.name.startswith(("min_", "max_")) or x.name == "threshold"}
+        declared = {k for k, _, _ in THRESHOLDS.get(f.name, ())} | NOT_BOUNDS.get(f.name, set())
+        assert keys <= declared, (f"curate.filters.{f.name}: {sorted(keys - declared)} bound no column the report "
+                                  f"knows: add them to THRESHOLDS (or NOT_BOUNDS) in curate/report/numbers.py")
+
+
 def test_bounds_come_from_each_sections_check():
     bounds = section_bounds("motion", MotionConfig(min_motion=0.002, max_motion=0.0, max_jitter=0.01))
     got = {(b.column, b.key, b.kind, b.value) for b in bounds}
@@ -190,8 +224,6 @@ def test_bounds_come_from_each_sections_check():
 
 
 def test_histogram_goes_log_for_wide_ranges_and_shows_near_thresholds():
-    from reelforge.curate.report import Bound
-
     rows = [{"status": "ok", "m": v} for v in (1e-6, 1e-4, 1e-2, 0.0)] + [{"status": "failed", "m": 5.0}]
     h = histogram(rows, "m", [Bound("m", "motion", "min_motion", "min", 5e-4)])
     assert h["log"] and h["n"] == 4 and h["zeros_in_first_bin"] == 1 and sum(h["kept"]) == 4

@@ -19,7 +19,7 @@ DEFAULT_YAML = Path(__file__).resolve().parents[2] / "configs" / "build" / "defa
 
 
 def test_execution_decisions_and_report_follow_the_one_list():
-    from reelforge.curate import report
+    from reelforge.curate.report import numbers as report
 
     filters = [e.name for e in STAGES if e.sections and e.sections[0].startswith("filters.")]
     assert list(FILTER_ORDER) == filters
