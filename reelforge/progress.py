@@ -5,7 +5,7 @@
 CI, a pipe) a redrawn bar becomes one line per redraw, so it prints instead one plain line every
 ``REELFORGE_PROGRESS_SECONDS`` (default 15) and a last one when the phase ends:
 
-    clips: 120/480 clip, 2.31 clip/s, 52 s, ETA 2m36s
+    videos: 120/480 video, 2.31 video/s, 52s, ETA 2m36s, clips=1870
 
 A 20-second phase therefore logs one line, an hour-long phase about 240. Ray Data's own progress
 output is switched off in ``reelforge.cluster.init_ray`` (``ray.progress_bars`` turns it back on).
@@ -51,6 +51,7 @@ class LineProgress:
         self.file = file or sys.stderr
         self.interval = _interval() if interval is None else interval
         self.n = 0
+        self.postfix: dict = {}
         self.t0 = self.last = time.monotonic()
         self.closed = False
 
@@ -64,6 +65,7 @@ class LineProgress:
             parts.append(f"ETA {_duration((self.total - self.n) / rate)}")
         elif self.closed:
             parts.append("done")
+        parts += [f"{k}={v}" for k, v in self.postfix.items()]
         return ", ".join(parts)
 
     def update(self, n: int = 1) -> None:
@@ -72,6 +74,10 @@ class LineProgress:
         if now - self.last >= self.interval:
             self.last = now
             self._print(now)
+
+    def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs) -> None:
+        """tqdm's ``set_postfix``: extra ``key=value`` fields shown on the next line."""
+        self.postfix = {**(ordered_dict or {}), **kwargs}
 
     def close(self) -> None:
         if self.closed:
