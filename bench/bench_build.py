@@ -93,6 +93,26 @@ def stage_cpu_seconds(table_path: Path) -> dict[str, tuple[float, int]]:
     return out
 
 
+def scored_after_cheap_drop(clips_path: Path) -> tuple[float, int]:
+    """(CPU seconds, clips) the model stages spent on clips that a filter earlier in the stage list
+    removed: what not scoring dropped clips would save (scores are kept today so --refilter can
+    re-decide every clip)."""
+    import pyarrow.parquet as pq
+
+    from reelforge.curate.stage import CPU_PREFIX
+    from reelforge.curate.stage_list import STAGES
+
+    names = [e.name for e in STAGES]
+    cheap = names[:names.index("aesthetic")]
+    rows = pq.read_table(clips_path).to_pylist()
+    total, n = 0.0, 0
+    for r in rows:
+        if r["status"] == "filtered" and str(r.get("reason") or "").split(":")[0] in cheap:
+            cpu = sum(r.get(CPU_PREFIX + m) or 0.0 for m in names[names.index("aesthetic"):names.index("near_dup")])
+            total, n = total + cpu, n + (cpu > 0)
+    return total, n
+
+
 def bare_transcode(path: Path, spans: list[tuple[float, float]], max_side: int, preset: str, crf: int) -> dict:
     """Decode each span of ``path`` (seek to the keyframe before it), scale so the longer side is at
     most ``max_side`` (even sizes), encode H.264 in memory; one process, 2 encoder threads."""
@@ -145,6 +165,7 @@ def main() -> None:
     from reelforge.cli import _load_build_config
     from reelforge.cluster import init_ray
     from reelforge.curate.pipeline import run_build
+    from reelforge.curate.stage import CPU_PREFIX
 
     keep = Path(args.keep or tempfile.mkdtemp(prefix="bench-build-in-"))
     keep.mkdir(parents=True, exist_ok=True)
@@ -160,24 +181,30 @@ def main() -> None:
             cpu0, w0 = process_tree_cpu(), time.perf_counter()
             summary = run_build([str(work / "in")], work / "out", cfg)
             wall, cpu = time.perf_counter() - w0, process_tree_cpu() - cpu0
-            clips = pq.read_table(work / "out" / "clips.parquet", columns=["status", "start_s", "end_s"]).to_pylist()
+            clips = pq.read_table(work / "out" / "clips.parquet",
+                                  columns=["status", "start_s", "end_s", CPU_PREFIX + "transcode"]).to_pylist()
             stage_cpu = {"videos": stage_cpu_seconds(work / "out" / "videos.parquet"),
                          "clips": stage_cpu_seconds(work / "out" / "clips.parquet")}
+            wasted = scored_after_cheap_drop(work / "out" / "clips.parquet")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(f"\n== {video.name}: {len(clips)} clips planned, "
               f"{sum(r['status'] == 'ok' for r in clips)} ok ==")
-        print(f"reelforge build         wall {wall:7.1f} s   CPU {cpu:7.1f} s (driver + Ray workers alive at the end)")
-        # the build transcodes every planned clip (scores are taken on the transcoded clip), and keeps
-        # the ok ones: both are baselines
-        for label, keep in (("planned", lambda r: r["start_s"] is not None), ("ok", lambda r: r["status"] == "ok")):
+        print(f"reelforge build            wall {wall:7.1f} s   CPU {cpu:7.1f} s (driver + Ray workers alive at the end)")
+        # the build transcodes every clip the clip policy keeps (scores are taken on the transcoded
+        # clip: the rows its transcode stage ran on), and publishes the ok ones: both are baselines
+        transcoded = CPU_PREFIX + "transcode"
+        for label, keep in (("transcoded", lambda r: r[transcoded] is not None),
+                            ("ok", lambda r: r["status"] == "ok")):
             spans = sorted((r["start_s"], r["end_s"]) for r in clips if keep(r))
             base = bare_transcode(video, spans, tc.max_side, tc.preset, tc.crf)
-            print(f"bare transcode, {label:7s} wall {base['wall']:7.1f} s   CPU {base['cpu']:7.1f} s   "
+            print(f"bare transcode, {label:10s} wall {base['wall']:7.1f} s   CPU {base['cpu']:7.1f} s   "
                   f"({len(spans)} spans, {sum(b - a for a, b in spans):.1f} s, {base['frames']} frames, {tc.max_side} px, "
                   f"{tc.preset}, crf {tc.crf}, 2 threads, one process)   build / this: wall "
                   f"{wall / base['wall']:.2f}x, CPU {cpu / max(base['cpu'], 1e-9):.2f}x")
         print("phases: " + json.dumps(summary.get("phase_s", {})))
+        print(f"model stages' CPU on clips a cheaper filter (before them in the stage list) removed: "
+              f"{wasted[0]:.2f} s over {wasted[1]} clips")
         for phase, per_stage in stage_cpu.items():
             print(f"stage CPU, {phase} phase (total s / rows that ran it / s per row): " + ", ".join(
                 f"{k} {t:.2f}/{n}/{t / max(n, 1):.3f}" for k, (t, n) in per_stage.items()))

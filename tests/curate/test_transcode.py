@@ -106,3 +106,40 @@ def test_odd_frame_size_source(tmp_path):
     assert out["status"] == "ok" and out["num_frames"] == 20
     assert (out["width"], out["height"]) == (320, 240)
     assert len(decord.VideoReader(io.BytesIO(out["mp4"]))) == 20
+
+
+def _batch(rows, **cfg):
+    out = Transcode(TranscodeConfig(**cfg))({k: [r[k] for r in rows] for k in rows[0]})
+    return [{k: v[i] for k, v in out.items()} for i in range(len(rows))]
+
+
+def test_clips_of_one_source_share_a_decode_and_match_one_at_a_time(shared_media):
+    """Spans of sintel in one batch (neighbours decoded on, one far span sought, listed out of order)
+    give the same clips as each span alone: frame counts, sampled frames, and a frame signature
+    taken from the encoded frames that matches the one decoded from the clip's mp4."""
+    from reelforge.curate.stages.signature import signature_of_video, unpack_signature
+
+    path = shared_media / "sintel_trailer_10s.mp4"
+    rows = [_row(path, 0, 30), _row(path, 200, 230), _row(path, 32, 70), _row(path, 72, 73)]
+    together = _batch(rows)
+    alone = [_run(r) for r in rows]
+    for t, a, r in zip(together, alone, rows):
+        assert t["status"] == a["status"] == "ok"
+        assert t["num_frames"] == a["num_frames"] == r["end_frame"] - r["start_frame"]
+        assert np.array_equal(t["frames"], a["frames"]) and t["frame_times"] == a["frame_times"]
+        ours, decoded = unpack_signature(t["frame_signature"]), unpack_signature(signature_of_video(t["mp4"]))
+        assert np.array_equal(ours["tick"], decoded["tick"])
+        bits = [int(np.unpackbits((x ^ y).view(np.uint8)).sum()) for x, y in zip(ours["hash"], decoded["hash"])]
+        assert max(bits, default=0) <= 12  # the near-duplicate search allows 40 of 256
+    # the first frame of each clip is its own: the 200-230 clip does not start where 32-70 ended
+    first = [decord.VideoReader(io.BytesIO(t["mp4"]))[0].asnumpy().astype(int) for t in together]
+    assert np.abs(first[1] - first[2]).mean() > 10
+
+
+def test_a_bad_row_in_a_batch_fails_alone(video, tmp_path):
+    bad = tmp_path / "gone.mp4"
+    bad.write_text("not a video\n" * 100)
+    rows = [_row(video, 0, 10), dict(_row(video, 12, 20), video_path=str(bad)), _row(video, 30, 50)]
+    out = _batch(rows)
+    assert [o["status"] for o in out] == ["ok", "failed", "ok"]
+    assert [o["num_frames"] for o in out] == [10, 0, 20]
