@@ -19,7 +19,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PKG=$(mktemp -d)/pkg; mkdir -p "$PKG/reelforge"
 for f in reelforge/*.py; do ln -s "$ROOT/$f" "$PKG/reelforge/"; done
-for d in curate recaption shards train; do ln -s "$ROOT/$d" "$PKG/reelforge/$d"; done
+# every "reelforge.X" = "folder" mapping of pyproject.toml's package-dir
+for d in $(sed -n 's/^"reelforge\.\([a-z_]*\)" = "\([a-z_]*\)"$/\2/p' pyproject.toml); do ln -s "$ROOT/$d" "$PKG/reelforge/$d"; done
 export PYTHONPATH="$PKG:$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 LOG="$OUT/suite.log"
 START=$(date +%s)
@@ -28,6 +29,7 @@ echo "gpu_suite $(date -u +%FT%TZ) tiny=$TINY budget=${BUDGET}s commit $(git rev
 # run NAME MIN_S MAX_S CMD...: under min(MAX_S, what is left) seconds, skipped when less than MIN_S is left
 run() {
   local name=$1 min=$2 max=$3; shift 3
+  if [ -n "${ONLY:-}" ] && ! [[ $name =~ $ONLY ]]; then return; fi   # ONLY='caption|dit-l': a rerun of some
   local left=$(( BUDGET - ($(date +%s) - START) ))
   if [ "$left" -lt "$min" ]; then echo "=== SKIP $name: ${left}s left < ${min}s" | tee -a "$LOG"; return; fi
   local t=$(( left < max ? left : max )) t0=$(date +%s)
@@ -37,7 +39,7 @@ run() {
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 | tee -a "$LOG"
-run env 10 30 "$PY" -c "import reelforge.train.dit.task, reelforge.recaption.captioner as c; print('reelforge from', c.__file__)"
+run env 10 30 "$PY" -P -c "import reelforge.train.dit.task, reelforge.recaption.captioner as c; print('reelforge from', c.__file__)"
 if [ $TINY = 1 ]; then
   run peak 5 60 "$PY" bench/gpu_peak.py --out "$OUT/peak.json"
   DIT=(--latent 2x8x8 --channels 4 --patch 1 2 2 --text-len 8 --text-dim 32 --steps 2 --threads 1 --json "$OUT/dit.jsonl")
@@ -62,4 +64,10 @@ run dit-xl-16f-b8-compile 60 120 "$PY" bench/bench_dit.py --preset DiT-XL --batc
     "${DIT[@]}" --latent 16x32x32
 run dit-b-b16-eager 30 60 "$PY" bench/bench_dit.py --preset DiT-B --batch 16 "${DIT[@]}"
 run dit-xl-b8-flash 30 60 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --sdpa flash --no-baseline "${DIT[@]}"
+# DiT-L: head width 64 (XL's is 72, which the attention kernels pad); the XL run again without caption
+# dropout, whose empty-caption rows the task assembles on the CPU (a device-to-host copy every step)
+run dit-l-16f-b8-compile 60 100 "$PY" bench/bench_dit.py --preset DiT-L --batch 8 --compile --no-baseline \
+    "${DIT[@]}" --latent 16x32x32
+run dit-xl-16f-b8-compile-nodrop 60 100 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --compile --no-baseline \
+    --caption-dropout 0 "${DIT[@]}" --latent 16x32x32
 echo "=== suite done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
