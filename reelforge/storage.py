@@ -243,6 +243,26 @@ def read_bytes(url: str | os.PathLike, start: int | None = None, end: int | None
     return fs.cat_file(path, start=start, end=end)
 
 
+def read_parquet(url: str | os.PathLike, **kwargs):
+    """``pyarrow.parquet.read_table`` of a local path or a URL (pyarrow reads through fsspec)."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(url):
+        return pq.read_table(local_path(url), **kwargs)
+    fs, path = filesystem(url)
+    return pq.read_table(path, filesystem=fs, **kwargs)
+
+
+def read_parquet_schema(url: str | os.PathLike):
+    """The schema (with its metadata) of a parquet file, local or remote; reads the footer only."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(url):
+        return pq.read_schema(local_path(url))
+    fs, path = filesystem(url)
+    return pq.read_schema(path, filesystem=fs)
+
+
 def open_file(url: str | os.PathLike, mode: str = "rb", **kwargs):
     """An open file object for ``url`` (``fsspec.open(...).open()``); local paths use ``open``."""
     url = str(url)
@@ -378,6 +398,14 @@ def staged_write(dest_url: str | os.PathLike, suffix: str = ".tmp") -> Iterator[
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_parquet(table, url: str | os.PathLike) -> None:
+    """Write a pyarrow table as parquet at ``url``, atomically (see :func:`staged_write`)."""
+    import pyarrow.parquet as pq
+
+    with staged_write(url) as tmp:
+        pq.write_table(table, tmp)
 
 
 def remove(url: str | os.PathLike, recursive: bool = False, missing_ok: bool = True) -> None:

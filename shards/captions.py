@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.shards.spec import CAPTIONS_FIELD
 
 CAPTIONS_FILE = "captions.parquet"
@@ -72,15 +73,15 @@ def write_part(dataset: str | Path, version: str, rows: list[dict]) -> Path | No
     return _write_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), Path(dataset) / PARTS_SUBDIR / version / name)
 
 
-def _part_files(dataset: Path) -> list[Path]:
-    return sorted((dataset / PARTS_SUBDIR).glob("*/part-*.parquet"))
+def _part_files(dataset: str | Path) -> list[str]:
+    return storage.glob(storage.join(dataset, PARTS_SUBDIR, "*", "part-*.parquet"))
 
 
-def _read_store(dataset: Path) -> tuple[pa.Table, dict]:
-    path = dataset / CAPTIONS_FILE
-    if not path.exists():
+def _read_store(dataset: str | Path) -> tuple[pa.Table, dict]:
+    path = storage.join(dataset, CAPTIONS_FILE)
+    if not storage.exists(path):
         return SCHEMA.empty_table(), {}
-    table = pq.read_table(path)
+    table = storage.read_parquet(path)
     return table.select(SCHEMA.names).cast(SCHEMA), dict(table.schema.metadata or {})
 
 
@@ -96,11 +97,11 @@ def _one_per_clip(rows: list[dict]) -> list[dict]:
 
 
 def all_rows(dataset: str | Path) -> list[dict]:
-    """Every stored caption row, committed parts included (deduplicated per clip and version)."""
-    dataset = Path(dataset)
+    """Every stored caption row, committed parts included (deduplicated per clip and version). Reads a
+    local dataset or one on object storage (a URL)."""
     rows = _read_store(dataset)[0].to_pylist()
     for part in _part_files(dataset):
-        rows += pq.read_table(part).cast(SCHEMA).to_pylist()
+        rows += storage.read_parquet(part).cast(SCHEMA).to_pylist()
     return _one_per_clip(rows)
 
 
@@ -119,19 +120,19 @@ def merge(dataset: str | Path, default: str | None = None) -> Path:
     table = pa.Table.from_pylist(rows, schema=SCHEMA).replace_schema_metadata(meta)
     path = _write_atomic(table, dataset / CAPTIONS_FILE)
     for p in parts:
-        p.unlink(missing_ok=True)
+        storage.remove(p)
     return path
 
 
 def has_store(dataset: str | Path) -> bool:
-    return (Path(dataset) / CAPTIONS_FILE).exists() or bool(_part_files(Path(dataset)))
+    return storage.exists(storage.join(dataset, CAPTIONS_FILE)) or bool(_part_files(dataset))
 
 
 def default_version(dataset: str | Path) -> str | None:
-    path = Path(dataset) / CAPTIONS_FILE
-    if not path.exists():
+    path = storage.join(dataset, CAPTIONS_FILE)
+    if not storage.exists(path):
         return None
-    value = (pq.read_schema(path).metadata or {}).get(DEFAULT_KEY)
+    value = (storage.read_parquet_schema(path).metadata or {}).get(DEFAULT_KEY)
     return value.decode() if value else None
 
 

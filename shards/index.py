@@ -53,14 +53,6 @@ def shard_path(index_path: str | Path, shard: str) -> Path | str:
     return storage.join(root, SHARDS_SUBDIR, shard) if isinstance(root, str) else root / SHARDS_SUBDIR / shard
 
 
-def _read_table(path: str | Path, **kwargs) -> pa.Table:
-    """``pq.read_table`` of a local path or an fsspec URL (pyarrow reads through the fsspec filesystem)."""
-    if storage.is_remote(path):
-        fs, p = storage.filesystem(path)
-        return pq.read_table(p, filesystem=fs, **kwargs)
-    return pq.read_table(path, **kwargs)
-
-
 def _column(values: list) -> pa.Array:
     """JSON values of one field across samples -> one typed column (mixed types become JSON text)."""
     present = [v for v in values if v is not None]
@@ -233,7 +225,7 @@ def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> 
     clips_path = storage.join(root, CLIPS_FILE)
     has_clips = storage.exists(clips_path)
     if has_clips:
-        table = _join_clips(table, _read_table(clips_path))
+        table = _join_clips(table, storage.read_parquet(clips_path))
     table = _finish_status(table, has_clips)
     table = table.append_column("bucket", assign_buckets(table, buckets))
     front = ["clip_id", "key", "shard", "kind", "status", "reason", "bucket"]
@@ -245,7 +237,7 @@ def read_index(index_path: str | Path) -> pa.Table:
     path = resolve_index(index_path)
     if not storage.exists(path):
         raise FileNotFoundError(f"no index at {path} (run `reelforge shards index DIR` or build_index)")
-    table = _read_table(path)
+    table = storage.read_parquet(path)
     fmt = (table.schema.metadata or {}).get(b"reelforge.format", b"").decode()
     if fmt != INDEX_FORMAT_ID:
         raise ValueError(f"{path}: index format {fmt!r}, expected {INDEX_FORMAT_ID!r}")
@@ -254,12 +246,7 @@ def read_index(index_path: str | Path) -> pa.Table:
 
 def index_buckets(index_path: str | Path) -> BucketTable:
     """The bucket table the index was built with."""
-    path = resolve_index(index_path)
-    if storage.is_remote(path):
-        fs, p = storage.filesystem(path)
-        meta = pq.read_schema(p, filesystem=fs).metadata or {}
-    else:
-        meta = pq.read_schema(path).metadata or {}
+    meta = storage.read_parquet_schema(resolve_index(index_path)).metadata or {}
     return BucketTable(**json.loads(meta[b"reelforge.buckets"]))
 
 

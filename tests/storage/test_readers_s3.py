@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from reelforge import storage
+from reelforge.shards.captions import caption_row, merge, write_part
 from reelforge.shards.index import build_index, read_index
 from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
 from reelforge.shards.stream import StreamConfig, StreamLoader, stream_dataset
@@ -23,6 +24,8 @@ def local_ds(tmp_path_factory) -> Path:
     clips = [clip_row(f"sq{i:02d}", 40, 40, 12, 8) for i in range(6)] + [clip_row(f"wd{i}", 64, 40, 12, 16) for i in range(3)]
     root = write_dataset(tmp_path_factory.mktemp("ds") / "d", clips, shard_sizes=[4, 3, 2])
     build_index(root, TEST_BUCKETS)
+    write_part(root, "v1", [caption_row(c["clip_id"], "v1", f"stored {c['clip_id']}") for c in clips])
+    merge(root)
     return root
 
 
@@ -32,7 +35,8 @@ def remote_ds(s3, bucket, local_ds) -> str:
     url = f"s3://{bucket}/ds"
     for tar in sorted((local_ds / "shards").glob("*.tar")):
         storage.write_bytes_atomic(f"{url}/shards/{tar.name}", tar.read_bytes())
-    storage.write_bytes_atomic(f"{url}/clips.parquet", (local_ds / "clips.parquet").read_bytes())
+    for name in ("clips.parquet", "captions.parquet"):
+        storage.write_bytes_atomic(f"{url}/{name}", (local_ds / name).read_bytes())
     assert build_index(url, TEST_BUCKETS) == f"{url}/index.parquet"
     return url
 
@@ -54,6 +58,15 @@ def test_indexed_reader_serves_the_same_batches_from_s3(remote_ds, local_ds, s3)
     # members come by ranged GET at the index's offsets: no whole-shard download
     tar_gets = [k for k, n in (Counter(s3.requests()) - before).items() if k[0] == "GET" and k[1].endswith(".tar")]
     assert tar_gets
+
+
+def test_caption_versions_from_the_store_on_s3(remote_ds):
+    cfg = ReaderConfig(caption_version="v1")
+    batches = list(ShardLoader(VideoShardDataset(remote_ds, cfg, 0, 1), num_workers=0))
+    assert all(c == f"stored {i}" for b in batches for c, i in zip(b["caption"], b["clip_id"]))
+    stream = StreamConfig(dataset_dir=remote_ds, resampled=False, shuffle_buffer=1, caption_version="v1")
+    batch = next(iter(StreamLoader(stream_dataset(stream), num_workers=0)))
+    assert batch["caption"] == [f"stored {i}" for i in batch["clip_id"]]
 
 
 def test_stream_reader_streams_a_batch_from_s3(remote_ds, local_ds):
