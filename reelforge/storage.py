@@ -26,6 +26,7 @@ run one build per remote output (see README "Object storage").
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import shutil
@@ -406,6 +407,34 @@ def write_parquet(table, url: str | os.PathLike) -> None:
 
     with staged_write(url) as tmp:
         pq.write_table(table, tmp)
+
+
+def create_exclusive(url: str | os.PathLike, data: bytes) -> bool:
+    """Create ``url`` holding ``data`` only if nothing is there yet: True if this call created it, False
+    if it existed. Local: ``O_CREAT|O_EXCL``; S3: a conditional PUT (``If-None-Match: *``), atomic on the
+    server, so of two racing callers exactly one gets True (the primitive of a remote output's lock)."""
+    url = str(url)
+    if not is_remote(url):
+        p = local_path(url)
+        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+    fs, path = filesystem(url)
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        # s3fs reports a failed precondition (the object exists) as EINVAL; anything else is a real error
+        if "precondition" in str(exc).lower() or (exc.errno == errno.EINVAL and exists(url)):
+            return False
+        raise
+    return True
 
 
 def remove(url: str | os.PathLike, recursive: bool = False, missing_ok: bool = True) -> None:

@@ -157,3 +157,12 @@ def test_local_source_of_a_missing_object_raises_and_leaves_nothing(s3, bucket, 
         with storage.local_source(f"s3://{bucket}/raw/none.mp4"):
             pass
     assert not os.listdir(tmp_path)
+
+
+def test_create_exclusive_local_and_s3(s3, bucket, tmp_path):
+    for url in (str(tmp_path / "out" / ".lock"), f"s3://{bucket}/ds/.lock"):
+        assert storage.create_exclusive(url, b"first")
+        assert not storage.create_exclusive(url, b"second")
+        assert storage.read_bytes(url) == b"first"
+        storage.remove(url)
+        assert storage.create_exclusive(url, b"third")
