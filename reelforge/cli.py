@@ -149,6 +149,7 @@ def _output_error(exc: OSError, output: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from reelforge.curate.buildstate import BuildStateError  # light: no torch, no ray
+    from reelforge.storage import StorageError  # light: fsspec only
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"reelforge: config error: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:  # an input or output URL that cannot work, found before any work
+        print(f"reelforge: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"reelforge: {exc}", file=sys.stderr)

@@ -98,6 +98,7 @@ def filesystem(url: str | os.PathLike):
     url = str(url)
     if not is_remote(url):
         return fsspec.filesystem("file"), os.path.abspath(local_path(url))
+    _check_protocol(url, "")  # an unknown scheme or a missing package: StorageError, one line
     return url_to_fs(url)
 
 
@@ -114,14 +115,15 @@ def _check_protocol(url: str, role: str) -> None:
         return
     from fsspec.registry import known_implementations, registry
 
+    what = f"{role} {url}" if role else url
     if proto not in known_implementations and proto not in registry:
-        raise StorageError(f"{role} {url}: unknown URL scheme {proto!r} (fsspec has no filesystem for it; "
+        raise StorageError(f"{what}: unknown URL scheme {proto!r} (fsspec has no filesystem for it; "
                            f"use a local path or e.g. s3://bucket/prefix)")
     try:
         fsspec.get_filesystem_class(proto)
     except ImportError as exc:
         hint = known_implementations.get(proto, {}).get("err", "")
-        raise StorageError(f"{role} {url}: the {proto}:// filesystem is not installed ({hint or exc})") from None
+        raise StorageError(f"{what}: the {proto}:// filesystem is not installed ({hint or exc})") from None
 
 
 def _check_reachable(url: str, role: str) -> None:

@@ -166,3 +166,12 @@ def test_create_exclusive_local_and_s3(s3, bucket, tmp_path):
         assert storage.read_bytes(url) == b"first"
         storage.remove(url)
         assert storage.create_exclusive(url, b"third")
+
+
+def test_cli_names_a_bad_url_in_one_line(capsys):
+    from reelforge.cli import main
+
+    assert main(["shards", "verify", "nosuch://b/ds"]) == 2
+    err = capsys.readouterr().err
+    assert err == "reelforge: nosuch://b/ds: unknown URL scheme 'nosuch' (fsspec has no filesystem for it; " \
+                  "use a local path or e.g. s3://bucket/prefix)\n"
