@@ -38,6 +38,7 @@ def verify_dataset(dataset: str | Path, decode: bool = True, full_decode: bool =
                    max_errors: int = 1000) -> VerifyReport:
     """Check ``dataset`` (a dataset dir or an index file, local or a URL such as ``s3://b/ds``).
     ``full_decode`` decodes every video frame."""
+    storage.check_input_url(dataset)  # an unknown scheme or an unreachable bucket: one line, before any read
     index_path = resolve_index(dataset)
     report = VerifyReport()
     index = read_index(index_path)

@@ -173,5 +173,5 @@ def test_cli_names_a_bad_url_in_one_line(capsys):
 
     assert main(["shards", "verify", "nosuch://b/ds"]) == 2
     err = capsys.readouterr().err
-    assert err == "reelforge: nosuch://b/ds: unknown URL scheme 'nosuch' (fsspec has no filesystem for it; " \
-                  "use a local path or e.g. s3://bucket/prefix)\n"
+    assert err == "reelforge: input nosuch://b/ds: unknown URL scheme 'nosuch' (fsspec has no filesystem for " \
+                  "it; use a local path or e.g. s3://bucket/prefix)\n"
