@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from reelforge import progress
 from reelforge.cluster import RayConfig, init_ray
 from reelforge.config import dump_config
 from reelforge.curate import buildstate
@@ -266,7 +266,7 @@ def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refres
     todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
     videos = [known[p] for p in paths if p in known]
     last_save, returned = time.time(), set()
-    for row in tqdm(run_stages(todo, stage_specs(cfg.curate, "video")), total=len(todo), desc="videos",
+    for row in progress.bar(run_stages(todo, stage_specs(cfg.curate, "video")), total=len(todo), desc="videos",
                     unit="video"):
         row["clip_spans"] = _spans(row)  # one type in the column: parquet then stores it as JSON once
         videos.append(row)
@@ -309,7 +309,7 @@ def _clips_phase(manifest: Manifest, videos: list[dict], cfg: BuildConfig) -> No
         on_commit=lambda shard: commit(shard.name), known_keys=done)
     returned = set()
     try:
-        with tqdm(total=len(work), desc="clips", unit="clip") as bar:
+        with progress.bar(total=len(work), desc="clips", unit="clip") as bar:
             for row in run_stages(work, stage_specs(cfg.curate, "clip"), drop=("frames", "frame_times")):
                 bar.update(1)
                 returned.add(row["clip_id"])
