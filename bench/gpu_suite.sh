@@ -70,4 +70,7 @@ run dit-l-16f-b8-compile 60 100 "$PY" bench/bench_dit.py --preset DiT-L --batch 
     "${DIT[@]}" --latent 16x32x32
 run dit-xl-16f-b8-compile-nodrop 60 100 "$PY" bench/bench_dit.py --preset DiT-XL --batch 8 --compile --no-baseline \
     --caption-dropout 0 "${DIT[@]}" --latent 16x32x32
+# batch 16 at 4096 tokens: does a fuller GPU (~100 GiB of activations for L) raise the rate?
+run dit-l-16f-b16-compile 60 100 "$PY" bench/bench_dit.py --preset DiT-L --batch 16 --compile --no-baseline \
+    "${DIT[@]}" --latent 16x32x32
 echo "=== suite done in $(( $(date +%s) - START ))s" | tee -a "$LOG"

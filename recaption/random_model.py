@@ -110,8 +110,9 @@ def build_vlm(preset: str = "tiny", out_dir: str | Path | None = None, dtype=Non
     torch.manual_seed(seed)
     with torch.device(device or "cpu"):
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype or torch.float32)
-    model.generation_config.pad_token_id = config.pad_token_id
-    model.generation_config.eos_token_id = config.eos_token_id
+    # the ids live on the top-level config in newer transformers, on text_config only in some 5.x (5.17)
+    ids = [getattr(config, k, None) or getattr(config.text_config, k) for k in ("pad_token_id", "eos_token_id")]
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = ids
     if out_dir is not None:
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
