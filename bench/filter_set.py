@@ -55,6 +55,11 @@ def _row(entry: Entry, frames: list[np.ndarray], k: int) -> dict:
 
 
 def real_row(entry: Entry, shared: Path, k: int = 8) -> dict:
+    return _row(entry, real_frames(entry, shared), k)
+
+
+def real_frames(entry: Entry, shared: Path) -> list[np.ndarray]:
+    """Every frame of a real entry's span at full size, upright, square pixels (RGB uint8)."""
     from reelforge.curate.stages.probe import Probe
     from reelforge.curate.stages.transcode import decode_span, upright
 
@@ -69,7 +74,7 @@ def real_row(entry: Entry, shared: Path, k: int = 8) -> dict:
         frames.append(img)
     if not frames:
         raise ValueError(f"{entry.id}: no frames in {entry.start}-{entry.end} s of {path}")
-    return _row(entry, frames, k)
+    return frames
 
 
 def generated_row(entry: Entry, k: int = 8, width: int = 480, height: int = 270) -> dict:

@@ -13,12 +13,13 @@ pyclipper and takes the minimum-area rectangle of the result; for a rectangle th
 rectangle grown by 2d in width and height, which is what we do, without pyclipper or shapely.
 
 The box score alone cannot separate every case at one threshold: a subtitle over a high-contrast
-checkerboard and dark rocks in a snowy Sintel shot both score 0.59. So boxes are kept in two bands:
-at ``box_thresh`` and above a box is text; from ``low_box_thresh`` up to it a box is a candidate, cut
-out of the frame and read by PP-OCRv4's recogniser (``text_recognizer.py``), and it counts only when
-the reader reads it with mean confidence ``min_read_score`` or more (PaddleOCR's ``drop_score``, 0.5:
-the level below which PaddleOCR itself discards a read line). The reader runs only on the candidates,
-so clips whose boxes are all sure (or that have none) cost no more than before.
+checkerboard and dark rocks in a snowy Sintel shot both score 0.59. So a box found at ``box_thresh``
+(rapidocr's 0.5) is a candidate: unless it scores ``sure_box_thresh`` or more, it is cut out of the
+frame and read by PP-OCRv4's recogniser (``text_recognizer.py``), and it counts only when the reader
+reads it with mean confidence ``min_read_score`` or more (PaddleOCR's ``drop_score``, 0.5: the level
+below which PaddleOCR itself discards a read line). Reading costs ~45 ms of CPU per box (a 48 x 320
+input), so only a window of at most ``max_read_ratio`` times the box's height, around its centre, is
+read: enough to tell lettering from rocks, and a long subtitle line costs no more than a word.
 """
 from __future__ import annotations
 
@@ -104,32 +105,38 @@ def frame_text(boxes: np.ndarray, scores: np.ndarray, h: int, w: int) -> FrameTe
     return FrameText(boxes, scores, float(mask.mean()), float(min(1.0, largest)))
 
 
+def centre_window(crop: np.ndarray, max_ratio: float) -> np.ndarray:
+    """The middle of an (h, w, 3) line crop, at most ``max_ratio * h`` wide."""
+    h, w = crop.shape[:2]
+    keep = max(1, int(round(max_ratio * h)))
+    return crop if w <= keep else crop[:, (w - keep) // 2:(w - keep) // 2 + keep]
+
+
 class TextDetector:
     """PP-OCRv4 text detection on batches of frames, candidates confirmed by reading them.
 
     ``short_side`` sets the network input (the frame's short side is scaled to it): the cost grows with
-    its square; subtitles at 256 px are ~10 px tall, which the detector still finds. Boxes scoring
-    ``box_thresh`` or more are text; boxes from ``low_box_thresh`` up to it count when the recogniser
-    reads them at ``min_read_score`` or more. ``low_box_thresh == box_thresh`` turns reading off (the
-    recogniser is then not even loaded). ``read``/``confirmed`` count candidate boxes read and accepted.
+    its square; subtitles at 256 px are ~10 px tall, which the detector still finds. Boxes found at
+    ``box_thresh`` count when they score ``sure_box_thresh`` or more, or when the recogniser reads them
+    at ``min_read_score`` or more; ``sure_box_thresh <= box_thresh`` turns reading off (the recogniser
+    is then not even loaded). ``read``/``confirmed`` count the boxes read and accepted.
     """
 
     def __init__(self, model_path: str = "", short_side: int = 256, thresh: float = 0.3,
-                 box_thresh: float = 0.6, low_box_thresh: float = 0.5, min_read_score: float = 0.5,
-                 rec_model_path: str = "", unclip_ratio: float = 1.5, min_aspect: float = 1.5,
+                 box_thresh: float = 0.5, sure_box_thresh: float = 1.0, min_read_score: float = 0.5,
+                 max_read_ratio: float = 10.0, rec_model_path: str = "", unclip_ratio: float = 1.5,
+                 min_aspect: float = 1.5,
                  max_candidates: int = 300,
                  max_batch: int = 16, threads: int = 1, device: str = "auto"):
-        if not 0.0 <= low_box_thresh <= box_thresh <= 1.0:
-            raise ValueError(f"need 0 <= low_box_thresh <= box_thresh <= 1, got {low_box_thresh}, {box_thresh}")
         path = model_path or packaged_file(PACKAGE, MODEL_FILE, "text detector (PP-OCRv4 det)")
         self.session = open_session(path, "text detector (PP-OCRv4 det)", threads=threads, device=device)
         self.input_name = self.session.get_inputs()[0].name
         self.short_side, self.max_batch = short_side, max_batch
-        self.box_thresh, self.min_read_score = box_thresh, min_read_score
-        self.post = dict(thresh=thresh, box_thresh=low_box_thresh, unclip_ratio=unclip_ratio,
+        self.sure_box_thresh, self.min_read_score, self.max_read_ratio = sure_box_thresh, min_read_score, max_read_ratio
+        self.post = dict(thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
                          max_candidates=max_candidates, min_aspect=min_aspect)
         self.reader = None
-        if low_box_thresh < box_thresh:
+        if sure_box_thresh > box_thresh:
             self.reader = TextRecognizer(rec_model_path, max_batch=max_batch, threads=threads, device=device)
         self.read = self.confirmed = 0
 
@@ -145,8 +152,12 @@ class TextDetector:
                for i in range(0, n, self.max_batch)]
         return np.concatenate(out)[:, 0]                                    # (N, dh, dw)
 
-    def detect(self, frames: np.ndarray) -> list[FrameText]:
-        """(N, H, W, 3) uint8 RGB frames of one size -> the text in each frame, in frame pixels."""
+    def detect(self, frames: np.ndarray, clips: list | None = None) -> list[FrameText]:
+        """(N, H, W, 3) uint8 RGB frames of one size -> the text in each frame, in frame pixels.
+
+        ``clips`` (N,) names the clip of each frame: a box read in one frame of a clip settles the boxes
+        at the same place in its other frames (burnt-in text stays put; so does a rock in a still shot),
+        so static text is read once per clip, not once per frame. None: every frame is its own clip."""
         h, w = frames.shape[1:3]
         probs = self.probability(frames)
         sy, sx = h / probs.shape[1], w / probs.shape[2]
@@ -155,22 +166,43 @@ class TextDetector:
             boxes, scores = boxes_from_map(prob, **self.post)
             found.append((boxes * np.array([sx, sy], np.float32), scores))
         if self.reader is not None:
-            found = self._confirm(frames, found)
+            found = self._confirm(frames, found, list(range(len(frames))) if clips is None else list(clips))
         return [frame_text(boxes, scores, h, w) for boxes, scores in found]
 
-    def _confirm(self, frames: np.ndarray, found: list) -> list:
-        """Drop the candidate boxes (score under ``box_thresh``) the recogniser cannot read; the crops of
-        all frames go through it together."""
-        todo = [(f, b) for f, (boxes, scores) in enumerate(found) for b in np.flatnonzero(scores < self.box_thresh)]
-        if not todo:
+    def _confirm(self, frames: np.ndarray, found: list, clips: list) -> list:
+        """Drop the boxes under ``sure_box_thresh`` that the recogniser cannot read. A box overlapping
+        (IoU >= 0.5) one already queued in its clip takes that box's verdict; the crops of all frames go
+        through the reader together."""
+        queued: list[tuple[int, int]] = []        # (frame, box) to read
+        verdict_of: dict[tuple[int, int], int] = {}  # (frame, box) -> index into queued
+        for f, (boxes, scores) in enumerate(found):
+            for b in np.flatnonzero(scores < self.sure_box_thresh):
+                same = next((q for q, (g, c) in enumerate(queued)
+                             if clips[g] == clips[f] and _iou(found[g][0][c], boxes[b]) >= 0.5), None)
+                if same is None:
+                    queued.append((f, b))
+                    same = len(queued) - 1
+                verdict_of[(f, b)] = same
+        if not queued:
             return found
-        reads = self.reader.read([crop_box(frames[f], found[f][0][b]) for f, b in todo])
-        rejected = {(f, b) for (f, b), (text, conf) in zip(todo, reads)
-                    if not text.strip() or conf < self.min_read_score}
-        self.read += len(todo)
-        self.confirmed += len(todo) - len(rejected)
+        reads = self.reader.read([centre_window(crop_box(frames[f], found[f][0][b]), self.max_read_ratio)
+                                  for f, b in queued])
+        ok = [bool(text.strip()) and conf >= self.min_read_score for text, conf in reads]
+        self.read += len(queued)
+        self.confirmed += sum(ok)
         out = []
         for f, (boxes, scores) in enumerate(found):
-            keep = np.array([(f, b) not in rejected for b in range(len(boxes))], bool)
+            keep = np.array([ok[verdict_of[(f, b)]] if (f, b) in verdict_of else True
+                             for b in range(len(boxes))], bool)
             out.append((boxes[keep].reshape(-1, 4, 2), scores[keep]))
         return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of the axis-aligned bounds of two (4, 2) boxes."""
+    (ax0, ay0), (ax1, ay1) = a.min(0), a.max(0)
+    (bx0, by0), (bx1, by1) = b.min(0), b.max(0)
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return float(inter / union) if union > 0 else 0.0

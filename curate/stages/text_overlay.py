@@ -2,10 +2,10 @@
 
 A learned text detector (PaddleOCR's PP-OCRv4 DB-net, ``curate/text_detector.py``) finds text boxes on
 ``frames_per_clip`` evenly spaced frames inside the borders stage's crop box; all frames of a batch of
-clips go through the network together. Boxes the detector is sure of count as text; boxes it is
-unsure of (score between ``low_box_thresh`` and ``box_thresh``) count only when PP-OCRv4's recogniser
-can read them, so the reader runs on a few crops, not on every frame. Score columns, all fractions of
-the (cropped) frame:
+clips go through the network together. A box counts as text only when PP-OCRv4's recogniser can
+read it (or, when ``sure_box_thresh`` < 1, when the detector scores it that high): the detector's score
+alone calls rocks in snow text. The reader sees only the boxes, not the frames, so text-free clips
+cost almost nothing more. Score columns, all fractions of the (cropped) frame:
 
 - ``text_area``: union of the boxes in a frame, averaged over the scored frames (subtitles that come
   and go count by how much of the clip they cover);
@@ -45,14 +45,16 @@ class TextOverlayConfig:
     frames_per_clip: int = 4       # evenly spaced among the K sampled frames
     # network input short side (x32); cost grows with its square. 320 found "text" in snow and ruins
     short_side: int = 256
-    # mean text probability inside a box for it to count as text unread (PaddleOCR's default box_thresh)
-    box_thresh: float = 0.6
-    # boxes from here up to box_thresh are read by PP-OCRv4's recogniser and count when it reads them
-    # with confidence >= min_read_score (PaddleOCR's drop_score). The box score alone cannot split the
-    # band: dark rocks in a snowy Sintel shot and a subtitle over a checkerboard both score 0.59, the
-    # reader gives them 0.16 and 0.99. low_box_thresh = box_thresh: no reading (recogniser not loaded)
-    low_box_thresh: float = 0.5
+    # mean text probability inside a box to keep it as a candidate (rapidocr's DB default)
+    box_thresh: float = 0.5
+    # candidates scoring under sure_box_thresh count only when PP-OCRv4's recogniser reads them with
+    # confidence >= min_read_score (PaddleOCR's drop_score). The box score cannot tell text from texture:
+    # dark rocks in a snowy Sintel shot and a subtitle over a checkerboard both score 0.59 (the reader:
+    # 0.16 and 0.99), and a re-encoded snow shot gave a 0.67 box over 10% of the frame (read: 0.13).
+    # 1 = read every box; <= box_thresh = read none (the recogniser is not loaded)
+    sure_box_thresh: float = 1.0
     min_read_score: float = 0.5
+    max_read_ratio: float = 10.0   # read at most this many box heights of a line, around its centre
     min_aspect: float = 1.5        # long/short side of a box to count as a line of text
     prepass: bool = False          # hand-written detector as a gate: no stroke found -> skip the model
     model_path: str = ""           # empty: the PP-OCRv4 det file inside the rapidocr-onnxruntime wheel
@@ -64,12 +66,11 @@ class TextOverlayConfig:
     batch_size: int = 16
 
     def __post_init__(self):
-        for name in ("max_text_area", "max_text_box", "box_thresh", "low_box_thresh", "min_read_score"):
+        for name in ("max_text_area", "max_text_box", "box_thresh", "sure_box_thresh", "min_read_score"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"text_overlay: {name} must be in [0, 1], got {getattr(self, name)}")
-        if self.low_box_thresh > self.box_thresh:
-            raise ValueError(f"text_overlay: low_box_thresh ({self.low_box_thresh}) must be <= box_thresh "
-                             f"({self.box_thresh})")
+        if self.max_read_ratio < 1.0:
+            raise ValueError(f"text_overlay: max_read_ratio must be >= 1, got {self.max_read_ratio}")
         if self.max_text_boxes < 0:
             raise ValueError(f"text_overlay: max_text_boxes must be >= 0, got {self.max_text_boxes}")
         if self.short_side < 32 or self.short_side % 32:
@@ -108,8 +109,8 @@ class TextOverlayStage(Stage):
 
         self.cfg = cfg or TextOverlayConfig()
         self.detector = TextDetector(self.cfg.model_path, short_side=self.cfg.short_side,
-                                     box_thresh=self.cfg.box_thresh, low_box_thresh=self.cfg.low_box_thresh,
-                                     min_read_score=self.cfg.min_read_score,
+                                     box_thresh=self.cfg.box_thresh, sure_box_thresh=self.cfg.sure_box_thresh,
+                                     min_read_score=self.cfg.min_read_score, max_read_ratio=self.cfg.max_read_ratio,
                                      rec_model_path=self.cfg.rec_model_path, min_aspect=self.cfg.min_aspect,
                                      max_batch=self.cfg.batch_size, threads=self.cfg.threads,
                                      device=self.cfg.device)
@@ -145,7 +146,8 @@ class TextOverlayStage(Stage):
             by_size[frames.shape[1:3]].append(i)
         for idx in by_size.values():
             try:
-                found = self.detector.detect(np.concatenate([todo[i] for i in idx]))
+                found = self.detector.detect(np.concatenate([todo[i] for i in idx]),
+                                             clips=[i for i in idx for _ in range(len(todo[i]))])
                 bounds = np.cumsum([0] + [len(todo[i]) for i in idx])
                 for j, i in enumerate(idx):
                     rows[i].update(clip_scores(found[bounds[j]:bounds[j + 1]]))
@@ -156,7 +158,7 @@ class TextOverlayStage(Stage):
 
     def _score_one(self, row: dict, frames: np.ndarray) -> None:
         try:
-            row.update(clip_scores(self.detector.detect(frames)))
+            row.update(clip_scores(self.detector.detect(frames, clips=[0] * len(frames))))
         except Exception as exc:
             row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
 
