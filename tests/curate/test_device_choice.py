@@ -86,3 +86,24 @@ def test_auto_is_resolved_on_the_worker(ray_probe, driver_has_cuda, tmp_path):
         # the driver says "cuda"; the worker that loaded the model decided for itself
         assert r["device"] == "cpu" and r["pid"] != os.getpid()
         assert r["cuda_visible"] == ""  # Ray hid the (absent) GPUs from an actor that reserved none
+
+
+@pytest.mark.gpu
+def test_the_gpu_goes_to_the_actor_that_reserved_it(ray_probe, tmp_path):
+    """On a GPU machine: num_gpus=1 -> the worker sees its GPU and auto is cuda; num_gpus=0 -> the worker
+    sees none (though the node has one) and auto is cpu."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cfg_path, ckpt = save_random_clip(tmp_path, "device-probe-gpu")
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    items = [{"clip_id": f"c{i}", "frames": frames, "status": "ok", "reason": ""} for i in range(2)]
+    seen = {}
+    for gpus in (1.0, 0.0):
+        cfg = AestheticConfig(model="device-probe-gpu", model_config=str(cfg_path), pretrained=str(ckpt),
+                              device="auto", num_gpus=gpus, batch_size=2)
+        seen[gpus] = {(r["device"], r["cuda_visible"]) for r in
+                      run_stages(items, [StageSpec(DeviceProbe, (cfg,))], errors="reraise")}
+    print(seen)
+    ((device, visible),) = seen[1.0]
+    assert device == "cuda" and visible not in ("", None)
+    assert seen[0.0] == {("cpu", "")}
