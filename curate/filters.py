@@ -17,7 +17,7 @@ import pyarrow as pa
 from reelforge.curate.dedup import DedupConfig, apply_dedup
 from reelforge.curate.near_dup import NearDupConfig, apply_near_dup
 from reelforge.curate.runner import StageSpec
-from reelforge.curate.stage_list import FILTER_NAMES, runnable, stage_args
+from reelforge.curate.stage_list import FILTER_NAMES, runnable, skipped, stage_args
 from reelforge.curate.stages.aesthetic import AestheticConfig
 from reelforge.curate.stages.basic import BasicConfig
 from reelforge.curate.stages.borders import BordersConfig
@@ -37,6 +37,7 @@ CHECK_COLUMNS = (
     "motion_mean", "motion_jitter", "aesthetic", "text_area", "text_boxes", "text_box_max",
     "nsfw", "nsfw_exposed", "nsfw_exposed_class", "caption_match",
     "dedup_of", "dedup_cosine", "near_dup_of", "near_dup_hamming", "near_dup_overlap",
+    "removed_early", "unscored",  # the model stages' skips (curate/stage.py REMOVED_EARLY)
 )
 
 
@@ -79,6 +80,14 @@ def decide(row: dict, cfg: FiltersConfig) -> tuple[str, str | None]:
         why = section.check(row)
         if why:
             return "filtered", why
+    # left unscored by a model stage because a cheaper filter removed it at build time, and that filter
+    # has been loosened since: without the score it cannot pass (curate/stage.py REMOVED_EARLY)
+    skip = skipped(types.SimpleNamespace(filters=cfg))
+    unscored = [n for n in (row.get("unscored") or "").split(",")
+                if n in FILTER_ORDER and getattr(cfg, n).enabled and n not in skip]
+    if unscored:
+        return "filtered", (f"{unscored[0]}: not scored: the build removed this clip first ({row.get('removed_early')}); "
+                            f"to score such clips set score_removed: true on that filter and --rebuild")
     return "ok", None
 
 

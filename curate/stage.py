@@ -60,6 +60,16 @@ class Resources:
     concurrency: int | None = None
 
 
+# Not scoring clips a cheaper filter already removed (issue 12). A cheap filter stage (``removes_early``)
+# records in REMOVED_EARLY the reason its own check gives at the build's thresholds, unless its config
+# says ``score_removed``; the model stages (MODEL_STAGES, all after the cheap filters in the stage list)
+# then leave that row unscored and add their name to UNSCORED. The final decision is the same (the cheap
+# filter comes first in the list); a --refilter that loosens that filter cannot score the clip, so
+# ``filters.decide`` keeps it filtered as "not scored" instead of letting it pass unjudged.
+REMOVED_EARLY = "removed_early"
+UNSCORED = "unscored"
+MODEL_STAGES = ("aesthetic", "text_overlay", "nsfw", "caption_match")
+
 # every stage call adds ``cpu_s_<stage name>`` to each row: the process CPU seconds of the call (decoder and
 # encoder threads included) divided by the rows in the batch, so a build can say where its CPU went per clip
 CPU_PREFIX = "cpu_s_"
@@ -69,14 +79,54 @@ def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch]
     @functools.wraps(call)
     def timed(self: "Stage", batch: Batch) -> Batch:
         c0 = time.process_time()
-        out = call(self, batch)
+        early = batch.get(REMOVED_EARLY) if self.name in MODEL_STAGES else None
+        if early is not None and any(early):
+            out = _without_removed(self, call, batch, [bool(e) for e in early])
+        else:
+            out = call(self, batch)
+        if self.removes_early:
+            _mark_removed(self, out)
         n = batch_len(out)
+        if self.name in MODEL_STAGES and UNSCORED not in out:
+            out[UNSCORED] = [None] * n  # every batch has the same columns
         if n:
             out[CPU_PREFIX + self.name] = [(time.process_time() - c0) / n] * n
         return out
 
     timed.__timed__ = True
     return timed
+
+
+def _without_removed(stage: "Stage", call, batch: Batch, removed: list[bool]) -> Batch:
+    """``call`` on the rows not removed early; the others get the stage's default outputs and its name
+    in UNSCORED. Row order is kept."""
+    n = batch_len(batch)
+    keep = [i for i in range(n) if not removed[i]]
+    done = call(stage, {k: [v[i] for i in keep] for k, v in batch.items()}) if keep else {}
+    scored = iter(row_at(done, j) for j in range(len(keep)))
+    rows = []
+    for i in range(n):
+        if not removed[i]:
+            rows.append(next(scored))
+            continue
+        row = row_at(batch, i)
+        row.update(stage.default_outputs())
+        row[UNSCORED] = ",".join(x for x in (row.get(UNSCORED) or "").split(",") + [stage.name] if x)
+        rows.append(row)
+    return rows_to_batch(rows, like=done or batch)
+
+
+def _mark_removed(stage: "Stage", batch: Batch) -> None:
+    """REMOVED_EARLY on the ok rows this cheap filter's check removes (unless its config keeps scoring them)."""
+    cfg = getattr(stage, "cfg", None)
+    n = batch_len(batch)
+    marks = list(batch[REMOVED_EARLY]) if REMOVED_EARLY in batch else [None] * n
+    if cfg is not None and not getattr(cfg, "score_removed", True):
+        for i in range(n):
+            row = row_at(batch, i)
+            if not marks[i] and row.get("status", "ok") == "ok":
+                marks[i] = cfg.check(row) or None
+    batch[REMOVED_EARLY] = marks
 
 
 class Stage:
@@ -96,6 +146,8 @@ class Stage:
     acts_on: ClassVar[tuple[str, ...]] = ("ok",)
     # record | reraise; None = $REELFORGE_STAGE_ERRORS (the runner sets the driver's choice on each worker)
     on_error: str | None = None
+    # a cheap filter whose removals the model stages after it need not score (see REMOVED_EARLY)
+    removes_early: ClassVar[bool] = False
 
     @classmethod
     def resources(cls, *config) -> Resources:

@@ -16,6 +16,9 @@ from reelforge.curate.stages.common import bound_reason, first_reason
 @dataclass
 class BasicConfig:
     enabled: bool = True
+    # score clips this filter removes with the model stages too (text, nsfw, CLIP: the costly part), so that a
+    # --refilter that loosens this filter can re-decide them; false: left unscored (curate/stage.py REMOVED_EARLY)
+    score_removed: bool = False
     min_duration_s: float = 1.0
     max_duration_s: float = 120.0      # 0 = no upper bound
     min_short_side: int = 120          # px of the source's short side (the sample videos go down to 160x120;
@@ -49,6 +52,7 @@ class BasicConfig:
 
 class BasicStage(Stage):
     name = "basic"
+    removes_early = True  # its removals are not scored by the model stages (score_removed)
     inputs = ("width", "height", "src_width", "src_height", "duration_s", "fps")
     outputs = ("aspect_ratio", "short_side")
     acts_on = ("ok", "filtered")

@@ -65,6 +65,9 @@ def detect_letterbox(frames: np.ndarray) -> tuple[int, int, int, int]:
 @dataclass
 class BordersConfig:
     enabled: bool = True
+    # score clips this filter removes with the model stages too (text, nsfw, CLIP: the costly part), so that a
+    # --refilter that loosens this filter can re-decide them; false: left unscored (curate/stage.py REMOVED_EARLY)
+    score_removed: bool = False
     # drop clips whose bars cover more than this fraction of the frame (2.39:1 film in 16:9 is ~0.26,
     # 4:3 pillarboxed in 16:9 is 0.25; a window-boxed clip with bars on all four sides is ~0.44)
     max_border_area: float = 0.3
@@ -79,6 +82,7 @@ class BordersConfig:
 
 class BordersStage(Stage):
     name = "borders"
+    removes_early = True  # its removals are not scored by the model stages (score_removed)
     inputs = ("frames", "width", "height")
     # border_* are fractions of the clip's height (top/bottom) or width (left/right); crop_* are pixels
     # of the output clip (width x height), x1/y1 exclusive

@@ -69,6 +69,9 @@ def edge_sharpness(gray: np.ndarray) -> float | None:
 @dataclass
 class ExposureConfig:
     enabled: bool = True
+    # score clips this filter removes with the model stages too (text, nsfw, CLIP: the costly part), so that a
+    # --refilter that loosens this filter can re-decide them; false: left unscored (curate/stage.py REMOVED_EARLY)
+    score_removed: bool = False
     min_mean: float = 0.08          # mean luma in [0, 1]; below = too dark
     max_mean: float = 0.92          # above = washed out
     max_dark_frac: float = 0.95     # fraction of pixels with luma < 0.1
@@ -101,6 +104,7 @@ class ExposureConfig:
 
 class ExposureStage(Stage):
     name = "exposure"
+    removes_early = True  # its removals are not scored by the model stages (score_removed)
     inputs = ("frames",)
     outputs = ("exposure_mean", "exposure_dark_frac", "exposure_bright_frac", "sharpness", "laplacian_var")
     acts_on = ("ok", "filtered")

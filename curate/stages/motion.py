@@ -157,6 +157,9 @@ def back_and_forth(shifts: np.ndarray) -> float:
 @dataclass
 class MotionConfig:
     enabled: bool = True
+    # score clips this filter removes with the model stages too (text, nsfw, CLIP: the costly part), so that a
+    # --refilter that loosens this filter can re-decide them; false: left unscored (curate/stage.py REMOVED_EARLY)
+    score_removed: bool = False
     min_motion: float = 0.0005  # motion_mean below this = static (still image, slideshow)
     max_motion: float = 0.0     # motion_mean above this = chaotic; 0 = no upper bound
     max_jitter: float = 0.008   # motion_jitter above this = shaky camera; 0 = no bound
@@ -178,6 +181,7 @@ class MotionConfig:
 
 class MotionStage(Stage):
     name = "motion"
+    removes_early = True  # its removals are not scored by the model stages (score_removed)
     inputs = ("frames", "frame_times", "duration_s")
     outputs = ("motion_mean", "motion_camera", "motion_object", "motion_jitter")
     acts_on = ("ok", "filtered")

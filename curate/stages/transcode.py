@@ -1,9 +1,15 @@
 """Transcode: cut one clip span out of its source and encode it as H.264 mp4 (plays in any player).
 
-Decodes the span once with PyAV, turns frames upright (rotation metadata) and to square pixels (sample
-aspect ratio), optionally crops letterbox bars, caps the frame rate and the longest side, and encodes
-yuv420p H.264 with faststart. While frames stream through, it keeps K evenly spaced small frames
-(``frames``) for the scoring stages, so no later stage decodes the clip again.
+Decodes the span once with PyAV (the clips of one source in a batch share one decode pass), turns frames
+upright (rotation metadata) and to square pixels (sample aspect ratio), optionally crops letterbox bars,
+caps the frame rate and the longest side, and encodes yuv420p H.264 with faststart. While frames stream
+through, it keeps K evenly spaced small frames (``frames``) for the scoring stages and the frame
+signature (``frame_signature``) for near-duplicate search, so no later stage decodes the clip again.
+
+Cost (BENCHMARKS.md, issue 12): the old path (every frame to RGB at the source size, cv2 scaling, RGB
+back to YUV in the encoder, each span decoded from the keyframe before it) took 25.8 s of CPU for 11
+spans of sintel at 1080p; one swscale call per frame and a shared decode take 13.4 s, a bare PyAV
+decode-scale-encode of the same spans 15.3 s.
 """
 from __future__ import annotations
 

@@ -28,7 +28,9 @@ from reelforge.shards.verify import verify_dataset
 
 BASE = ["ray.dashboard=false", "ray.progress_bars=false", "ray.num_cpus=2", "curate.split.min_seconds=0.5",
         "shards.target_bytes=40000", "curate.filters.basic.min_duration_s=0.5",
-        "curate.filters.motion.max_jitter=0"]
+        "curate.filters.motion.max_jitter=0",
+        # the refilter re-decides motion: the model stages score what motion removes (else "not scored")
+        "curate.filters.motion.score_removed=true"]
 # the build keeps the moving clips and removes the still ones; the refilter turns that around
 BUILD_MOTION = ["curate.filters.motion.min_motion=0.05", "curate.filters.motion.max_motion=0"]
 REFILTER_MOTION = ["curate.filters.motion.min_motion=0", "curate.filters.motion.max_motion=0.05"]

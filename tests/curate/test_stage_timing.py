@@ -36,3 +36,64 @@ def test_cpu_seconds_per_row_for_row_and_batched_stages():
     assert all(0.01 <= v <= 0.03 for v in out[CPU_PREFIX + "busy"])
     out = _Batched()(batch)
     assert out["x"] == [2, 2, 2] and all(0.015 <= v <= 0.04 for v in out[CPU_PREFIX + "batched"])
+
+
+class _Cheap(Stage):
+    """A cheap filter: removes rows whose ``v`` is below 1 (its config's check)."""
+
+    name = "cheap"
+    removes_early = True
+    outputs = ("v2",)
+
+    def __init__(self, score_removed=False):
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(score_removed=score_removed,
+                                   check=lambda row: "cheap: v < 1" if row["v"] < 1 else None)
+
+    def process_row(self, row):
+        return {"v2": row["v"] * 2}
+
+
+class _Model(Stage):
+    name = "nsfw"  # one of MODEL_STAGES
+    outputs = ("nsfw",)
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, batch):
+        self.seen += list(batch["v"])
+        return dict(batch, nsfw=[0.5] * batch_len(batch))
+
+
+def test_model_stages_leave_rows_a_cheap_filter_removed_unscored():
+    from reelforge.curate.stage import REMOVED_EARLY, UNSCORED
+
+    batch = {"v": [2, 0, 3, 0], "status": ["ok", "ok", "ok", "failed"], "reason": [""] * 4}
+    marked = _Cheap()(batch)
+    assert marked[REMOVED_EARLY] == [None, "cheap: v < 1", None, None]  # a failed row is not judged
+    model = _Model()
+    out = model(marked)
+    assert model.seen == [2, 3, 0]  # the removed row never reached the model
+    assert out["nsfw"] == [0.5, None, 0.5, 0.5] and out[UNSCORED] == [None, "nsfw", None, None]
+    assert out["v2"] == [4, 0, 6, None] and out[CPU_PREFIX + "nsfw"][1] >= 0
+    # score_removed: the cheap filter marks nothing, the model scores every row
+    model = _Model()
+    out = model(_Cheap(score_removed=True)(batch))
+    assert model.seen == [2, 0, 3, 0] and out[UNSCORED] == [None] * 4
+
+
+def test_a_refilter_cannot_pass_a_clip_left_unscored():
+    from reelforge.curate.filters import FiltersConfig, decide
+    from reelforge.curate.stages.motion import MotionConfig
+
+    row = {"status": "ok", "reason": None, "motion_mean": 0.0003, "motion_jitter": 0.0, "nsfw": None,
+           "removed_early": "motion: motion_mean=0.0003 < min 0.0005", "unscored": "text_overlay,nsfw"}
+    status, reason = decide(row, FiltersConfig())
+    assert status == "filtered" and reason.startswith("motion:")  # the build's own decision: unchanged
+    loose = FiltersConfig(motion=MotionConfig(min_motion=0.0001))
+    status, reason = decide(row, loose)
+    assert status == "filtered" and reason.startswith("text_overlay: not scored")
+    scored = dict(row, removed_early=None, unscored=None)
+    assert decide(scored, loose) == ("ok", None)
