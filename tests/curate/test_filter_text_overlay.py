@@ -1,13 +1,16 @@
-"""Text overlays with the real PP-OCRv4 detector: subtitles and title cards flagged, plain and textured
-content not, batching equal to one-by-one, DB post-processing, model-file errors."""
+"""Text overlays with the real PP-OCRv4 detector and recogniser: subtitles and title cards flagged, plain
+and textured content not, boxes kept only when read, batching equal to one-by-one, DB post-processing,
+CTC decoding, model-file errors."""
 import cv2
 import numpy as np
 import pytest
 from filter_rows import encoded_row, shot_row
 
-from reelforge.curate.onnx_models import ModelFileError
+from reelforge.curate import text_detector as detector_file
+from reelforge.curate.onnx_models import ModelFileError, packaged_file
 from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
-from reelforge.curate.text_detector import TextDetector, boxes_from_map, det_size
+from reelforge.curate.text_detector import TextDetector, boxes_from_map, centre_window, det_size
+from reelforge.curate.text_recognizer import TextRecognizer, crop_box, ctc_greedy
 from reelforge.samples import ShotSpec
 
 CFG = TextOverlayConfig()
@@ -96,6 +99,74 @@ def test_db_postprocessing_grows_lines_and_drops_blobs():
     assert det_size(270, 480, 256) == (256, 448)
 
 
+def test_subtitle_over_a_checkerboard_is_caught_by_reading(stage):
+    """The DB-net scores this subtitle 0.59 (under PaddleOCR's 0.6): at 0.6 without reading it is lost,
+    with reading it is kept (read at 0.99)."""
+    row = shot_row(ShotSpec(48, "checker", (70, 90, 120), "circle", motion="static",
+                            text="Where were you last night?"), width=480, height=270, fps=24.0, seed=1)
+    unread = TextOverlayStage(TextOverlayConfig(frames_per_clip=2, box_thresh=0.6, sure_box_thresh=0.6))
+    assert unread.detector.reader is None and CFG.check(_score(unread, [row])[0]) is None
+    assert CFG.check(_score(stage, [row])[0]) is not None
+
+
+class _Reader:
+    """Stands in for the recogniser: a fixed verdict, counting the crops it is shown."""
+
+    def __init__(self, text, conf):
+        self.result, self.crops = (text, conf), 0
+
+    def read(self, crops):
+        self.crops += len(crops)
+        return [self.result] * len(crops)
+
+
+def test_unread_boxes_are_dropped_and_a_clip_reads_each_place_once(stage):
+    det = stage.detector
+    row = shot_row(ShotSpec(8, "gradient", (60, 90, 30), None, motion="static", text="Hello there"),
+                   width=480, height=270, k=4)
+    frames = row["frames"]                                   # 4 frames, the subtitle at the same place
+    real = det.reader
+    try:
+        det.reader = _Reader("", 0.0)                        # nothing read: every box goes
+        assert all(f.area == 0.0 and len(f.boxes) == 0 for f in det.detect(frames, clips=[0] * 4))
+        assert det.reader.crops == 1                         # one place, read once for the clip
+        det.reader = _Reader("Hi", 0.3)                      # read, but under min_read_score 0.5
+        assert all(f.area == 0.0 for f in det.detect(frames, clips=[0, 0, 1, 1]))
+        assert det.reader.crops == 2                         # once per clip
+        det.reader = _Reader("Hello there", 0.9)
+        assert all(f.area > 0.005 for f in det.detect(frames))
+        assert det.reader.crops == 4                         # no clips given: each frame its own
+    finally:
+        det.reader = real
+
+
+def test_recogniser_reads_a_line_and_not_texture():
+    reader = TextRecognizer()
+    line = np.full((40, 360, 3), 30, np.uint8)
+    cv2.putText(line, "Nobody saw it", (8, 30), cv2.FONT_HERSHEY_DUPLEX, 1.0, (240, 240, 240), 2, cv2.LINE_AA)
+    rng = np.random.default_rng(0)
+    noise = cv2.resize(rng.integers(0, 255, (10, 90, 3), dtype=np.uint8), (360, 40), interpolation=cv2.INTER_NEAREST)
+    (text, conf), (_, noise_conf) = reader.read([line, noise])
+    assert text.replace(" ", "") == "Nobodysawit" and conf > 0.7
+    assert noise_conf < 0.5
+    # a rotated box crops upright; a tall crop turns a quarter; a long line is read around its middle
+    box = np.array([[10, 5], [290, 5], [290, 35], [10, 35]], np.float32)[[2, 0, 3, 1]]
+    assert crop_box(line, box).shape[:2] == (30, 280)
+    assert crop_box(line[:, :40], np.array([[0, 0], [20, 0], [20, 40], [0, 40]], np.float32)).shape[:2] == (20, 40)
+    assert centre_window(np.zeros((10, 300, 3), np.uint8), 10.0).shape[:2] == (10, 100)
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks():
+    ids = np.array([[1, 1, 0, 1, 2, 2, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]])
+    probs = np.full((2, 8, 3), 0.1, np.float32)
+    for n in range(2):
+        probs[n, np.arange(8), ids[n]] = 0.8
+    probs[0, 4, 2] = 0.6
+    (got, conf), (empty, zero) = ctc_greedy(probs)
+    assert got == [1, 1, 2] and conf == pytest.approx((0.8 + 0.8 + 0.6) / 3)
+    assert empty == [] and zero == 0.0
+
+
 def test_missing_or_broken_model_file_names_it(tmp_path):
     with pytest.raises(ModelFileError, match=r"text detector .*nothere\.onnx does not exist"):
         TextDetector(str(tmp_path / "nothere.onnx"))
@@ -103,6 +174,10 @@ def test_missing_or_broken_model_file_names_it(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match=r"cannot load model file .*det\.onnx"):
         TextDetector(str(bad))
+    with pytest.raises(ModelFileError, match=r"text recogniser .*norec\.onnx does not exist"):
+        TextDetector(rec_model_path=str(tmp_path / "norec.onnx"))
+    with pytest.raises(ModelFileError, match=r"text recogniser .*no 'character' dictionary"):
+        TextRecognizer(str(packaged_file(detector_file.PACKAGE, detector_file.MODEL_FILE, "det")))  # det, not rec
 
 
 def test_config_check_and_validation():
@@ -115,3 +190,7 @@ def test_config_check_and_validation():
         TextOverlayConfig(short_side=250)
     with pytest.raises(ValueError, match="max_text_area"):
         TextOverlayConfig(max_text_area=2.0)
+    with pytest.raises(ValueError, match="sure_box_thresh"):
+        TextOverlayConfig(sure_box_thresh=1.5)
+    with pytest.raises(ValueError, match="max_read_ratio"):
+        TextOverlayConfig(max_read_ratio=0.5)

@@ -1,7 +1,8 @@
 """text_overlay and nsfw at their default thresholds on the labelled real clips of
 bench/data/filter_labels.yaml (../shared/media; skipped without it): no text-free clip is dropped for
 text, no clip is dropped as unsafe (nothing in ../shared is), and the real text-heavy clips (title
-cards, the burnt-in counter) are caught."""
+cards, the burnt-in counter) are caught. The generated clips of the same set (subtitles over noise,
+stripes, a checkerboard and blobs; title cards) need no media: all caught, their text-free twins not."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -49,3 +50,13 @@ def test_no_shared_clip_is_dropped_as_unsafe(scored):
     assert all(r["status"] == "ok" for _, r in scored)
     wrong = [(e.id, r["nsfw"], r["nsfw_exposed"]) for e, r in scored if cfg.check(r)]
     assert not wrong, wrong
+
+
+def test_generated_overlays_of_the_labelled_set():
+    entries = [e for e in filter_set.load_entries() if not e.real]
+    rows = filter_set.rows(entries, None, k=4)
+    cfg = TextOverlayConfig()
+    batch = TextOverlayStage(cfg)(rows_to_batch(rows))
+    dropped = {e.id: cfg.check({k: batch[k][i] for k in batch}) is not None for i, e in enumerate(entries)}
+    assert "gen_sub_checker" in dropped and sum(e.text for e in entries) >= 7
+    assert dropped == {e.id: e.text for e in entries}, {e.id: batch["text_area"][i] for i, e in enumerate(entries)}
