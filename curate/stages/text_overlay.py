@@ -63,6 +63,7 @@ class TextOverlayConfig:
     threads: int = 1               # onnxruntime intra-op threads per actor
     concurrency: int = 1
     num_cpus: float = 0.5          # a scheduling label, below 1 so model actors leave room for decoding
+    num_gpus: float = 0.0          # GPUs Ray reserves per actor; device auto uses it (decided on the worker)
     batch_size: int = 16
 
     def __post_init__(self):
@@ -81,6 +82,8 @@ class TextOverlayConfig:
             raise ValueError(f"text_overlay: device must be auto, cpu or cuda, got {self.device!r}")
         if min(self.frames_per_clip, self.threads, self.concurrency, self.batch_size) < 1:
             raise ValueError("text_overlay: frames_per_clip, threads, concurrency and batch_size must be >= 1")
+        if self.num_gpus < 0:
+            raise ValueError(f"text_overlay: num_gpus must be >= 0, got {self.num_gpus}")
 
     def check(self, row: dict) -> str | None:
         return first_reason(
@@ -119,7 +122,8 @@ class TextOverlayStage(Stage):
     @classmethod
     def resources(cls, cfg: TextOverlayConfig | None = None) -> Resources:
         cfg = cfg or TextOverlayConfig()
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=0.0, batch_size=cfg.batch_size,
+        gpus = max(cfg.num_gpus, 1.0) if cfg.device == "cuda" else cfg.num_gpus
+        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
                          concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:

@@ -20,6 +20,7 @@ from reelforge.curate.stage import Resources
 from reelforge.curate.stages.aesthetic import AestheticConfig, AestheticStage
 from reelforge.curate.stages.caption_match import CaptionMatchConfig, CaptionMatchStage
 from reelforge.curate.stages.nsfw import NsfwConfig, NsfwStage
+from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ def test_gpu_reservation_comes_from_the_config_not_the_driver(driver_has_cuda):
     assert NsfwStage.resources(NsfwConfig()).num_gpus == 0.0
     assert NsfwStage.resources(NsfwConfig(num_gpus=0.25)).num_gpus == 0.25
     assert NsfwStage.resources(NsfwConfig(device="cuda")).num_gpus == 1.0
+    assert TextOverlayStage.resources(TextOverlayConfig()).num_gpus == 0.0
+    assert TextOverlayStage.resources(TextOverlayConfig(num_gpus=1)).num_gpus == 1.0
     assert gpus_to_reserve("cuda:1", 2) == 2
     with pytest.raises(ValueError, match="num_gpus"):
         AestheticConfig(num_gpus=-1)
