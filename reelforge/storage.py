@@ -314,6 +314,22 @@ def listdir(url: str | os.PathLike) -> list[str]:
         return []
 
 
+def file_sizes(url: str | os.PathLike) -> dict[str, int]:
+    """``{name: bytes}`` of the files directly under ``url`` (one listing on object storage); {} if absent."""
+    url = str(url)
+    if not is_remote(url):
+        p = local_path(url)
+        if not os.path.isdir(p):
+            return {}
+        return {e.name: e.stat().st_size for e in os.scandir(p) if e.is_file()}
+    fs, path = filesystem(url)
+    try:
+        entries = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return {}
+    return {basename(e["name"]): int(e["size"]) for e in entries if e.get("type") == "file"}
+
+
 def glob(pattern: str | os.PathLike) -> list[str]:
     """Sorted paths/URLs matching ``pattern`` (remote matches keep the pattern's protocol)."""
     pattern = str(pattern)

@@ -22,10 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.shards.access import ShardFiles, read_sample
 from reelforge.shards import captions as store
 from reelforge.shards.buckets import BucketTable
-from reelforge.shards.index import OWN_COLUMNS, assign_buckets, build_index, index_buckets, resolve_index, select
+from reelforge.shards.index import (OWN_COLUMNS, assign_buckets, build_index, dataset_root, index_buckets, resolve_index,
+                                   select)
 from reelforge.shards.spec import (CAPTION_EXT, CAPTION_SOURCE_FIELD, CAPTIONS_FIELD, CLIPS_FILE, DEFAULT_TARGET_BYTES,
                                    FORMAT_ID, META_EXT, SHARDS_SUBDIR)
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
@@ -37,7 +39,7 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
                   buckets: BucketTable | None = None, target_bytes: int = DEFAULT_TARGET_BYTES,
                   caption_version: str | None = None) -> dict:
     index_path = resolve_index(dataset)
-    src = index_path.parent
+    src = dataset_root(index_path)   # a local dir or a URL: samples are read by index offset either way
     by_clip = store.captions_by_clip(src) if store.has_store(src) else None
     if by_clip is not None:
         known = store.versions(src)
@@ -45,7 +47,7 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
         if caption_version is not None and caption_version not in known:
             raise ValueError(f"no caption version {caption_version!r} in {src} (have {sorted(known)})")
     out = Path(out_dir)
-    if out.resolve() == index_path.parent.resolve():
+    if not storage.is_remote(src) and out.resolve() == Path(src).resolve():
         raise ValueError("export must write to a new dataset dir, not the source")
     if (out / SHARDS_SUBDIR).exists() and any((out / SHARDS_SUBDIR).iterdir()):
         raise FileExistsError(f"{out / SHARDS_SUBDIR} is not empty")
@@ -62,7 +64,7 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
             bucket = row["bucket"]
             if bucket not in writers:
                 writers[bucket] = ShardWriter(out / SHARDS_SUBDIR, ShardWriterConfig(target_bytes, prefix=bucket))
-            members = read_sample(index_path.parent, row, files=files)
+            members = read_sample(src, row, files=files)
             obj = json.loads(members[META_EXT]) if META_EXT in members else {}
             obj.update({c: row[c] for c in meta_cols if row[c] is not None})
             obj["format"] = FORMAT_ID

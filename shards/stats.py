@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from reelforge import storage
 from reelforge.shards.buckets import BucketTable
-from reelforge.shards.index import index_buckets, read_index, resolve_index
+from reelforge.shards.index import dataset_root, index_buckets, read_index, resolve_index
+from reelforge.shards.spec import SHARDS_SUBDIR
 
 # Numeric columns that describe the clip rather than score it.
 _NOT_SCORES = {"start_s", "end_s", "start_frame", "end_frame", "num_frames", "fps", "width", "height"}
@@ -26,8 +28,8 @@ def dataset_stats(dataset: str | Path, buckets: BucketTable | None = None) -> di
         table = table.set_column(table.column_names.index("bucket"), "bucket", assign_buckets(table, buckets))
     buckets = buckets or index_buckets(index_path)
     ok = table.filter(pc.field("status") == "ok")
-    shard_bytes = [(index_path.parent / "shards" / s).stat().st_size
-                   for s in set(table["shard"].to_pylist()) if (index_path.parent / "shards" / s).exists()]
+    on_disk = storage.file_sizes(storage.join(dataset_root(index_path), SHARDS_SUBDIR))  # one listing on s3
+    shard_bytes = [on_disk[s] for s in set(table["shard"].to_pylist()) if s in on_disk]
     per_bucket = Counter(ok["bucket"].to_pylist())
     out = {
         "samples": table.num_rows,

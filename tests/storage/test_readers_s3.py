@@ -82,6 +82,17 @@ def test_stream_reader_streams_a_batch_from_s3(remote_ds, local_ds):
     assert batch["video"].shape == (bucket.batch_size, bucket.num_frames, 3, bucket.height, bucket.width)
 
 
+def test_stats_and_export_from_s3(remote_ds, local_ds, tmp_path):
+    from reelforge.shards.export import export_shards
+    from reelforge.shards.stats import dataset_stats
+
+    remote, local = dataset_stats(remote_ds), dataset_stats(local_ds)
+    assert remote == local and remote["shards"] == 3
+    out = export_shards(remote_ds, tmp_path / "sq", where="width = 40", caption_version="v1")
+    assert out["samples"] == 6 and out["caption_version"] == "v1"
+    assert verify_dataset(tmp_path / "sq").ok
+
+
 def test_verify_by_url_passes_then_finds_a_missing_shard(remote_ds, capsys):
     from reelforge.cli import main
 
