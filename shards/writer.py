@@ -8,17 +8,23 @@ A shard is committed when it reaches ``target_bytes`` or, after a write, when it
 ``max_open_seconds``: a slow build still commits its progress about once a minute, so a kill loses at most
 that much work. A writer refuses a key it already wrote (two samples with one key would be one sample to
 WebDataset and an ambiguous row in the index).
+
+``out_dir`` may be a URL (``s3://b/ds/_work/shards``): the open shard is then a file in this process's
+temp dir and the commit is one upload (``reelforge.storage.commit_file``), so an object appears whole or
+not at all, as a renamed tar does on disk.
 """
 from __future__ import annotations
 
 import io
 import os
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from reelforge import storage
 from reelforge.shards.spec import DEFAULT_TARGET_BYTES, SHARD_PATTERN
 
 
@@ -47,7 +53,7 @@ class ShardWriteError(OSError):
     path, the OS error and what the writer had committed before it; the open shard's ``.tmp`` is gone,
     so a resume redoes exactly the uncommitted samples."""
 
-    def __init__(self, path: Path, cause: OSError, shards: int, samples: int):
+    def __init__(self, path: Path | str, cause: OSError, shards: int, samples: int):
         super().__init__(cause.errno, cause.strerror or str(cause), str(path))
         self.shards, self.samples = shards, samples
         self.message = (f"cannot write {path}: {cause.strerror or cause}; committed before it: {shards} "
@@ -63,8 +69,9 @@ class ShardWriter:
                  known_keys: set[str] | None = None):
         """``known_keys``: keys committed by earlier runs into the same place (a resumed build), refused too."""
         self.cfg = cfg or ShardWriterConfig()
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.remote = storage.is_remote(out_dir)
+        self.out_dir = str(out_dir) if self.remote else Path(storage.local_path(out_dir))
+        storage.makedirs(self.out_dir)
         self.on_commit = on_commit
         self.index = start_index if start_index is not None else self._next_free_index()
         self._tar: tarfile.TarFile | None = None
@@ -73,13 +80,16 @@ class ShardWriter:
         self.committed: list[CommittedShard] = []
         self._keys: set[str] = set(known_keys or ())
         self._opened_at = 0.0
-        # a crash leaves *.tmp files behind: they were never committed, so remove them
-        for stale in self.out_dir.glob(f"{self.cfg.prefix}-*.tar.tmp"):
-            stale.unlink()
+        # a crash leaves *.tmp files behind: they were never committed, so remove them (on object
+        # storage the open shard was never there: it lived in the dead process's temp dir)
+        if not self.remote:
+            for stale in self.out_dir.glob(f"{self.cfg.prefix}-*.tar.tmp"):
+                stale.unlink()
 
     def _next_free_index(self) -> int:
-        used = [int(p.stem.rsplit("-", 1)[1]) for p in self.out_dir.glob(f"{self.cfg.prefix}-*.tar")
-                if p.stem.rsplit("-", 1)[1].isdigit()]
+        stems = [storage.basename(p)[:-len(".tar")]
+                 for p in storage.glob(storage.join(self.out_dir, f"{self.cfg.prefix}-*.tar"))]
+        used = [int(s.rsplit("-", 1)[1]) for s in stems if s.rsplit("-", 1)[1].isdigit()]
         return max(used) + 1 if used else 0
 
     def current_name(self) -> str:
@@ -87,7 +97,12 @@ class ShardWriter:
 
     def _open(self) -> None:
         name = self.current_name()
-        self._tmp_path = self.out_dir / (name + ".tmp")
+        if self.remote:
+            fd, tmp = tempfile.mkstemp(prefix="reelforge-shard-", suffix=f"-{name}.tmp")
+            os.close(fd)
+            self._tmp_path = Path(tmp)
+        else:
+            self._tmp_path = self.out_dir / (name + ".tmp")
         self._tar = tarfile.open(self._tmp_path, "w", format=tarfile.USTAR_FORMAT)
         self._current = CommittedShard(name=name)
         self._opened_at = time.monotonic()
@@ -123,12 +138,10 @@ class ShardWriter:
         """Close and commit the open shard (if any)."""
         if self._tar is None:
             return None
-        final = self.out_dir / self._current.name
+        final = storage.join(self.out_dir, self._current.name)
         try:
             self._tar.close()
-            with open(self._tmp_path, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(self._tmp_path, final)
+            storage.commit_file(self._tmp_path, final)  # fsync + rename on disk, one upload on object storage
         except OSError as exc:
             raise self._failed(exc) from exc
         shard = self._current
