@@ -189,11 +189,12 @@ VARIANTS = {  # name -> TextOverlayConfig overrides
 
 
 def evaluate(items: list[tuple[str, dict, bool]], batch: int = 8) -> dict:
-    from reelforge.curate.stage import rows_to_batch
+    from reelforge.curate.stage import REMOVED_EARLY, rows_to_batch
     from reelforge.curate.stages.borders import BordersStage
     from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
 
     b = BordersStage()(rows_to_batch([r for _, r, _ in items]))
+    b.pop(REMOVED_EARLY, None)  # the crop box only: every clip is scored (see filter_set.rows)
     rows = [{key: b[key][i] for key in b} for i in range(len(items))]
     results = {}
     for name, over in VARIANTS.items():

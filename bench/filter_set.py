@@ -110,9 +110,12 @@ def rows(entries: list[Entry], shared: Path | None, k: int = 8, with_borders: bo
     """Rows for ``entries`` (real ones need ``shared``), with the borders stage's crop box when asked."""
     out = [real_row(e, shared, k) if e.real else generated_row(e, k) for e in entries]
     if with_borders:
-        from reelforge.curate.stage import rows_to_batch
+        from reelforge.curate.stage import REMOVED_EARLY, rows_to_batch
         from reelforge.curate.stages.borders import BordersStage
 
         batch = BordersStage()(rows_to_batch(out))
+        # only its crop box: the set measures the text and nsfw filters on every clip, so none is marked
+        # as removed by borders (which the model stages would then leave unscored)
+        batch.pop(REMOVED_EARLY, None)
         out = [{key: batch[key][i] for key in batch} for i in range(len(out))]
     return out

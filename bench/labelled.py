@@ -5,8 +5,9 @@ the build runs it) and decides with its default thresholds:
 
 - text, old: the hand-written stroke detector (``curate/text_classic.py``) at the old default
   (persistent text area > 0.02);
-- text, new: the PP-OCRv4 stage at its defaults; and the same with the hand-written detector as a
-  prepass gate, with the share of clips it let skip the model;
+- text, new: the PP-OCRv4 stage at its defaults (every detected box confirmed by the recogniser); the
+  detector alone as it was before reading was added (box_thresh 0.6, nothing read); and the default
+  with the hand-written detector as a prepass gate, with the share of clips it let skip the model;
 - nsfw, old: open_nsfw alone (max P(nsfw) > 0.8, the old default);
 - nsfw, new: open_nsfw + NudeNet at NsfwConfig's defaults.
 
@@ -49,7 +50,8 @@ def _run(stage, rows: list[dict], batch: int) -> tuple[list[dict], float, float]
     seconds per clip (process time: on a machine shared with other jobs, wall time overstates the cost)."""
     stage(rows_to_batch([dict(r) for r in rows[:batch]]))
     if hasattr(stage, "skipped"):
-        stage.skipped = 0  # count the prepass's skips over the timed run only
+        stage.skipped = 0  # count the prepass's skips and the boxes read over the timed run only
+        stage.detector.read = stage.detector.confirmed = 0
     out, t0, c0 = [], time.perf_counter(), time.process_time()
     for i in range(0, len(rows), batch):
         b = stage(rows_to_batch([dict(r) for r in rows[i:i + batch]]))
@@ -80,11 +82,14 @@ def evaluate(shared: Path, k: int = 8, batch: int = 8) -> dict:
     by_id = {e.id: e for e in entries}
 
     text_cfg, nsfw_cfg = TextOverlayConfig(), NsfwConfig()
+    det_only = TextOverlayConfig(box_thresh=0.6, sure_box_thresh=0.6)
     prepass = TextOverlayStage(TextOverlayConfig(prepass=True))
     variants = [  # (filter, variant, stage, decide(row) -> dropped?)
         ("text_overlay", "classic strokes (old)", ClassicTextStage(),
          lambda r: r["text_area_classic"] > OLD_MAX_TEXT_AREA),
-        ("text_overlay", "PP-OCRv4 det (new)", TextOverlayStage(text_cfg), lambda r: text_cfg.check(r) is not None),
+        ("text_overlay", "PP-OCRv4 det + rec (new)", TextOverlayStage(text_cfg),
+         lambda r: text_cfg.check(r) is not None),
+        ("text_overlay", "PP-OCRv4 det alone, 0.6", TextOverlayStage(det_only), lambda r: det_only.check(r) is not None),
         ("text_overlay", "classic prepass + PP-OCRv4", prepass, lambda r: text_cfg.check(r) is not None),
         ("nsfw", "open_nsfw + NudeNet (new)", NsfwStage(nsfw_cfg), lambda r: nsfw_cfg.check(r) is not None),
         ("nsfw", "open_nsfw alone (old)", None, lambda r: r["nsfw"] > OLD_MAX_NSFW),  # reads the new run's nsfw
@@ -104,7 +109,7 @@ def evaluate(shared: Path, k: int = 8, batch: int = 8) -> dict:
             cps, cpu = _open_nsfw_speed(rows, nsfw_cfg, batch)
         else:
             out, cps, cpu = _run(stage, rows, batch)
-            if stage is not prepass:
+            if stage is not prepass and getattr(stage, "cfg", None) is not det_only:
                 for r in out:
                     scored[r["clip_id"]].update({c: r[c] for c in stage.outputs})
         truth = [by_id[r["clip_id"]].text if filt == "text_overlay" else by_id[r["clip_id"]].unsafe for r in out]
@@ -114,6 +119,8 @@ def evaluate(shared: Path, k: int = 8, batch: int = 8) -> dict:
         print(f"{filt:<13s} {name:<30s} {prec:>9s} {rec:>7s} {fp:>12d} {fn:>7d} {cps:8.2f} {cpu:10.3f}")
         if wrong:
             print(f"{'':<13s}   wrong: {', '.join(wrong)}")
+        if getattr(getattr(stage, "detector", None), "reader", None) is not None:
+            print(f"{'':<13s}   boxes read: {stage.detector.read}, read as text: {stage.detector.confirmed}")
         results["filters"].append({"filter": filt, "detector": name, "precision": prec, "recall": rec,
                                    "false_drops": fp, "misses": fn, "clips_per_s": cps, "cpu_s_per_clip": cpu,
                                    "wrong": wrong})
