@@ -16,6 +16,13 @@ they stay in the work shards, so a refilter can bring them back.
 
 The copy is keyed by clip id, not by who wrote the work shard, so work shards written by cluster workers
 (issue 16) publish the same way.
+
+On object storage (``DIR`` a URL) there is no atomic rename of a folder, so the record is the commit
+point instead: the new tars are uploaded straight into ``DIR/shards/`` under new names (numbered after the
+current set, so they never collide), then ``_work/published.json`` is rewritten to list them (one PUT),
+then the tars it no longer lists are deleted. :func:`recover` deletes every tar in ``DIR/shards`` that the
+record does not list: the half-uploaded new set of a publish killed before its record, or the old set of
+one killed after it. Each work shard is fetched once, scanned and copied from its local copy.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from reelforge import storage
 from reelforge.shards.spec import SHARDS_SUBDIR
 from reelforge.shards.tarscan import scan_tar
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
@@ -46,8 +54,22 @@ class PublishResult:
     missing: dict[str, str] = field(default_factory=dict)   # clip_id -> why its media could not be copied
 
 
+WORK_SUBDIR = "_work"   # where a dataset keeps RECORD_FILE (curate/manifest.py)
+
+
+def _read_record(record_path: str | Path) -> dict:
+    return json.loads(storage.read_bytes(record_path)) if storage.exists(record_path) else {}
+
+
 def recover(dataset_dir: str | Path) -> None:
     """Finish or undo a publish that was killed mid-way (call before anything reads or writes DIR/shards)."""
+    if storage.is_remote(dataset_dir):
+        live = storage.join(dataset_dir, SHARDS_SUBDIR)
+        listed = set(_read_record(storage.join(dataset_dir, WORK_SUBDIR, RECORD_FILE)).get("shards", []))
+        for name in storage.listdir(live):
+            if name.endswith(".tar") and name not in listed:
+                storage.remove(storage.join(live, name))
+        return
     root = Path(dataset_dir)
     live, new, old = root / SHARDS_SUBDIR, root / (SHARDS_SUBDIR + NEW_SUFFIX), root / (SHARDS_SUBDIR + OLD_SUFFIX)
     if not live.exists() and old.exists():
@@ -57,11 +79,12 @@ def recover(dataset_dir: str | Path) -> None:
             shutil.rmtree(d)
 
 
-def _next_index(live: Path, prefix: str) -> int:
+def _next_index(live: Path | str, prefix: str) -> int:
     """Number the new set after the current one: a shard name never comes back with other content, so an
     index or clips.parquet of the previous set (a reader mid-epoch, a build killed before it rewrote them)
     finds its shards gone, never different bytes at its offsets."""
-    used = [int(p.name[len(prefix) + 1:-4]) for p in live.glob(f"{prefix}-*.tar") if p.name[len(prefix) + 1:-4].isdigit()]
+    names = [n for n in storage.listdir(live) if n.startswith(f"{prefix}-") and n.endswith(".tar")]
+    used = [int(n[len(prefix) + 1:-4]) for n in names if n[len(prefix) + 1:-4].isdigit()]
     return max(used) + 1 if used else 0
 
 
@@ -76,20 +99,31 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
     error (disk full) leaves the current set as it was.
     """
     t0 = time.time()
-    root = Path(dataset_dir)
     rows = list(rows)
     metas = [sample_json(r) for r in rows]
     digest = hashlib.sha256(json.dumps([cfg.target_bytes, cfg.prefix]).encode())
     for r, m in zip(rows, metas):
         digest.update(r["clip_id"].encode() + b"\0" + str(r["work_shard"]).encode() + b"\0" + m + b"\0")
     digest = digest.hexdigest()
-    live = root / SHARDS_SUBDIR
-    record_path = Path(work_dir) / RECORD_FILE
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if record.get("digest") == digest and live.is_dir() and \
-            sorted(p.name for p in live.glob("*.tar")) == sorted(record.get("shards", [])):
+    record_path = storage.join(work_dir, RECORD_FILE)
+    record = _read_record(record_path)
+    live_names = sorted(n for n in storage.listdir(storage.join(dataset_dir, SHARDS_SUBDIR)) if n.endswith(".tar"))
+    if record.get("digest") == digest and storage.isdir(storage.join(dataset_dir, SHARDS_SUBDIR)) and \
+            live_names == sorted(record.get("shards", [])):
         return PublishResult(shard_of=record["shard_of"], shards=record["shards"], bytes=record["bytes"],
                              skipped=True)
+    if storage.is_remote(dataset_dir):
+        result = _publish_remote(str(dataset_dir), str(work_shards), rows, metas, cfg, skip_media)
+        storage.write_bytes_atomic(record_path, json.dumps({
+            "digest": digest, "shards": result.shards, "bytes": result.bytes, "shard_of": result.shard_of}).encode())
+        for name in live_names:  # the previous set: the record no longer lists it
+            if name not in result.shards:
+                storage.remove(storage.join(dataset_dir, SHARDS_SUBDIR, name))
+        result.seconds = round(time.time() - t0, 3)
+        return result
+    root = Path(dataset_dir)
+    live = root / SHARDS_SUBDIR
+    record_path = Path(record_path)
 
     # where each needed sample lives in its work shard; every work shard is scanned once. A clip whose
     # media is gone (a work tar deleted or cut short by hand) is reported, not published, not fatal.
@@ -164,4 +198,53 @@ def publish(dataset_dir: str | Path, work_shards: Path, rows: Iterable[dict], sa
                                "shard_of": result.shard_of}))
     os.replace(tmp, record_path)
     result.seconds = round(time.time() - t0, 3)
+    return result
+
+
+def _publish_remote(root: str, work_shards: str, rows: list[dict], metas: list[bytes], cfg: ShardWriterConfig,
+                    skip_media: tuple[str, ...]) -> PublishResult:
+    """:func:`publish` on object storage, up to the record (the caller writes it): each work shard, in name
+    order, is fetched once, scanned, and its kept clips copied in tar order straight into ``DIR/shards``
+    under new names. A failure removes the tars this call uploaded; the current set stays listed."""
+    live = storage.join(root, SHARDS_SUBDIR)
+    result = PublishResult()
+    by_shard: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_shard.setdefault(str(r["work_shard"]), []).append(i)
+    writer = ShardWriter(live, ShardWriterConfig(target_bytes=cfg.target_bytes, prefix=cfg.prefix, max_open_seconds=0),
+                         start_index=_next_index(live, cfg.prefix))
+    try:
+        for shard in sorted(by_shard):
+            url = storage.join(work_shards, shard)
+            keys = {rows[i]["clip_id"] for i in by_shard[shard]}
+            if not storage.exists(url):
+                result.missing.update({k: f"publish: work shard {url} is missing" for k in keys})
+                continue
+            with storage.local_source(url) as local:
+                where = {s.key: s.members for s in scan_tar(local).samples
+                         if s.key in keys and not s.error and "mp4" in s.members}
+                result.missing.update({k: f"publish: no complete sample {k} in work shard {url}"
+                                       for k in keys if k not in where})
+                order = sorted((i for i in by_shard[shard] if rows[i]["clip_id"] in where),
+                               key=lambda i: min(m.offset for m in where[rows[i]["clip_id"]].values()))
+                with open(local, "rb") as f:
+                    for i in order:
+                        cid, out = rows[i]["clip_id"], {}
+                        for ext, m in where[cid].items():
+                            if ext in skip_media:
+                                continue
+                            out[ext] = os.pread(f.fileno(), m.size, m.offset)
+                            if len(out[ext]) != m.size:
+                                raise ValueError(f"{shard}:{m.name}: short read ({len(out[ext])} of {m.size} bytes)")
+                        out["json"] = metas[i]
+                        result.shard_of[cid] = writer.write(cid, out)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        for s in writer.committed:
+            storage.remove(storage.join(live, s.name))
+        raise
+    result.shards = [s.name for s in writer.committed]
+    sizes = storage.file_sizes(live)
+    result.bytes = sum(sizes.get(n, 0) for n in result.shards)
     return result

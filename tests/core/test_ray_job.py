@@ -51,34 +51,53 @@ def _node_ports() -> list[str]:
 
 
 def _processes_of(temp_dirs: list[str]) -> dict[int, str]:
-    """pid -> command line of every live process that names one of our temp dirs (GCS, raylets, agents,
-    workers: Ray hands each its node's temp or session dir)."""
-    out = {}
+    """pid -> command line of every live process that names one of our temp dirs (GCS, raylets, agents:
+    Ray hands each its node's temp or session dir), and of all their descendants (workers retitle
+    themselves ``ray::IDLE`` and the like, so only their parentage says whose they are)."""
+    procs = {}  # pid -> (ppid, command line)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        if state != "Z" and any(d in cmd for d in temp_dirs):
-            out[int(entry.name)] = cmd[:120]
-    return out
+        if fields[0] != "Z":
+            procs[int(entry.name)] = (int(fields[1]), cmd)
+    ours = {pid for pid, (_, cmd) in procs.items() if any(d in cmd for d in temp_dirs)}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in ours} - ours
+        ours |= more
+        grew = bool(more)
+    return {pid: procs[pid][1][:120] for pid in ours}
 
 
 def _stop(temp_dirs: list[str]) -> dict[int, str]:
-    """SIGTERM what we started, SIGKILL what is still there after 20 s; returns what survived."""
+    """SIGTERM what we started (and its children), SIGKILL what is still there after 20 s; returns what
+    survived."""
+    seen: dict[int, str] = {}
     for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        for pid in _processes_of(temp_dirs):
+        seen.update(_processes_of(temp_dirs))
+        for pid in list(seen):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
-                pass
+                seen.pop(pid)
         deadline = time.time() + wait
-        while _processes_of(temp_dirs) and time.time() < deadline:
+        while seen and time.time() < deadline:
             time.sleep(0.5)
-    return _processes_of(temp_dirs)
+            seen = {pid: cmd for pid, cmd in seen.items() if _alive(pid)}
+    return {**seen, **_processes_of(temp_dirs)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _run(args: list[str], env: dict, timeout: int = 180) -> subprocess.CompletedProcess:
