@@ -4,16 +4,19 @@ The stages and their order are ``curate/stage_list.py``'s flat list. Read top to
 
 0. guard   — lock the output, undo a killed publish, check the settings against the work on disk
              (``curate/buildstate.py``) and every stage's input columns, all before Ray starts
-1. videos  — the ``video`` stages (probe → scene split): one row per input file; then exact duplicates
-             (same bytes under two names) are set aside and each remaining video's clips are planned
-2. clips   — the ``clip`` stages (transcode → scorers) stream into work shards under ``_work/``, committed
-             with their rows at least every ``shards.max_open_seconds``
-3. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
+1. build   — one task per input video (``curate/video_task.py``): the ``video`` stages (probe → scene
+             split), its clip plan, the ``clip`` stages (transcode → scorers) on its clips, and its own
+             work shards under ``_work/``, committed with their rows at least every
+             ``shards.max_open_seconds``; only the small video row comes back (``_build_phase``)
+2. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
              as ``DIR/shards`` (members copied, final JSON); clips.parquet, videos.parquet, the index, the
              resolved config, the summary and the report are written from the same decision.
              ``--refilter`` runs only this step.
 
-Stages are plain classes (``curate.stages``); ``curate.runner`` maps them over Ray and
+Exact duplicates (same bytes under two names) are decided at the finish from the video rows; a copy
+whose content another task already made reuses that split and those clips.
+
+Stages are plain classes (``curate.stages``); ``curate.runner`` runs the video tasks on Ray and
 ``reelforge.cluster`` starts or joins Ray: no other module touches it.
 """
 from __future__ import annotations
@@ -34,19 +37,18 @@ from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
 from reelforge.curate.discover import DiscoverConfig, discover_inputs
 from reelforge.curate.filters import FiltersConfig, decide_all, funnel
-from reelforge.curate.manifest import (BULK_COLUMNS, EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table,
-                                       write_parquet_atomic)
-from reelforge.curate.runner import StageSpec, missing_rows, run_stages
+from reelforge.curate.manifest import EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table, write_parquet_atomic
+from reelforge.curate.runner import StageSpec, missing_rows, run_tasks
 from reelforge.curate.scenes import SceneConfig
+from reelforge.curate.stage import CPU_PREFIX
 from reelforge.curate.stage_list import check_columns, runnable, skipped, stage_args
 from reelforge.curate.stages.probe import ProbeConfig
 from reelforge.curate.stages.transcode import TranscodeConfig
 from reelforge.recaption.job import RecaptionConfig
 from reelforge.shards import publish as publishing
-from reelforge.shards.spec import FORMAT_ID, INDEX_FILE
-from reelforge.shards.writer import ShardWriter, ShardWriterConfig
-
-WORK_PREFIX = "work"   # work shards: _work/shards/work-NNNNNN.tar
+from reelforge.curate.video_task import STATS, VideoTask, plan_clip_rows, sample_json, spans_of  # noqa: F401
+from reelforge.shards.spec import INDEX_FILE
+from reelforge.shards.writer import ShardWriterConfig
 
 
 @dataclass
@@ -67,12 +69,6 @@ class BuildConfig:
     report: bool = True   # write DIR/report.html (funnel, histograms, contact sheet) at the end
     # caption the kept clips with a vision-language model after the finish, then caption_match (off by default)
     recaption: RecaptionConfig = field(default_factory=RecaptionConfig)
-
-
-# probe fields copied onto each clip row (prefixed src_ where the clip has its own value)
-_VIDEO_TO_CLIP = {"path": "video_path", "sha256": "video_sha256", "width": "src_width", "height": "src_height",
-                  "fps": "src_fps", "rotation": "rotation", "sar": "sar", "codec": "src_codec",
-                  "bit_rate": "src_bit_rate"}  # near-duplicates: the copy with the highest bitrate is kept
 
 
 def stage_specs(cfg: CurateConfig, phase: str) -> list[StageSpec]:
@@ -101,51 +97,6 @@ def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
     return out
 
 
-def _spans(video: dict) -> list[dict]:
-    """A video row's planned clip spans: a list, or JSON text (rows that crossed Ray or a parquet file;
-    text written by an earlier version may be encoded twice)."""
-    spans = video.get("clip_spans") or []
-    while isinstance(spans, str):
-        spans = json.loads(spans) if spans else []
-    return spans
-
-
-def plan_clip_rows(video: dict) -> list[dict]:
-    """Clip rows (work items and dropped spans) for one scene-split video row."""
-    spans = _spans(video)
-    rows = []
-    for i, span in enumerate(spans):
-        span = dict(span)
-        row = {dst: video.get(src) for src, dst in _VIDEO_TO_CLIP.items()}
-        row.update(clip_id=clip_id_for(video["sha256"], span["start_frame"], span["end_frame"]), clip_index=i,
-                   caption=video.get("sidecar_caption") or "",
-                   caption_source="sidecar" if video.get("sidecar_caption") else "")
-        row.update(span)
-        # the transcoder matches decoded frames by pts: first frame's pts, last frame's pts
-        row["start_pts"] = span["start_s"]
-        row["end_pts"] = span["end_s"] - 1.0 / float(video.get("fps") or 25.0)
-        row["status"] = span.get("status", "ok")
-        row["reason"] = span.get("reason", "")
-        rows.append(row)
-    return rows
-
-
-def sample_json(row: dict) -> bytes:
-    """The ``<clip_id>.json`` member: every scalar column of the row plus the format id. Published shards
-    get it from the clip's final clips.parquet row, so its ``status``/``reason`` are the final ones."""
-    meta = {"format": FORMAT_ID}
-    for k, v in row.items():
-        if k in BULK_COLUMNS or k == EMBEDDING_COLUMN or k in ("caption", "shard", "work_shard"):
-            continue
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            meta[k] = v
-        elif isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
-            meta[k] = list(v)
-    return json.dumps(meta, sort_keys=True).encode()
-
-
 def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh: bool = False,
               rebuild: bool = False) -> dict:
     """Build (or resume, or extend) the dataset in ``out_dir`` from ``inputs``; returns the summary.
@@ -165,10 +116,11 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         _check_work(out, manifest, cfg, rebuild)
         mode = init_ray(cfg.ray)
         print(f"reelforge build: {len(paths)} input files, Ray {mode}, output {out}")
-        videos = _videos_phase(manifest, paths, cfg, refresh, found.skipped)
-        t_videos = time.time()
-        _clips_phase(manifest, videos, cfg)
-        t_clips = time.time()
+        counts = _build_phase(manifest, paths, cfg, refresh, found.skipped)
+        t_build = time.time()
+        # the final tables are a dataset-wide decision: read back from storage, not kept from the tasks
+        current = set(paths) | {s["path"] for s in found.skipped}
+        videos = [v for p, v in manifest.load_videos().items() if p in current]
         summary = finish(out, cfg, manifest, videos)
         if cfg.recaption.enabled:  # kept clips get captions; their caption_match scores re-decide the statuses
             from reelforge.recaption.build import caption_build
@@ -176,8 +128,8 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
             if recaption["caption_match"]["scored"]:
                 summary = finish(out, cfg, manifest, videos)
             summary["recaption"] = recaption
-        summary["phase_s"] = {"videos": round(t_videos - t0, 2), "clips": round(t_clips - t_videos, 2),
-                              "finish": round(time.time() - t_clips, 2)}
+        summary["phase_s"] = {"build": round(t_build - t0, 2), "finish": round(time.time() - t_build, 2)}
+        summary["build_tasks"] = counts
         summary["wall_s"] = round(time.time() - t0, 2)
         summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
         write_outputs(out, cfg, summary)
@@ -254,88 +206,51 @@ def _check_work(out: Path, manifest: Manifest, cfg: BuildConfig, rebuild: bool) 
     buildstate.save_state(manifest.work, current)
 
 
-def _videos_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh: bool,
-                  skipped_inputs: list[dict]) -> list[dict]:
-    """Probe and split the inputs not done yet; returns one row per input, duplicates marked.
+def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh: bool,
+                 skipped_inputs: list[dict]) -> dict:
+    """Every input not finished yet runs as one task (``curate/video_task.py``): probe, split, its clips,
+    its own work shards and manifest parts. Returns counts; the rows stay on storage.
 
-    ``skipped_inputs`` (named entries that are no input file: failed rows saying why) are saved with the
-    others, so a refilter, which rewrites videos.parquet from ``_work``, still lists them."""
+    The driver holds the tasks in flight and the video rows not saved yet (at most about
+    ``shards.max_open_seconds`` of them): nothing that grows with the clips. A video counts as done when
+    its content's ``complete.json`` exists; a saved video row (probe + split) is handed back to its task
+    so a resumed video is not probed or split again. ``skipped_inputs`` (named entries that are no input
+    file: failed rows saying why) are saved with the others, so a refilter still lists them.
+    """
     known = {} if refresh else manifest.load_videos()
     # a saved skip is re-decided by discover on every run (a broken link may have been fixed)
     known = {p: r for p, r in known.items() if not str(r.get("reason") or "").startswith("discover:")}
-    todo = [{"path": p, "status": "ok", "reason": ""} for p in paths if p not in known]
-    videos = [known[p] for p in paths if p in known]
-    last_save, returned = time.time(), set()
-    for row in progress.bar(run_stages(todo, stage_specs(cfg.curate, "video")), total=len(todo), desc="videos",
-                    unit="video"):
-        row["clip_spans"] = _spans(row)  # one type in the column: parquet then stores it as JSON once
-        videos.append(row)
+    removed = manifest.recover()  # before any task starts: no writer of an earlier run is alive
+    todo = []
+    for p in paths:
+        row = known.get(p)
+        if row is None:
+            todo.append({"path": p, "status": "ok", "reason": ""})
+        elif row.get("status") == "ok" and row.get("sha256") and not manifest.is_complete(row["sha256"]):
+            todo.append(row)  # probed and split; some of its clips are not committed yet
+    counts = Counter(videos=len(paths), todo=len(todo), resumed=sum("sha256" in t for t in todo),
+                     uncommitted_removed=removed)
+    task = StageSpec(VideoTask, (str(manifest.work), stage_specs(cfg.curate, "video"),
+                                 stage_specs(cfg.curate, "clip"), cfg.shards))
+    unsaved, last_save, returned = list(skipped_inputs), time.time(), set()
+    bar = progress.bar(total=len(todo), desc="videos", unit="video")
+    for row in run_tasks(iter(todo), task, VideoTask.resources(*task.args)):
+        stats = row.pop(STATS, None) or {}
+        counts.update({f"clips_{k}": v for k, v in stats.items() if k != "seconds"})
+        counts[row.get("status") or "ok"] += 1
         returned.add(row["path"])
+        unsaved.append(row)
+        bar.update(1)
+        bar.set_postfix(clips=counts["clips_written"], refresh=False)
         if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
-            manifest.save_videos(videos)
-            last_save = time.time()
-    videos += missing_rows(todo, returned, "path", "probe/scene_split") + list(skipped_inputs)
-    manifest.save_videos(videos)
-    return mark_exact_duplicates(videos)
-
-
-def _clips_phase(manifest: Manifest, videos: list[dict], cfg: BuildConfig) -> None:
-    """Transcode and score the planned clips not committed yet, streaming them into work shards.
-
-    Rows are held only until the next commit (a shard or a tail part), at most about
-    ``shards.max_open_seconds`` of work; the media bytes go straight into the open tar.
-    """
-    done = manifest.recover()
-    work, pending = [], []
-    for video in videos:
-        if video["status"] != "ok":
-            continue
-        for row in plan_clip_rows(video):
-            if row["clip_id"] in done:
-                continue
-            if row["status"] == "ok":
-                work.append(row)
-            else:  # planned but dropped (e.g. shorter than min_seconds): recorded with the next commit
-                pending.append(dict(row, work_shard=None))
-    last_commit = time.time()
-
-    def commit(name: str) -> None:
-        nonlocal pending, last_commit
-        manifest.commit_part(name, pending)
-        pending, last_commit = [], time.time()
-
-    writer = ShardWriter(manifest.work_shards, ShardWriterConfig(
-        target_bytes=cfg.shards.target_bytes, prefix=WORK_PREFIX, max_open_seconds=cfg.shards.max_open_seconds),
-        on_commit=lambda shard: commit(shard.name), known_keys=done)
-    returned = set()
-    try:
-        with progress.bar(total=len(work), desc="clips", unit="clip") as bar:
-            for row in run_stages(work, stage_specs(cfg.curate, "clip"), drop=("frames", "frame_times")):
-                bar.update(1)
-                returned.add(row["clip_id"])
-                members = None
-                if row.get("status") != "failed" and row.get("mp4"):
-                    members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
-                    if row.get("caption"):
-                        members["txt"] = row["caption"].encode("utf-8")
-                row["work_shard"] = writer.current_name() if members else None
-                row["mp4_bytes"] = len(members["mp4"]) if members else 0
-                # the row joins `pending` before the write: a write that fills the shard commits it at
-                # once, and the shard's part file must already hold this row
-                pending.append({k: v for k, v in row.items() if k not in BULK_COLUMNS})
-                if members:
-                    writer.write(row["clip_id"], members)
-                elif pending and time.time() - last_commit > cfg.shards.max_open_seconds:
-                    # rows without media (failed clips) are committed on time too
-                    if writer.flush() is None:
-                        commit(f"tail-{int(time.time() * 1000)}")
-        writer.close()
-    except BaseException:
-        writer.abort()  # the open shard's rows were never committed: redone on resume
-        raise
-    pending += [dict(r, work_shard=None) for r in missing_rows(work, returned, "clip_id", "transcode/scoring")]
-    if pending:  # dropped/failed clips after the last shard
-        commit(f"tail-{int(time.time() * 1000)}")
+            manifest.save_videos(unsaved)
+            unsaved, last_save = [], time.time()
+    bar.close()
+    # a writer that died (and was retried) leaves its open .tmp, or a tar renamed without its part
+    counts["uncommitted_removed"] += manifest.recover()
+    unsaved += missing_rows([t for t in todo if t["path"] not in returned], returned, "path", "video task")
+    manifest.save_videos(unsaved)
+    return dict(counts)
 
 
 def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
@@ -349,7 +264,7 @@ def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
     for v in videos:
         if v["status"] != "ok":
             continue
-        for span in _spans(v):
+        for span in spans_of(v):
             plan.setdefault(clip_id_for(v["sha256"], span["start_frame"], span["end_frame"]), v["path"])
     table = manifest.committed_clips()
     rows, seen = [], set()
@@ -441,7 +356,20 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         "work_shards": len(work_tars),
         "work_shard_bytes": sum(p.stat().st_size for p in work_tars),
         "source_seconds": round(sum(float(v.get("duration_s") or 0) for v in vrows if v["status"] == "ok"), 3),
+        "cpu_s_per_clip": cpu_per_clip(vrows, rows),
     }
+
+
+def cpu_per_clip(videos: list[dict], clips: list[dict]) -> dict[str, float]:
+    """Process CPU seconds per planned clip, by stage (``cpu_s_<stage>`` of each row: ``curate/stage.py``);
+    a video stage's seconds are spread over the clips of the whole build. Work reused from an earlier run
+    counts with the seconds it took then."""
+    n = max(len(clips), 1)
+    out: dict[str, float] = {}
+    for rows in (videos, clips):
+        for k in sorted({k for r in rows for k in r if k.startswith(CPU_PREFIX)}):
+            out[k[len(CPU_PREFIX):]] = round(sum(float(r.get(k) or 0.0) for r in rows) / n, 4)
+    return out
 
 
 def write_outputs(out: Path, cfg: BuildConfig, summary: dict) -> None:

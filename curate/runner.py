@@ -105,7 +105,7 @@ def _plain(v: Any) -> Any:
 
 # ---- what runs on a worker ---------------------------------------------------------------------------
 
-class _Chain:
+class StageChain:
     """Stages applied in order to one batch, each under the error policy; runs as a task or an actor."""
 
     def __init__(self, specs: list[StageSpec], policy: str, drop: tuple[str, ...] = ()):
@@ -122,7 +122,10 @@ class _Chain:
             self.stages.append(stage)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        b = _from_ray(batch)
+        return _to_ray(self.run(_from_ray(batch)))
+
+    def run(self, b: Batch) -> Batch:
+        """The stages on a plain columnar batch (what a per-video task calls in its own process)."""
         for i, spec in enumerate(self.specs):
             if self.setup_error and self.setup_error[0] == i:
                 b = self._fail_all(b, spec, self.setup_error[1], "cannot start: ")
@@ -130,7 +133,7 @@ class _Chain:
             b = self._apply(self.stages[i], spec, b)
         for k in self.drop:
             b.pop(k, None)
-        return _to_ray(b)
+        return b
 
     def _apply(self, stage: Stage, spec: StageSpec, batch: Batch) -> Batch:
         try:
@@ -305,7 +308,7 @@ def _run_pass(items: list[dict], specs: list[StageSpec], policy: str, drop: tupl
             # retries have no named parameter yet; the deprecation note would print on every build
             warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
             if res.concurrency:
-                ds = ds.map_batches(_Chain, fn_constructor_args=args,
+                ds = ds.map_batches(StageChain, fn_constructor_args=args,
                                     compute=ray.data.ActorPoolStrategy(size=res.concurrency),
                                     max_restarts=retries, max_task_retries=retries, **common)
             else:
@@ -317,4 +320,121 @@ def _run_pass(items: list[dict], specs: list[StageSpec], policy: str, drop: tupl
 
 
 def _run_chain(batch, chain: list[StageSpec], policy: str, drop: tuple[str, ...]):
-    return _Chain(chain, policy, drop)(batch)
+    return StageChain(chain, policy, drop)(batch)
+
+
+# ---- one task per item -------------------------------------------------------------------------------
+# A task that holds a whole unit of work (a video: probe, split, transcode, score, write its shards) runs
+# as one Ray task per item. Its class is built once per worker process (models load once per worker,
+# as in an actor) and called for every item that worker runs.
+
+# retries of the isolating re-run of an item whose worker died in every normal attempt: the task records
+# what it is about to do before each step of that re-run, so each attempt skips one more thing that kills
+# its worker (see curate/video_task.py)
+TASK_ISOLATED_RETRIES = 3
+_TASKS: dict[str, Any] = {}   # per worker process: the StageSpec and policy -> the task object built from them
+
+
+def run_tasks(items: Iterator[dict] | list[dict], spec: StageSpec, resources: Resources,
+              errors: str | None = None, max_in_flight: int | None = None) -> Iterator[dict]:
+    """Stream ``spec.cls(*spec.args, policy)(item, isolate)`` for each item, in completion order.
+
+    At most ``max_in_flight`` tasks (default: twice the cluster's CPUs) are submitted at once, and the
+    items are pulled from the iterator only as slots free up: the driver holds what is in flight, never
+    the whole run. A task whose worker dies is retried by Ray (``RETRIES``); if every attempt dies it is
+    run again with ``isolate=True`` (``TASK_ISOLATED_RETRIES`` attempts), and if that dies too the item
+    yields a failed row saying so. An exception escaping the task is the item's failed row under the
+    ``record`` policy; under ``reraise`` it raises ``StageError`` with the worker's traceback. An
+    ``OSError`` that is the output's (disk full, read-only: ``ShardWriteError``) always stops the run: it
+    is raised here as the worker raised it. If the consumer stops (an exception, a kill), every task still
+    running is cancelled and waited for, so none outlives the run and writes into a resumed one.
+    """
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from reelforge.shards.writer import ShardWriteError
+
+    policy = error_policy(errors)
+    spec_ref = ray.put(spec)
+    if max_in_flight is None:
+        max_in_flight = max(2, int(2 * ray.cluster_resources().get("CPU", 1.0)))
+    opts = dict(num_cpus=resources.num_cpus)
+    if resources.num_gpus:
+        opts["num_gpus"] = resources.num_gpus
+    remote = ray.remote(_run_task)
+    normal = remote.options(max_retries=RETRIES, **opts)
+    isolated = remote.options(max_retries=TASK_ISOLATED_RETRIES, **opts)
+    queue = iter(items)
+    in_flight: dict[Any, tuple[dict, bool]] = {}
+    lost: list[dict] = []
+
+    def submit(item: dict, isolate: bool) -> None:
+        fn = isolated if isolate else normal
+        in_flight[fn.remote(spec_ref, policy, item, isolate)] = (item, isolate)
+
+    try:
+        exhausted = False
+        while True:
+            while len(in_flight) < max_in_flight and (lost or not exhausted):
+                if lost:  # a re-run of an item whose worker died goes first: its rows are the oldest
+                    submit(lost.pop(), True)
+                    continue
+                item = next(queue, None)
+                if item is None:
+                    exhausted = True
+                else:
+                    submit(item, False)
+            if not in_flight:
+                return
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            item, isolate = in_flight.pop(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except RayTaskError as exc:  # the task raised: its own exception, with the worker's traceback
+                cause = exc.cause if isinstance(exc.cause, BaseException) else None
+                if isinstance(cause, (ShardWriteError, StageError)):
+                    raise cause from None
+                if policy == "reraise":
+                    raise StageError(str(exc)) from None
+                yield dict(item, status="failed", reason=f"{spec.name}: {type(cause or exc).__name__}: "
+                                                         f"{cause or exc}"[:500])
+                continue
+            except RayError as exc:  # the worker died (a native crash, the OOM killer) in every attempt
+                if not isolate:
+                    lost.append(item)
+                    continue
+                yield dict(item, status="failed", reason=(
+                    f"{spec.name}: worker died on this item (retried {RETRIES}x, then step by step "
+                    f"{TASK_ISOLATED_RETRIES}x; a native crash such as a decoder segfault, or out of memory: "
+                    f"{type(exc).__name__})"))
+                continue
+            yield row
+    finally:
+        if in_flight:
+            _cancel(list(in_flight))
+
+
+def _cancel(refs: list) -> None:
+    """Kill the given tasks and wait until they are gone (a cancelled task's worker may still be
+    mid-write for a moment; the next run must not start before it stops)."""
+    import ray
+
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # already finished
+            pass
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=60)
+        except Exception:  # cancelled / crashed: what we waited for
+            pass
+
+
+def _run_task(spec: StageSpec, policy: str, item: dict, isolate: bool) -> dict:
+    # the configs are dataclasses: their repr names every value
+    key = f"{spec.cls.__module__}.{spec.cls.__qualname__}{spec.args!r}{policy}"
+    task = _TASKS.get(key)
+    if task is None:
+        task = _TASKS[key] = spec.cls(*spec.args, policy=policy)
+    return task(item, isolate=isolate)

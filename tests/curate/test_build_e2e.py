@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import sys
 import subprocess
 import tarfile
 from collections import Counter
+from pathlib import Path
 
 import decord
 import pyarrow.parquet as pq
@@ -15,6 +19,8 @@ import webdataset as wds
 
 from reelforge.config import load_config
 from reelforge.curate.pipeline import BuildConfig, run_build
+from reelforge.curate.stage import Resources, Stage
+from reelforge.curate.video_task import STATS
 from reelforge.samples import generate_samples
 
 OVERRIDES = ["ray.dashboard=false", "ray.progress_bars=false", "ray.num_cpus=2",
@@ -125,30 +131,36 @@ def test_rerun_is_idempotent(built, raw, tiny_clip_overrides):
 
 def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tiny_clip_overrides, tmp_path, monkeypatch):
     reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
-    from reelforge.shards import writer as writer_mod
+    from reelforge.curate import pipeline as pipeline_mod
 
-    real_flush = writer_mod.ShardWriter.flush
-    calls = {"n": 0}
+    real_run_tasks = pipeline_mod.run_tasks
 
-    def dying_flush(self):
-        shard = real_flush(self)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt("killed right after the first shard")
-        return shard
+    def killed_after_first_video(*args, **kwargs):
+        # the driver dies once a video with clips is done; the tasks still running are killed mid-work
+        tasks = real_run_tasks(*args, **kwargs)
+        try:
+            for row in tasks:
+                wrote = row[STATS]["written"]
+                yield row
+                if wrote:
+                    raise KeyboardInterrupt("killed after the first video")
+        finally:
+            tasks.close()
 
-    monkeypatch.setattr(writer_mod.ShardWriter, "flush", dying_flush)
+    monkeypatch.setattr(pipeline_mod, "run_tasks", killed_after_first_video)
     out = tmp_path / "ds"
     # shards of several clips each: the clip that fills a shard must be recorded with that shard
     multi = tiny_clip_overrides + ["shards.target_bytes=30000"]
     with pytest.raises(KeyboardInterrupt):
         run_build([str(raw)], out, _cfg(multi))
     assert not (out / "clips.parquet").exists() and not (out / "shards").exists()  # nothing published yet
+    committed = sorted((out / "_work" / "shards").glob("*.tar"))
+    assert committed  # the first video's shards at least
     # a work tar renamed but not recorded (killed between the two) must not survive the resume
     orphan = out / "_work" / "shards" / "work-009999.tar"
-    shutil.copy(sorted((out / "_work" / "shards").glob("*.tar"))[0], orphan)
+    shutil.copy(committed[0], orphan)
 
-    monkeypatch.setattr(writer_mod.ShardWriter, "flush", real_flush)
+    monkeypatch.setattr(pipeline_mod, "run_tasks", real_run_tasks)
     run_build([str(raw)], out, _cfg(multi))
     resumed = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in resumed) == sorted(reference)
@@ -162,3 +174,107 @@ def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, 
     assert set(keys) == {k for k, c in reference.items() if c["shard"]} and max(keys.values()) == 1
     per_shard = Counter(c["work_shard"] for c in resumed if c["work_shard"])
     assert max(per_shard.values()) >= 2
+
+
+class KillOnce(Stage):
+    """Kills its worker (SIGKILL, as the OOM killer does) at the third clip of a video, once per build:
+    the task's shard writer holds an open tar then. Writes down the open ``.tmp`` files it saw."""
+
+    name = "kill_once"
+
+    def __init__(self, marker: str, work_shards: str):
+        self.marker, self.work_shards = Path(marker), Path(work_shards)
+
+    @classmethod
+    def resources(cls, *config):
+        return Resources(num_cpus=1, batch_size=1)
+
+    def process_row(self, row):
+        if row["clip_index"] == 2 and not self.marker.exists():
+            self.marker.write_text(json.dumps(sorted(p.name for p in self.work_shards.glob("*.tmp"))))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+
+@pytest.fixture
+def by_value():
+    from ray import cloudpickle
+
+    # the stage classes below live in this test module, which Ray's workers cannot import
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _with_clip_stage(monkeypatch, spec):
+    from reelforge.curate import pipeline as pipeline_mod
+
+    real_specs = pipeline_mod.stage_specs
+
+    def with_stage(cfg, phase):
+        specs = real_specs(cfg, phase)
+        if phase == "clip":  # after transcode: the clips before it are in the task's open tar
+            specs.insert(1, spec)
+        return specs
+
+    monkeypatch.setattr(pipeline_mod, "stage_specs", with_stage)
+
+
+def test_a_writer_killed_mid_tar_is_redone_without_loss_or_duplicates(ray_local, raw, built, tiny_clip_overrides,
+                                                                       tmp_path, monkeypatch, by_value):
+    reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
+    from reelforge.curate.runner import StageSpec
+
+    out = tmp_path / "ds"
+    marker = tmp_path / "killed.json"
+    _with_clip_stage(monkeypatch, StageSpec(KillOnce, (str(marker), str(out / "_work" / "shards"))))
+    # a shard holds several clips, so the kill lands with clips written to an open, uncommitted tar
+    run_build([str(raw)], out, _cfg(tiny_clip_overrides + ["shards.target_bytes=200000"]))
+    open_tars = json.loads(marker.read_text())
+    assert open_tars and all(n.endswith(".tar.tmp") for n in open_tars)  # it died mid-tar
+    clips = pq.read_table(out / "clips.parquet").to_pylist()
+    assert sorted(c["clip_id"] for c in clips) == sorted(reference)  # nothing lost
+    assert {c["clip_id"]: c["status"] for c in clips} == {k: c["status"] for k, c in reference.items()}
+    # nothing twice: each clip in one committed part and one work tar, no leftovers of the dead writer
+    parts = Counter()
+    for p in (out / "_work" / "clips").rglob("*.parquet"):
+        parts.update(pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist())
+    assert set(parts) == set(reference) and max(parts.values()) == 1
+    keys = Counter()
+    for t in (out / "_work" / "shards").iterdir():
+        assert t.suffix == ".tar", t  # the dead writer's .tmp is gone
+        with tarfile.open(t) as tf:
+            keys.update(n.rsplit(".", 1)[0] for n in tf.getnames() if n.endswith(".mp4"))
+    assert max(keys.values()) == 1 and set(keys) == {c["clip_id"] for c in clips if c["work_shard"]}
+
+
+class KillOnOneClip(Stage):
+    """Kills its worker on every attempt at one clip (a decoder that always segfaults on it)."""
+
+    name = "kill_on_one_clip"
+
+    @classmethod
+    def resources(cls, *config):
+        return Resources(num_cpus=1, batch_size=2)
+
+    def process_row(self, row):
+        if row["video_path"].endswith("t_cuts.mp4") and row["clip_index"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+
+def test_a_clip_that_always_kills_its_worker_costs_only_that_clip(ray_local, raw, built, tiny_clip_overrides,
+                                                                    tmp_path, monkeypatch, by_value):
+    from reelforge.curate.runner import StageSpec
+
+    reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
+    _with_clip_stage(monkeypatch, StageSpec(KillOnOneClip))
+    out = tmp_path / "ds"
+    run_build([str(raw)], out, _cfg(tiny_clip_overrides))
+    clips = {c["clip_id"]: c for c in pq.read_table(out / "clips.parquet").to_pylist()}
+    assert set(clips) == set(reference)
+    killed = [c for c in clips.values() if c["video_path"].endswith("t_cuts.mp4") and c["clip_index"] == 1]
+    assert len(killed) == 1 and killed[0]["status"] == "failed"
+    assert killed[0]["reason"].startswith("transcode/scoring: worker died on this clip")
+    others = {k: c["status"] for k, c in clips.items() if k != killed[0]["clip_id"]}
+    assert others == {k: reference[k]["status"] for k in others}  # every other clip as without the crash

@@ -166,5 +166,5 @@ def test_a_slow_build_commits_on_time_not_only_on_size(ray_local, raw, tmp_path)
     with_media = [c for c in clips.values() if c["work_shard"]]
     assert len(with_media) >= 2 and summary["work_shards"] == len(with_media)
     assert len({c["work_shard"] for c in with_media}) == len(with_media)
-    parts = sorted(p.name for p in (out / "_work" / "clips").glob("*.parquet"))
+    parts = sorted(p.name for p in (out / "_work" / "clips").rglob("*.parquet"))
     assert [p for p in parts if p.startswith("work-")] == sorted(f"{c['work_shard']}.parquet" for c in with_media)
