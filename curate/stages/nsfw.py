@@ -13,8 +13,12 @@ unusable, so averaging would hide exactly what the filter is for):
 
 A clip is unsafe when NudeNet alone is confident (``nsfw_exposed > max_exposed``), when both models
 agree (``nsfw > max_nsfw`` and ``nsfw_exposed > agree_exposed``), or when open_nsfw alone is beyond
-doubt (``nsfw > max_nsfw_alone``). Rows scored before NudeNet was added (no ``nsfw_exposed``) fall
-back to open_nsfw alone at ``max_nsfw`` when thresholds are re-applied.
+doubt (``nsfw > max_nsfw_alone``). Rows without ``nsfw_exposed`` (scored before NudeNet was added,
+or with ``nudenet: false``) are judged by open_nsfw alone at ``max_nsfw``, as the stage did before.
+
+``nudenet: false`` leaves NudeNet out (not loaded; the package need not be installed): its wheel's
+metadata says MIT but the LICENSE files it ships are AGPL-3.0, which some users cannot accept. The
+price is open_nsfw's false drops on skin-coloured close-ups (README, BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ class NsfwConfig:
     # (a hand close-up, the pancake clip); NudeNet's own cut for reporting a box is 0.2-0.25
     max_exposed: float = 0.6
     agree_exposed: float = 0.45    # NudeNet score that counts as agreeing with open_nsfw
+    # false: no NudeNet (its wheel ships AGPL-3.0 LICENSE files); open_nsfw alone decides at max_nsfw
+    nudenet: bool = True
     frames_per_clip: int = 4       # evenly spaced among the K sampled frames
     # the reference open_nsfw preprocessing re-encodes each frame as JPEG; it matches published scores
     jpeg_reencode: bool = True
@@ -101,8 +107,10 @@ class NsfwStage(Stage):
         self.cfg = cfg or NsfwConfig()
         self.classifier = NSFWClassifier(jpeg_reencode=self.cfg.jpeg_reencode,
                                          intra_op_num_threads=self.cfg.threads)
-        self.detector = NudityDetector(self.cfg.nudenet_model, max_batch=self.cfg.batch_size,
-                                       threads=self.cfg.threads, device=self.cfg.device)
+        self.detector = None
+        if self.cfg.nudenet:
+            self.detector = NudityDetector(self.cfg.nudenet_model, max_batch=self.cfg.batch_size,
+                                           threads=self.cfg.threads, device=self.cfg.device)
 
     @classmethod
     def resources(cls, cfg: NsfwConfig | None = None) -> Resources:
@@ -128,26 +136,32 @@ class NsfwStage(Stage):
             try:  # one call per model for the whole batch (clips of any size: both resize per frame)
                 nsfw = np.array([p.nsfw for p in self.classifier.classify_batch(frames,
                                                                                 max_workers=self.cfg.threads)])
-                exposed = self.detector.class_scores(frames)                   # (N, 18)
+                exposed = self._class_scores(frames)                          # (N, 18) or None
                 for j, (i, _) in enumerate(todo):
                     rows[i].update(self._clip_scores(nsfw[bounds[j]:bounds[j + 1]],
-                                                     exposed[bounds[j]:bounds[j + 1]]))
+                                                     None if exposed is None else exposed[bounds[j]:bounds[j + 1]]))
             except Exception:  # find the row that breaks it; the others still get scored
                 for i, picked in todo:
                     self._score_one(rows[i], picked)
         return rows_to_batch(rows, like=batch)
 
+    def _class_scores(self, frames) -> np.ndarray | None:
+        return None if self.detector is None else self.detector.class_scores(frames)
+
     @staticmethod
-    def _clip_scores(nsfw: np.ndarray, class_scores: np.ndarray) -> dict:
-        """(n,) open_nsfw and (n, 18) NudeNet scores of one clip's frames -> its score columns."""
+    def _clip_scores(nsfw: np.ndarray, class_scores: np.ndarray | None) -> dict:
+        """(n,) open_nsfw and (n, 18) NudeNet scores (None: no NudeNet) of one clip's frames -> its score
+        columns."""
         from reelforge.curate.nudity_detector import worst_exposed
 
+        if class_scores is None:
+            return {"nsfw": float(nsfw.max()), "nsfw_exposed": None, "nsfw_exposed_class": None}
         exposed, part = worst_exposed(class_scores)
         return {"nsfw": float(nsfw.max()), "nsfw_exposed": exposed, "nsfw_exposed_class": part}
 
     def _score_one(self, row: dict, frames: np.ndarray) -> None:
         try:
             nsfw = np.array([p.nsfw for p in self.classifier.classify_batch(list(frames))])
-            row.update(self._clip_scores(nsfw, self.detector.class_scores(frames)))
+            row.update(self._clip_scores(nsfw, self._class_scores(frames)))
         except Exception as exc:
             row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))

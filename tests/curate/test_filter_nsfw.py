@@ -91,3 +91,17 @@ def test_config_validation():
         NsfwConfig(max_nsfw=2.0)
     with pytest.raises(ValueError, match="max_exposed"):
         NsfwConfig(max_exposed=-0.1)
+
+
+def test_without_nudenet_open_nsfw_decides_alone():
+    """nudenet: false (its wheel ships AGPL-3.0 LICENSE files): NudeNet is not loaded, nsfw_exposed stays
+    empty and open_nsfw decides alone at max_nsfw."""
+    cfg = NsfwConfig(frames_per_clip=2, nudenet=False)
+    stage = NsfwStage(cfg)
+    assert stage.detector is None
+    rows = [shot_row(ShotSpec(8, bg, (200, 150, 120), "circle", motion="object"), clip_id=bg)
+            for bg in ("blobs", "noise")]
+    out = stage({k: [r[k] for r in rows] for k in rows[0]})
+    assert out["nsfw_exposed"] == [None, None] and out["nsfw_exposed_class"] == [None, None]
+    assert all(0.0 <= v < 0.5 for v in out["nsfw"]) and out["status"] == ["ok", "ok"]
+    assert cfg.check({"nsfw": 0.93, "nsfw_exposed": None}) == "nsfw: nsfw=0.93 > max 0.8"
