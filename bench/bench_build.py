@@ -15,6 +15,7 @@ Inputs by default: ``sintel_trailer_30s.mp4`` (854x480, as shipped) and the same
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import tempfile
@@ -48,33 +49,6 @@ def sintel_1080p(out_dir: Path, crf: int = 18, height: int = 1080) -> Path:
             o.mux(st.encode(f))
         o.mux(st.encode())
     return out
-
-
-def process_tree_cpu() -> float:
-    """CPU seconds of this process and every descendant still alive (Ray workers), from /proc."""
-    import os
-
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            raw = (d / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
-        stats[int(d.name)] = fields
-        children.setdefault(int(fields[1]), []).append(int(d.name))
-    total, todo = 0.0, [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            f = stats[pid]
-            total += (int(f[11]) + int(f[12])) / tick  # utime, stime
-        todo += children.get(pid, [])
-    return total
 
 
 def stage_cpu_seconds(table_path: Path) -> dict[str, tuple[float, int]]:
@@ -162,6 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     import pyarrow.parquet as pq
 
+    from bench_memory import CpuSampler  # same folder
     from reelforge.cli import _load_build_config
     from reelforge.cluster import init_ray
     from reelforge.curate.pipeline import run_build
@@ -178,11 +153,13 @@ def main() -> None:
         try:
             (work / "in").mkdir()
             (work / "in" / video.name).symlink_to(video.resolve())
-            cpu0, w0 = process_tree_cpu(), time.perf_counter()
+            sampler = CpuSampler(os.getpid())
+            sampler.start()
+            w0 = time.perf_counter()
             summary = run_build([str(work / "in")], work / "out", cfg)
-            wall, cpu = time.perf_counter() - w0, process_tree_cpu() - cpu0
+            wall, cpu = time.perf_counter() - w0, sampler.stop()
             clips = pq.read_table(work / "out" / "clips.parquet",
-                                  columns=["status", "start_s", "end_s", CPU_PREFIX + "transcode"]).to_pylist()
+                                  columns=["status", "reason", "start_s", "end_s", CPU_PREFIX + "transcode"]).to_pylist()
             stage_cpu = {"videos": stage_cpu_seconds(work / "out" / "videos.parquet"),
                          "clips": stage_cpu_seconds(work / "out" / "clips.parquet")}
             wasted = scored_after_cheap_drop(work / "out" / "clips.parquet")
@@ -190,7 +167,9 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         print(f"\n== {video.name}: {len(clips)} clips planned, "
               f"{sum(r['status'] == 'ok' for r in clips)} ok ==")
-        print(f"reelforge build            wall {wall:7.1f} s   CPU {cpu:7.1f} s (driver + Ray workers alive at the end)")
+        print(f"reelforge build            wall {wall:7.1f} s   CPU {cpu:7.1f} s (driver + every Ray process, "
+              f"sampled every 0.2 s)")
+        print("  CPU by process: " + ", ".join(f"{k} {v:.1f}" for k, v in sampler.by_name().items() if v >= 0.05))
         # the build transcodes every clip the clip policy keeps (scores are taken on the transcoded
         # clip: the rows its transcode stage ran on), and publishes the ok ones: both are baselines
         transcoded = CPU_PREFIX + "transcode"
@@ -202,6 +181,9 @@ def main() -> None:
                   f"({len(spans)} spans, {sum(b - a for a, b in spans):.1f} s, {base['frames']} frames, {tc.max_side} px, "
                   f"{tc.preset}, crf {tc.crf}, 2 threads, one process)   build / this: wall "
                   f"{wall / base['wall']:.2f}x, CPU {cpu / max(base['cpu'], 1e-9):.2f}x")
+        failed = [r["reason"] for r in clips if r["status"] == "failed"]
+        if failed:
+            print(f"failed clips: {len(failed)}: {sorted(set(failed))[:3]}")
         print("phases: " + json.dumps(summary.get("phase_s", {})))
         print(f"model stages' CPU on clips a cheaper filter (before them in the stage list) removed: "
               f"{wasted[0]:.2f} s over {wasted[1]} clips")

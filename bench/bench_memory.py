@@ -72,6 +72,58 @@ class Sampler(threading.Thread):
         self.join()
 
 
+class CpuSampler(threading.Thread):
+    """CPU seconds (user + system) of ``pid`` and all its descendants between ``start()`` and ``stop()``,
+    processes that exit in between included: every ``every`` seconds each process's CPU is read and the
+    last reading of each kept (a process that exits loses at most its last ``every`` seconds). Reading
+    only the processes alive at the end misses every Ray worker that exited before it.
+
+    ``by_name()``: the same per process name (Ray workers are named after what they run)."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.every = psutil.Process(pid), every
+        self._done = threading.Event()
+        self.first: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], tuple[str, float]] = {}
+        self._read(initial=True)
+
+    def _read(self, initial: bool = False) -> None:
+        try:
+            procs = [self.root] + self.root.children(recursive=True)
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                with p.oneshot():
+                    key, t = (p.pid, p.create_time()), p.cpu_times()
+                    name = p.name() if p is not self.root else "driver"
+                    if name.startswith("ray::") or name in ("python", "python3"):
+                        name = " ".join(p.cmdline()[:1])[:60] or name
+            except psutil.Error:
+                continue
+            cpu = t.user + t.system
+            if initial:
+                self.first[key] = cpu
+            self.last[key] = (name, cpu)
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            self._read()
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        self._read()
+        return sum(self.by_name().values())
+
+    def by_name(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, (name, cpu) in self.last.items():
+            out[name] = out.get(name, 0.0) + cpu - self.first.get(key, 0.0)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the looped 1080p input")
