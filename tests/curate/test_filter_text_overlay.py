@@ -180,6 +180,18 @@ def test_missing_or_broken_model_file_names_it(tmp_path):
         TextRecognizer(str(packaged_file(detector_file.PACKAGE, detector_file.MODEL_FILE, "det")))  # det, not rec
 
 
+def test_a_build_with_a_missing_model_file_fails_each_clip_naming_it(tmp_path):
+    """What the build's workers do when the stage cannot start: every row failed, the reason naming the file."""
+    from reelforge.curate.runner import StageChain, StageSpec
+
+    cfg = TextOverlayConfig(rec_model_path=str(tmp_path / "rec.onnx"))
+    row = shot_row(ShotSpec(4, "noise", (60, 90, 30), None, motion="static"), k=2)
+    out = StageChain([StageSpec(TextOverlayStage, (cfg,))], "record").run({k: [v, v] for k, v in row.items()})
+    assert out["status"] == ["failed", "failed"]
+    assert all(r.startswith("text_overlay: cannot start: ModelFileError: text recogniser") and
+               f"{tmp_path / 'rec.onnx'} does not exist" in r for r in out["reason"]), out["reason"]
+
+
 def test_config_check_and_validation():
     assert CFG.check({"text_area": 0.005, "text_boxes": 9, "text_box_max": 0.5}) is None
     cfg = TextOverlayConfig(max_text_boxes=3, max_text_box=0.2)
