@@ -17,8 +17,12 @@ and new value, and ``--rebuild``); ``--rebuild`` redoes the phases whose keys ch
 
 The lock is an ``fcntl.flock`` on ``OUT/.lock``: the kernel drops it when the process dies, however it
 dies, so a killed build never leaves a stale lock. The file also says who holds it, for the message.
-(flock works on local file systems; on NFS it depends on the mount; object stores need issue 16's
-design.)
+(flock works on local file systems; on NFS it depends on the mount.)
+
+On object storage (``OUT`` a URL) the lock is the object ``OUT/.lock``, created with a conditional PUT
+(``If-None-Match: *``, :func:`reelforge.storage.create_exclusive`): of two builds starting together
+exactly one gets it, and it is deleted when the build ends. A driver that is killed cannot delete it:
+the next build stops and names the object and its holder; delete it by hand once no build is running.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ import re
 import socket
 import time
 from pathlib import Path
+
+from reelforge import storage
 
 STATE_FILE = "build.json"
 LOCK_FILE = ".lock"
@@ -49,10 +55,27 @@ class OutputLock:
     """Exclusive lock on an output dir for one build or refilter; ``with OutputLock(out): ...``."""
 
     def __init__(self, out_dir: str | Path):
-        self.path = Path(out_dir) / LOCK_FILE
+        self.remote = storage.is_remote(out_dir)
+        self.path = storage.join(out_dir, LOCK_FILE) if self.remote else Path(out_dir) / LOCK_FILE
         self._fd: int | None = None
+        self._held = False
+
+    def _holder(self) -> str:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        return f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
 
     def __enter__(self) -> "OutputLock":
+        if self.remote:
+            if not storage.create_exclusive(self.path, self._holder().encode()):
+                try:
+                    holder = storage.read_bytes(self.path).decode("utf-8", "replace").strip() or "unknown process"
+                except FileNotFoundError:
+                    holder = "a build that has just finished"
+                raise BuildStateError(f"{storage.parent(self.path)} is in use by another build ({holder}); wait "
+                                      f"for it to finish or choose another --output. If no build is running (its "
+                                      f"driver was killed), delete {self.path}")
+            self._held = True
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -63,12 +86,14 @@ class OutputLock:
             raise BuildStateError(f"{self.path.parent} is in use by another build ({holder}); wait for it to "
                                   f"finish or choose another --output") from None
         os.ftruncate(fd, 0)
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+        os.pwrite(fd, f"{self._holder()}\n".encode(), 0)
         self._fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._held:
+            storage.remove(self.path)
+            self._held = False
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing releases the flock
@@ -145,17 +170,13 @@ def describe_changes(changes: dict[str, list[str]]) -> str:
     return "; ".join(line for lines in changes.values() for line in lines)
 
 
-def load_state(work_dir: Path) -> dict | None:
-    p = Path(work_dir) / STATE_FILE
-    if not p.is_file():
+def load_state(work_dir: Path | str) -> dict | None:
+    p = storage.join(work_dir, STATE_FILE)
+    if not storage.exists(p):
         return None
-    return json.loads(p.read_text())
+    return json.loads(storage.read_bytes(p))
 
 
-def save_state(work_dir: Path, settings: dict[str, dict]) -> None:
-    p = Path(work_dir) / STATE_FILE
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps({"version": STATE_VERSION, "settings": settings}, indent=1, sort_keys=True,
-                              default=str))
-    os.replace(tmp, p)
+def save_state(work_dir: Path | str, settings: dict[str, dict]) -> None:
+    storage.write_bytes_atomic(storage.join(work_dir, STATE_FILE), json.dumps(
+        {"version": STATE_VERSION, "settings": settings}, indent=1, sort_keys=True, default=str).encode())
