@@ -83,7 +83,7 @@ def decide(row: dict, cfg: FiltersConfig) -> tuple[str, str | None]:
     # left unscored by a model stage because a cheaper filter removed it at build time, and that filter
     # has been loosened since: without the score it cannot pass (curate/stage.py REMOVED_EARLY)
     skip = skipped(types.SimpleNamespace(filters=cfg))
-    unscored = [n for n in (row.get("unscored") or "").split(",")
+    unscored = [n for n in str(row.get("unscored") or "").split(",")
                 if n in FILTER_ORDER and getattr(cfg, n).enabled and n not in skip]
     if unscored:
         return "filtered", (f"{unscored[0]}: not scored: the build removed this clip first ({row.get('removed_early')}); "

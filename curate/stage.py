@@ -80,8 +80,9 @@ def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch]
     def timed(self: "Stage", batch: Batch) -> Batch:
         c0 = time.process_time()
         early = batch.get(REMOVED_EARLY) if self.name in MODEL_STAGES else None
-        if early is not None and any(early):
-            out = _without_removed(self, call, batch, [bool(e) for e in early])
+        removed = [_text(e) != "" for e in early] if early is not None else []
+        if any(removed):
+            out = _without_removed(self, call, batch, removed)
         else:
             out = call(self, batch)
         if self.removes_early:
@@ -95,6 +96,12 @@ def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch]
 
     timed.__timed__ = True
     return timed
+
+
+def _text(value) -> str:
+    """A text column's value, '' for a missing one: None, or the NaN a null can come back as from Ray's
+    numpy batches (NaN is truthy: never test these columns with ``bool``)."""
+    return value if isinstance(value, str) else ""
 
 
 def _without_removed(stage: "Stage", call, batch: Batch, removed: list[bool]) -> Batch:
@@ -111,7 +118,7 @@ def _without_removed(stage: "Stage", call, batch: Batch, removed: list[bool]) ->
             continue
         row = row_at(batch, i)
         row.update(stage.default_outputs())
-        row[UNSCORED] = ",".join(x for x in (row.get(UNSCORED) or "").split(",") + [stage.name] if x)
+        row[UNSCORED] = ",".join(x for x in _text(row.get(UNSCORED)).split(",") + [stage.name] if x)
         rows.append(row)
     return rows_to_batch(rows, like=done or batch)
 
@@ -124,7 +131,7 @@ def _mark_removed(stage: "Stage", batch: Batch) -> None:
     if cfg is not None and not getattr(cfg, "score_removed", True):
         for i in range(n):
             row = row_at(batch, i)
-            if not marks[i] and row.get("status", "ok") == "ok":
+            if not _text(marks[i]) and row.get("status", "ok") == "ok":
                 marks[i] = cfg.check(row) or None
     batch[REMOVED_EARLY] = marks
 

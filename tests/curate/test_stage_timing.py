@@ -97,3 +97,16 @@ def test_a_refilter_cannot_pass_a_clip_left_unscored():
     assert status == "filtered" and reason.startswith("text_overlay: not scored")
     scored = dict(row, removed_early=None, unscored=None)
     assert decide(scored, loose) == ("ok", None)
+
+
+def test_nulls_that_come_back_as_nan_are_not_removals():
+    """Ray's numpy batches can hand a null text column back as NaN (truthy): not a removal, not a name."""
+    from reelforge.curate.stage import REMOVED_EARLY, UNSCORED
+
+    nan = float("nan")
+    batch = {"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""], REMOVED_EARLY: [nan, nan], UNSCORED: [nan, nan]}
+    marked = _Cheap()(batch)
+    assert marked[REMOVED_EARLY] == [None, "cheap: v < 1"]
+    model = _Model()
+    out = model(dict(marked, **{UNSCORED: [nan, nan]}))
+    assert model.seen == [2] and out[UNSCORED][1] == "nsfw"
