@@ -35,7 +35,9 @@ WORKER_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 
 
 def init_ray(cfg: RayConfig | None = None) -> str:
-    """Connect to (or start) Ray once per process; returns 'cluster' or 'local'."""
+    """Connect to (or start) Ray once per process; returns 'cluster', 'local' or 'existing' (already up:
+    nothing changed). Sets :data:`WORKER_ENV` on the job's workers and quiets Ray Data's progress output
+    unless ``cfg.progress_bars``."""
     import ray
 
     cfg = cfg or RayConfig()
@@ -56,6 +58,9 @@ def init_ray(cfg: RayConfig | None = None) -> str:
             kwargs["object_store_memory"] = int(cfg.object_store_gb * (1 << 30))
         ray.init(**kwargs, **common)
         mode = "local"
+    from ray.data import DataContext
+
+    DataContext.get_current().execution_options.preserve_order = False
     quiet_ray_data(not cfg.progress_bars)
     return mode
 
@@ -64,15 +69,14 @@ def quiet_ray_data(quiet: bool = True) -> None:
     """Switch Ray Data's progress output on or off in this process (the driver, where it prints).
 
     Off means: no global or per-operator bars (in a non-tty Ray Data logs them as a block of lines
-    every few seconds), no "Starting execution of Dataset" banner, and Ray Data's logger at WARNING
-    (its INFO lines announce each execution; with bars off it also warns once that they are off)."""
+    every few seconds), no "Starting execution of Dataset" banner, and Ray Data's logger at ERROR (its
+    INFO lines announce each execution, and with bars off it warns once that they are off)."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     ctx.enable_operator_progress_bars = not quiet
     ctx.print_on_execution_start = not quiet
-    ctx.execution_options.preserve_order = False
     level = logging.ERROR if quiet else logging.INFO
     logging.getLogger("ray.data").setLevel(level)
 
