@@ -110,3 +110,14 @@ def test_the_gpu_goes_to_the_actor_that_reserved_it(ray_probe, tmp_path):
     ((device, visible),) = seen[1.0]
     assert device == "cuda" and visible not in ("", None)
     assert seen[0.0] == {("cpu", "")}
+
+
+def test_caption_pool_is_planned_from_the_cluster_not_the_driver(driver_has_cuda):
+    from reelforge.recaption.runner import plan_pool
+
+    # the driver "has" CUDA, the cluster has none: CPU actors (their Captioner resolves auto on the worker)
+    cpu = plan_pool(0, 1.0, "transformers", {"CPU": 2.0})
+    assert (cpu.actors, cpu.num_gpus) == (1, 0.0)
+    gpu = plan_pool(0, 1.0, "transformers", {"CPU": 64.0, "GPU": 4.0})
+    assert (gpu.actors, gpu.num_gpus) == (4, 1.0)  # one actor per GPU of the cluster
+    assert plan_pool(0, 1.0, "openai", {"CPU": 64.0, "GPU": 4.0}).num_gpus == 0.0  # a remote server: no GPU here
