@@ -26,20 +26,20 @@ content already committed: nothing is duplicated. Clip records are grouped by co
 never lists every clip: it asks per video whether ``complete.json`` exists, and a task reads only its
 own content's parts. Nothing here ever deletes DIR/shards: only a publish replaces it.
 
-Every write goes through :func:`write_parquet_atomic` or :func:`write_json_atomic` (and the shard
-writer's commit): the places that decide how "atomic" is done on a given storage.
+Every location is a local path or an fsspec URL, read and written through ``reelforge.storage``: writes
+go through :func:`write_parquet_atomic` / :func:`write_json_atomic` (and the shard writer's commit), which
+are tmp + fsync + rename on a disk and one PUT on object storage, so a part appears whole or not at all.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from reelforge import storage
 
 # columns that hold bulk data: they go to the shards / embeddings file, never to clips.parquet
 BULK_COLUMNS = ("mp4", "frames", "frame_times")
@@ -81,19 +81,11 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
 
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    storage.write_parquet(table, path)
 
 
 def write_json_atomic(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, default=_plain))
-    os.replace(tmp, path)
+    storage.write_bytes_atomic(path, json.dumps(obj, default=_plain).encode())
 
 
 def concat_tables(tables: Iterable[pa.Table]) -> pa.Table | None:
@@ -110,64 +102,70 @@ class ContentWork:
 
     def __init__(self, work_dir: str | Path, sha256: str):
         self.key = sha256[:CONTENT_KEY_LEN]
-        self.dir = Path(work_dir) / "clips" / self.key
-        self.shards = Path(work_dir) / "shards"
+        self.dir = storage.join(work_dir, "clips", self.key)
+        self.shards = storage.join(work_dir, "shards")
 
     def shard_prefix(self, token: str) -> str:
         return f"work-{self.key}-{token}"
 
+    def path(self, name: str) -> str | Path:
+        return storage.join(self.dir, name)
+
     def done_ids(self) -> set[str]:
         """Clip ids of this content committed by any earlier attempt, run or copy."""
         done: set[str] = set()
-        for part in self.dir.glob("*.parquet"):
-            done.update(pq.read_table(part, columns=["clip_id"]).column("clip_id").to_pylist())
+        for part in storage.glob(storage.join(self.dir, "*.parquet")):
+            done.update(storage.read_parquet(part, columns=["clip_id"]).column("clip_id").to_pylist())
         return done
 
     def commit_part(self, name: str, rows: list[dict]) -> None:
         if rows:
-            write_parquet_atomic(rows_to_table(rows), self.dir / f"{name}.parquet")
+            write_parquet_atomic(rows_to_table(rows), self.path(f"{name}.parquet"))
 
     def complete_row(self) -> dict | None:
-        p = self.dir / COMPLETE_FILE
-        return json.loads(p.read_text()) if p.is_file() else None
+        p = self.path(COMPLETE_FILE)
+        return json.loads(storage.read_bytes(p)) if storage.exists(p) else None
 
     def mark_complete(self, video_row: dict) -> None:
-        write_json_atomic(video_row, self.dir / COMPLETE_FILE)
+        write_json_atomic(video_row, self.path(COMPLETE_FILE))
 
 
 class Manifest:
     def __init__(self, out_dir: str | Path):
-        self.out = Path(out_dir)
-        self.work = self.out / "_work"
-        self.parts = self.work / "clips"
-        self.parts.mkdir(parents=True, exist_ok=True)
-        self.videos_dir = self.work / "videos"
-        self.work_shards = self.work / "shards"
-        self.shards_dir = self.out / "shards"   # published training shards (shards/publish.py)
+        self.out = out_dir if isinstance(out_dir, Path) or storage.is_remote(out_dir) else Path(out_dir)
+        self.work = storage.join(self.out, "_work")
+        self.parts = storage.join(self.work, "clips")
+        storage.makedirs(self.parts)
+        self.videos_dir = storage.join(self.work, "videos")
+        self.work_shards = storage.join(self.work, "shards")
+        self.shards_dir = storage.join(self.out, "shards")   # published training shards (shards/publish.py)
         self._next_video_part: int | None = None
 
     def content(self, sha256: str) -> ContentWork:
         return ContentWork(self.work, sha256)
 
+    def _glob(self, base, pattern: str) -> list:
+        return storage.glob(storage.join(base, pattern))
+
     def has_work(self) -> bool:
-        return any(self.videos_dir.glob("*.parquet")) or any(self.parts.rglob("*.parquet")) or \
-            any(self.work_shards.glob("*.tar"))
+        return bool(self._glob(self.videos_dir, "*.parquet") or self._glob(self.parts, "**/*.parquet")
+                    or self._glob(self.work_shards, "*.tar"))
 
     def reset(self, videos: bool) -> None:
         """Forget the clip work (parts, work shards, publish record) and, if ``videos``, phase 1 too."""
-        shutil.rmtree(self.parts, ignore_errors=True)
-        self.parts.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.work_shards, ignore_errors=True)
-        (self.work / "published.json").unlink(missing_ok=True)
+        storage.remove(self.parts, recursive=True)
+        storage.makedirs(self.parts)
+        storage.remove(self.work_shards, recursive=True)
+        storage.remove(storage.join(self.work, "published.json"))
         if videos:
-            shutil.rmtree(self.videos_dir, ignore_errors=True)
+            storage.remove(self.videos_dir, recursive=True)
 
     # ---- videos ----------------------------------------------------------------------------------
     def load_videos(self) -> dict[str, dict]:
         """path -> its latest saved row."""
         rows: dict[str, dict] = {}
-        for part in sorted(self.videos_dir.glob("part-*.parquet")):
-            for r in pq.read_table(part).to_pylist():
+        for part in self._glob(self.videos_dir, "part-*.parquet"):  # sorted: later parts win
+            for r in storage.read_parquet(part).to_pylist():
                 rows[r["path"]] = r
         return rows
 
@@ -176,28 +174,32 @@ class Manifest:
         if not rows:
             return
         if self._next_video_part is None:
-            used = [int(p.stem.split("-")[1]) for p in self.videos_dir.glob("part-*.parquet")]
+            used = [int(storage.basename(p).split("-")[1].split(".")[0])
+                    for p in self._glob(self.videos_dir, "part-*.parquet")]
             self._next_video_part = max(used) + 1 if used else 0
-        write_parquet_atomic(rows_to_table(rows), self.videos_dir / f"part-{self._next_video_part:06d}.parquet")
+        write_parquet_atomic(rows_to_table(rows),
+                             storage.join(self.videos_dir, f"part-{self._next_video_part:06d}.parquet"))
         self._next_video_part += 1
 
     def is_complete(self, sha256: str) -> bool:
-        return (self.content(sha256).dir / COMPLETE_FILE).is_file()
+        return storage.exists(self.content(sha256).path(COMPLETE_FILE))
 
     # ---- clips -----------------------------------------------------------------------------------
     def recover(self) -> int:
         """Before any task starts: delete work tars whose rows were never committed (their writer died
-        between the tar's rename and its part) and every writer's leftover ``.tmp``; returns how many."""
+        between the tar's commit and its part) and every writer's leftover ``.tmp``; returns how many.
+        (On object storage nothing is ever half-written: a tar or part is one PUT.)"""
         n = 0
-        for p in list(self.work_shards.glob("*.tmp")) + list(self.parts.rglob("*.tmp")):
-            p.unlink(missing_ok=True)
-            n += 1
-        for tar in self.work_shards.glob("*.tar"):
-            key = tar.name.split("-")[1] if tar.name.count("-") >= 3 else ""
-            if not (self.parts / key / (tar.name + ".parquet")).exists():
-                tar.unlink()  # renamed but never recorded: its clips will be redone
+        if not storage.is_remote(self.work):
+            for p in self._glob(self.work_shards, "*.tmp") + self._glob(self.parts, "**/*.tmp"):
+                storage.remove(p)
+                n += 1
+        parts = {storage.basename(p) for p in self._glob(self.parts, "*/work-*.parquet")}
+        for tar in self._glob(self.work_shards, "*.tar"):
+            if storage.basename(tar) + ".parquet" not in parts:
+                storage.remove(tar)  # committed but never recorded: its clips will be redone
                 n += 1
         return n
 
     def committed_clips(self) -> pa.Table | None:
-        return concat_tables(pq.read_table(p) for p in sorted(self.parts.rglob("*.parquet")))
+        return concat_tables(storage.read_parquet(p) for p in self._glob(self.parts, "**/*.parquet"))
