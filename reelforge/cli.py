@@ -71,12 +71,11 @@ def cmd_demo(args) -> int:
     run_build([str(raw)], out / "dataset", cfg, rebuild=args.rebuild)
     print(f"\ndataset written to {out / 'dataset'}  (videos.parquet, clips.parquet, shards/)")
     if args.train_minutes > 0:
-        # the other half of the loop: attribute clips → latent shards → DiT trained on CPU → generated
-        # videos of held-out (colour, direction) pairs, scored by a pixel oracle
-        from reelforge.train.dit.demo import run_t2v, write_demo_index
+        # the other half of the loop: (the tiny VAE, --vae-minutes) → attribute clips → latent shards →
+        # DiT trained on CPU → generated videos of held-out (colour, direction) pairs, scored by a pixel oracle
+        from reelforge.train.dit.demo import run_demo_t2v
 
-        t2v = run_t2v(out / "t2v", minutes=args.train_minutes)
-        write_demo_index(out)
+        t2v = run_demo_t2v(out, train_minutes=args.train_minutes, vae_minutes=args.vae_minutes)
         print(f"text-to-video: {t2v['steps']} steps in {t2v['train_seconds']:.0f}s; held-out prompts: colour "
               f"{t2v['color_acc']:.0%}, direction {t2v['direction_acc']:.0%} (chance 25% each); "
               f"videos in {out / 't2v' / 'index.html'}, overview in {out / 'index.html'}")
@@ -106,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     d.add_argument("--train-minutes", type=float, default=1.5, dest="train_minutes",
                    help="CPU minutes for the text-to-video DiT (0: dataset only; 30: a better-trained run)")
+    d.add_argument("--vae-minutes", type=float, default=0.0, dest="vae_minutes",
+                   help="CPU minutes for the tiny VAE the DiT's latents come from (0: 4x-pooled pixels instead)")
     d.add_argument("--rebuild", action="store_true", help="redo work whose settings changed since the last demo")
     d.set_defaults(func=cmd_demo)
 

@@ -164,6 +164,18 @@ def _config_html(config: dict, sections: dict, bounds: list[Bound]) -> str:
             + "</pre></details>")
 
 
+def _links_html(links: dict) -> str:
+    """Pages that later steps made from this dataset, listed in ``DATASET/links.json`` as
+    ``{"pages": [{"title": ..., "href": ... (relative to the dataset folder), "note": ...}]}`` — e.g. the
+    demo's generated videos (train/dit/demo.py writes it). Empty when there is none."""
+    pages = [p for p in (links.get("pages") or []) if isinstance(p, dict) and p.get("href")]
+    if not pages:
+        return ""
+    items = "".join(f"<li><a href='{e(str(p['href']))}'>{e(str(p.get('title') or p['href']))}</a>"
+                    f"{' — ' + e(str(p['note'])) if p.get('note') else ''}</li>" for p in pages)
+    return f"<h2>Made from this dataset</h2><ul>{items}</ul>"
+
+
 def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, per_group: int = 24) -> Path:
     """Write the HTML report (default ``DATASET/report.html``) and ``report.json`` beside it; return the HTML path."""
     if per_group < 0:
@@ -176,6 +188,7 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     clips, clip_schema = read_rows(dataset / "clips.parquet", notes, CLIP_COLUMNS)
     videos, _ = read_rows(dataset / "videos.parquet", notes, VIDEO_COLUMNS)
     summary = read_json(dataset / "summary.json", notes)
+    links = read_json(dataset / "links.json", notes)
     config = {}
     if (dataset / "config.yaml").is_file():
         try:
@@ -228,6 +241,7 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
         "".join(f"<div class='warn'>{e(n)}</div>" for n in notes),
         "<div class='cards'>" + "".join(f"<div class='card'><b>{e(str(v))}</b><span>{e(k)}</span></div>"
                                         for k, v in cards) + "</div>",
+        _links_html(links if isinstance(links, dict) else {}),
         "<h2>Configuration</h2>", _config_html(config, sections, bounds),
         "<h2>Inputs</h2>", _inputs_html(videos, summary),
         "<h2>Funnel</h2>", _funnel_html(f),

@@ -130,7 +130,7 @@ def test_demo_yaml_mirrors_the_demo_config():
     from reelforge.train.dit.demo import demo_config
 
     yaml_cfg = load_config(DiTTrainConfig, CONFIGS / "demo.yaml")
-    code = demo_config({"train": "", "val": ""}, Path(""), steps=300)
+    code = demo_config({"train": "", "val": "", "latent_shape": [3, 8, 16, 16]}, Path(""), steps=300)
     for section in ("model", "flow", "sampler", "codec"):
         assert getattr(yaml_cfg, section) == getattr(code, section), section
     assert (yaml_cfg.data.batch_size, yaml_cfg.data.caption_dropout) == (code.data.batch_size, code.data.caption_dropout)

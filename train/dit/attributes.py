@@ -52,7 +52,9 @@ def seen_prompts() -> list[dict]:
 def build_attribute_latents(out_dir: str | Path, codec, encoder, seed: int = 0, variants: int = 4,
                             size: int = 64, frames: int = 8) -> dict:
     """Render the training clips (and, as ``val``, the held-out ones) through ``codec`` into latent
-    shards with text embeddings and the empty caption's; returns {"train": dir, "val": dir, "clips": n}."""
+    shards with text embeddings and the empty caption's; returns {"train": dir, "val": dir,
+    "train_clips": n, "val_clips": n, "latent_shape": [C, T, h, w]}. ``frames`` must suit the codec
+    (1 + 4k for a 4× causal VAE)."""
     from reelforge.train.dit.task import null_text_path
 
     out = Path(out_dir)
@@ -74,6 +76,7 @@ def build_attribute_latents(out_dir: str | Path, codec, encoder, seed: int = 0, 
         null, null_mask = encoder.empty()
         np.save(null_text_path(dirs[split]), null[0][null_mask[0]].numpy().astype(np.float16))
         dirs[f"{split}_clips"] = len(samples)
+        dirs["latent_shape"] = list(samples[0]["latent"].shape)                          # (C, T, h, w)
     return dirs
 
 

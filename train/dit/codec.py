@@ -4,10 +4,12 @@
     z = codec.encode(video)                  # (B, T, H, W, 3) uint8 → (B, C, T, H/4, W/4) float in ~[-1, 1]
     video = codec.decode(z)                  # back to (B, T, H, W, 3) uint8
 
-``pixel:N`` is an honest stand-in while a learned VAE is absent: the DiT then denoises N×-downsampled
-pixels, which keeps the colour and motion the quality check scores and trains in minutes on a CPU. A
-learned VAE from train/vae (issue 14) plugs in behind the same three members — ``encode``, ``decode``,
-``latent_channels`` / ``strides`` — via ``load_codec(path)``.
+``pixel:N`` is a fixed stand-in for a learned VAE: the DiT then denoises N×-downsampled pixels, which
+keeps the colour and motion the quality check scores and trains in minutes on a CPU. A learned VAE
+(a train/vae export, or a diffusers Wan / LTX-Video VAE) is ``load_codec(path)``: ``VAECodec`` puts any
+``train/vae/interface.py`` VAE behind the same members — ``encode``, ``decode``, ``latent_channels``,
+``strides``, ``name`` — with the VAE's latent normalisation applied, so its latents have the scale the
+DiT trains on (the same ``normalize`` that ``reelforge encode`` datasets are served with).
 """
 from __future__ import annotations
 
@@ -43,15 +45,39 @@ class PixelCodec:
         return x.reshape(B, T, C, h * self.factor, w * self.factor).permute(0, 1, 3, 4, 2)   # (B, T, H, W, 3)
 
 
+class VAECodec:
+    """A learned video VAE (``train/vae/interface.py``) in the codec's uint8 interface. ``encode`` gives
+    the normalised posterior mean; ``decode`` undoes the normalisation. Clips need T = 1 + k·(temporal
+    compression) frames and sides divisible by the spatial compression (the VAE's own check says so)."""
+
+    def __init__(self, vae, spec: str):
+        self.vae = vae
+        self.name = spec
+        self.latent_channels = vae.latent_channels
+        self.strides = (vae.temporal_compression, vae.spatial_compression, vae.spatial_compression)
+
+    @torch.no_grad()
+    def encode(self, video: Tensor, batch_size: int = 8) -> Tensor:
+        out = []
+        for i in range(0, video.shape[0], batch_size):
+            x = video[i:i + batch_size].float().permute(0, 4, 1, 2, 3) / 127.5 - 1                 # (b, 3, T, H, W)
+            out.append(self.vae.normalize(self.vae.encode(x).mean).float())                      # (b, Z, T', h, w)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, batch_size: int = 8) -> Tensor:
+        out = []
+        for i in range(0, z.shape[0], batch_size):
+            x = self.vae.decode(self.vae.denormalize(z[i:i + batch_size].float())).float()       # (b, 3, T, H, W)
+            out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1))
+        return torch.cat(out)                                                                    # (B, T, H, W, 3)
+
+
 def load_codec(spec: str):
-    """``pixel:N`` → PixelCodec(N). A learned VAE checkpoint comes from train/vae once its interface
-    module exists; until then a path is a clear error rather than a silent fallback."""
+    """``pixel:N`` → PixelCodec(N); anything else is a VAE folder (or hub id) for
+    ``train/vae/interface.load_vae``, wrapped as a ``VAECodec``."""
     if spec.startswith("pixel"):
         _, _, n = spec.partition(":")
         return PixelCodec(int(n or 4))
-    try:
-        from reelforge.train.vae.interface import load_vae  # issue 14's interface
-    except ImportError as exc:
-        raise ValueError(f"codec {spec!r}: a learned VAE needs reelforge.train.vae.interface.load_vae, "
-                         f"which this checkout lacks ({exc}); use codec: pixel:4") from exc
-    return load_vae(spec)
+    from reelforge.train.vae.interface import load_vae
+    return VAECodec(load_vae(spec), spec)

@@ -33,3 +33,21 @@ def load_exported(path: str | Path) -> VideoVAE:
     vae = VideoVAE(VAEConfig(**raw))
     vae.load_state_dict(load_file(path / "model.safetensors"))
     return vae
+
+
+def calibrate_export(path: str | Path, clips, batch_size: int = 8) -> tuple[float, float]:
+    """Set an export's ``shift_factor``/``scaling_factor`` so the posterior means of ``clips``
+    ((N, 3, T, H, W) in [-1, 1]) become zero-mean, unit-variance after ``(z - shift) * scale`` — the
+    scale a DiT's flow matching assumes (Stable Diffusion fixed its 0.18215 the same way, from data).
+    Rewrites ``config.json``; returns (shift, scale)."""
+    import torch
+
+    path = Path(path)
+    vae = load_exported(path).eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(clips[i:i + batch_size].float()).mean for i in range(0, len(clips), batch_size)])
+    shift, scale = float(z.mean()), float(1.0 / z.std().clamp_min(1e-6))
+    raw = json.loads((path / "config.json").read_text())
+    raw.update(shift_factor=shift, scaling_factor=scale)
+    (path / "config.json").write_text(json.dumps(raw, indent=2))
+    return shift, scale
