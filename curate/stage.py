@@ -71,7 +71,7 @@ UNSCORED = "unscored"
 MODEL_STAGES = ("aesthetic", "text_overlay", "nsfw", "caption_match")
 
 # every stage call adds ``cpu_s_<stage name>`` to each row: the process CPU seconds of the call (decoder and
-# encoder threads included) divided by the rows in the batch, so a build can say where its CPU went per clip
+# encoder threads included) shared among the rows it worked on, so a build can say where its CPU went per clip
 CPU_PREFIX = "cpu_s_"
 
 
@@ -91,7 +91,10 @@ def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch]
         if self.name in MODEL_STAGES and UNSCORED not in out:
             out[UNSCORED] = [None] * n  # every batch has the same columns
         if n:
-            out[CPU_PREFIX + self.name] = [(time.process_time() - c0) / n] * n
+            # shared among the rows the stage worked on (a row removed early cost it nothing)
+            worked = [not r for r in removed] if any(removed) else [True] * n
+            share = (time.process_time() - c0) / max(1, sum(worked))
+            out[CPU_PREFIX + self.name] = [share if w else 0.0 for w in worked]
         return out
 
     timed.__timed__ = True

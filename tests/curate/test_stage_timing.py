@@ -110,3 +110,11 @@ def test_nulls_that_come_back_as_nan_are_not_removals():
     model = _Model()
     out = model(dict(marked, **{UNSCORED: [nan, nan]}))
     assert model.seen == [2] and out[UNSCORED][1] == "nsfw"
+
+
+def test_a_row_removed_early_costs_a_model_stage_nothing():
+    from reelforge.curate.stage import REMOVED_EARLY
+
+    batch = {"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""], REMOVED_EARLY: [None, "cheap: v < 1"]}
+    out = _Model()(batch)
+    assert out[CPU_PREFIX + "nsfw"][1] == 0.0 and out[CPU_PREFIX + "nsfw"][0] >= 0.0
