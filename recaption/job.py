@@ -23,6 +23,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reelforge import progress
 from reelforge.cluster import RayConfig, init_ray
 from reelforge.recaption.captioner import CaptionerConfig
 from reelforge.recaption.frames import FrameConfig
@@ -121,9 +122,11 @@ def caption_dataset(dataset: str | Path, cfg: RecaptionConfig, ray_cfg: RayConfi
         init_ray(ray_cfg or RayConfig())
         info: dict = {}
         t_start = time.time()
+        bar = progress.bar(total=len(todo), desc="captions", unit="clip")  # one line per phase in a job log
         for results in caption_on_ray(dataset, todo, cfg.backend, cfg.captioner, cfg.openai, template, cfg.frames,
                                       cfg.actors, cfg.actor_cpus, cfg.chunk_clips or cfg.captioner.batch_size,
                                       cfg.prefetch, cfg.min_words, info):
+            bar.update(len(results))
             for r in results:
                 summary["ok" if r.status == "ok" else "failed"] += 1
                 summary["retried"] += r.attempts > 1
@@ -137,6 +140,7 @@ def caption_dataset(dataset: str | Path, cfg: RecaptionConfig, ray_cfg: RayConfi
             if len(pending) >= cfg.part_clips:
                 store.write_part(dataset, version, pending)
                 pending = []
+        bar.close()
         store.write_part(dataset, version, pending)
         summary["pool"] = info
     store.merge(dataset, default=version if cfg.make_default else None)
