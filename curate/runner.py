@@ -1,4 +1,11 @@
-"""The one module of ``curate`` that touches Ray: it maps stages over a Ray Dataset.
+"""The one module of ``curate`` that touches Ray: it runs the build's per-video tasks (``run_tasks``,
+below) and maps stages over a Ray Dataset (``run_stages``).
+
+``run_tasks`` runs one Ray task per item (the build: one per video, ``curate/video_task.py``) with a
+bounded number in flight, and isolates an item whose worker keeps dying (see its docstring). The rest of
+this docstring is about ``run_stages``, which streams rows through stage steps (task pools and actor
+pools). Since issue 16 the build itself no longer calls it (its tasks write their own shards); it is kept,
+with its tests, as the way to run stages over rows with model stages on shared actors (GPU batching).
 
 Consecutive stateless stages run together as one task per batch (their rows, sampled frames included,
 never cross the object store between them); a stage that declares ``concurrency`` runs as that many

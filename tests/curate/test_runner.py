@@ -247,3 +247,49 @@ def test_actors_never_take_every_cpu_and_late_tasks_always_fit():
     assert actor_cpus <= 1.0
     # the task after the actors runs beside the first step's task instead of waiting for it to finish
     assert plans[3].num_cpus == 0.25 and plans[0].num_cpus + plans[3].num_cpus <= 2 - actor_cpus
+
+
+# ---- run_tasks: one task per item (the build's per-video tasks) ---------------------------------------
+
+class Square:
+    """A task object (what curate/video_task.VideoTask is): built once per worker, called per item."""
+
+    name = "square"
+
+    def __init__(self, fail_on: int = -1, policy: str = "record"):
+        self.fail_on = fail_on
+
+    def __call__(self, item, isolate=False):
+        if item["x"] == self.fail_on:
+            raise KeyError(f"no square for {item['x']}")
+        return dict(item, y=item["x"] ** 2, pid=os.getpid())
+
+
+def test_run_tasks_pulls_items_only_as_slots_free_up(ray_local):
+    from reelforge.curate.runner import run_tasks
+
+    pulled = []
+
+    def items():
+        for i in range(12):
+            pulled.append(i)
+            yield {"key": f"k{i}", "x": i, "status": "ok", "reason": ""}
+
+    seen_when = []
+    rows = []
+    for row in run_tasks(items(), StageSpec(Square), Resources(num_cpus=1), errors="reraise", max_in_flight=3):
+        seen_when.append(len(pulled) - len(rows))  # items pulled but not yet returned
+        rows.append(row)
+    assert sorted(r["y"] for r in rows) == [i * i for i in range(12)]
+    assert max(seen_when) <= 3, seen_when  # the driver never holds more than the window
+
+
+def test_run_tasks_an_exception_is_the_items_row_or_stops_under_reraise(ray_local):
+    from reelforge.curate.runner import run_tasks
+
+    rows = {r["key"]: r for r in run_tasks(_items(5), StageSpec(Square, (2,)), Resources(num_cpus=1),
+                                           errors="record")}
+    assert rows["k2"]["status"] == "failed" and rows["k2"]["reason"] == "square: KeyError: 'no square for 2'"
+    assert all(rows[f"k{i}"]["y"] == i * i for i in range(5) if i != 2)
+    with pytest.raises(StageError, match="no square for 2"):
+        list(run_tasks(_items(5), StageSpec(Square, (2,)), Resources(num_cpus=1), errors="reraise"))

@@ -1,0 +1,132 @@
+"""Scale bench (issue 16): N tiny generated videos through a whole build; wall time, clips/s, and the
+driver's peak RSS in the build phase (the video tasks) and in the finish (the dataset-wide decision).
+
+The claim it checks: the build phase's driver memory does not grow with the number of clips (rows and
+media stay on the workers and in the manifest parts; the driver holds the tasks in flight and counts).
+The finish reads every clip row back to decide dedup and publish, so its peak is reported apart.
+
+    .venv/bin/python bench/bench_scale.py --n 1000 --n 10000 [--set ray.num_cpus=16]
+
+Each video is two 1.5-s shots with a hard cut (128x128, 12 fps, about 10 KB): two clips. Videos differ in
+seed, colours and motion, so no two are exact duplicates. The driver's RSS is sampled every 0.2 s by a
+thread of the bench process (the build runs in it, as ``reelforge build`` does).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import psutil
+
+COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "cyan", "pink")
+DIRECTIONS = ("left", "right", "up", "down")
+
+
+def _render(args: tuple[str, int, int]) -> None:
+    from reelforge.samples import PALETTE, ShotSpec, VideoSpec, render_video
+
+    out, start, stop = args
+    for i in range(start, stop):
+        c1, c2 = COLORS[i % len(COLORS)], COLORS[(i // len(COLORS) + 3) % len(COLORS)]
+        spec = VideoSpec(f"v{i:06d}", [
+            ShotSpec(18, "gradient", PALETTE[c1], "circle", PALETTE["white"], motion="object",
+                     direction=DIRECTIONS[i % 4], speed=6.0),
+            ShotSpec(18, "stripes", PALETTE[c2], "square", PALETTE["yellow"], motion="pan",
+                     direction=DIRECTIONS[(i // 4) % 4], speed=4.0),
+        ], width=128, height=128, fps=12, seed=i)
+        render_video(spec, out)
+
+
+def generate(out: Path, n: int, workers: int) -> float:
+    """Render videos v000000..v{n-1} into ``out`` (the ones already there are kept); returns seconds."""
+    t0 = time.time()
+    have = {p.stem for p in out.glob("v*.mp4")} if out.exists() else set()
+    if len(have) >= n:
+        return 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    step = 200
+    todo = [(str(out), s, min(s + step, n)) for s in range(0, n, step)
+            if not all(f"v{i:06d}" in have for i in range(s, min(s + step, n)))]
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_render, todo))
+    return time.time() - t0
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS of this process per phase (the phase is whatever ``self.phase`` says when sampled)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.phase, self.peak, self.stop = "start", {}, threading.Event()
+        self.proc = psutil.Process()
+
+    def run(self):
+        while not self.stop.is_set():
+            rss = self.proc.memory_info().rss
+            self.peak[self.phase] = max(self.peak.get(self.phase, 0), rss)
+            time.sleep(0.2)
+
+
+def bench(n: int, root: Path, overrides: list[str], workers: int) -> dict:
+    from reelforge.config import load_config
+    from reelforge.curate import pipeline
+    from reelforge.curate.pipeline import BuildConfig, run_build
+
+    src = root / "videos"
+    gen_s = generate(src, n, workers)
+    inputs = root / f"inputs-{n}.txt"
+    inputs.write_text("".join(f"{src}/v{i:06d}.mp4\n" for i in range(n)))
+    out = root / f"out-{n}"
+    cfg = load_config(BuildConfig, None, ["report=false", "ray.progress_bars=false", "ray.dashboard=false"]
+                      + overrides)
+    sampler = RssSampler()
+    real_finish = pipeline.finish
+
+    def finish(*a, **k):  # the sampler attributes what follows to the finish
+        sampler.phase = "finish"
+        return real_finish(*a, **k)
+
+    pipeline.finish = finish
+    sampler.start()
+    sampler.phase = "build"
+    t0 = time.time()
+    try:
+        summary = run_build([f"@{inputs}"], out, cfg, rebuild=True)
+    finally:
+        pipeline.finish = real_finish
+        sampler.stop.set()
+        sampler.join()
+    wall = time.time() - t0
+    mb = {k: round(v / 2**20, 1) for k, v in sampler.peak.items()}
+    return {"videos": n, "clips": summary["clips"], "clips_ok": summary["clips_ok"], "wall_s": round(wall, 1),
+            "build_s": summary["phase_s"]["build"], "finish_s": summary["phase_s"]["finish"],
+            "clips_per_s": round(summary["clips"] / max(summary["phase_s"]["build"], 1e-9), 2),
+            "driver_peak_rss_mb": mb, "work_shards": summary["work_shards"], "generate_s": round(gen_s, 1),
+            "cpus": os.cpu_count(), "cpu_s_per_clip": summary.get("cpu_s_per_clip")}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, action="append", help="videos per run (repeat for several runs)")
+    p.add_argument("--root", default="/tmp/reelforge-bench-scale")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=c")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering videos")
+    p.add_argument("--json", help="append each result as a JSON line to this file")
+    args = p.parse_args(argv)
+    root = Path(args.root)
+    for n in args.n or [1000]:
+        result = bench(n, root, args.overrides, args.workers)
+        print(json.dumps(result), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
