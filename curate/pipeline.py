@@ -22,6 +22,8 @@ Stages are plain classes (``curate.stages``); ``curate.runner`` runs the video t
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelforge import progress
+from reelforge import progress, storage
 from reelforge.cluster import RayConfig, init_ray
 from reelforge.config import dump_config
 from reelforge.curate import buildstate
@@ -106,7 +108,8 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     the enabled stages do not fit together.
     """
     t0 = time.time()
-    out = Path(out_dir)
+    storage.check_output_url(out_dir)  # an output that cannot work: one line, before any input is read
+    out = storage.as_path_or_url(out_dir)
     check_columns(cfg.curate)
     with OutputLock(out):  # first: a second build stops at once, before listing a large input
         found = discover_inputs(inputs, cfg.curate.discover)  # input files + named entries skipped, with why
@@ -144,13 +147,14 @@ def run_refilter(out_dir: str | Path, cfg: BuildConfig) -> dict:
     ``_work`` is gone (the rejected clips and the scores live there).
     """
     t0 = time.time()
-    out = Path(out_dir)
+    storage.check_output_url(out_dir)
+    out = storage.as_path_or_url(out_dir)
     check_columns(cfg.curate)
-    if not out.is_dir():
+    if not storage.isdir(out):
         raise FileNotFoundError(f"no dataset at {out}")
     with OutputLock(out):
         publishing.recover(out)
-        state = buildstate.load_state(out / "_work")
+        state = buildstate.load_state(storage.join(out, "_work"))
         if state is None:
             raise BuildStateError(
                 f"{out}: no work record (_work/{buildstate.STATE_FILE}); --refilter re-decides from the scores and "
@@ -175,7 +179,7 @@ def run_refilter(out_dir: str | Path, cfg: BuildConfig) -> dict:
 
 def _read_summary(out: Path) -> dict:
     try:
-        return json.loads((out / "summary.json").read_text())
+        return json.loads(storage.read_bytes(storage.join(out, "summary.json")))
     except (OSError, ValueError):
         return {}
 
@@ -185,7 +189,7 @@ def _check_work(out: Path, manifest: Manifest, cfg: BuildConfig, rebuild: bool) 
     with ``rebuild``); then record the settings the work from here on is made with."""
     current = buildstate.work_settings(cfg.curate)
     state = buildstate.load_state(manifest.work)
-    published = any(manifest.shards_dir.glob("*.tar"))
+    published = bool(storage.glob(storage.join(manifest.shards_dir, "*.tar")))
     if state is None:
         if (published or manifest.has_work()) and not rebuild:
             raise BuildStateError(
@@ -291,19 +295,27 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
                 if isinstance(r.get(EMBEDDING_COLUMN), (list, np.ndarray)) and len(r[EMBEDDING_COLUMN])]
     for r in rows:
         r.pop(EMBEDDING_COLUMN, None)
-    emb_path = out / "embeddings.parquet"
+    # the embedding and signature tables are read back by the decision below: on object storage they are
+    # made in a local scratch dir first and uploaded after it
+    scratch = Path(tempfile.mkdtemp(prefix="reelforge-finish-")) if storage.is_remote(out) else out
+    emb_path = scratch / "embeddings.parquet"
     if emb_rows:
         write_embeddings(emb_rows, emb_path)
     else:
-        emb_path.unlink(missing_ok=True)
+        storage.remove(storage.join(out, "embeddings.parquet"))
     # frame signatures go to their own table, like embeddings (near_dup.py: read again on every decision)
-    sig_path = out / "signatures.parquet"
+    sig_path = scratch / "signatures.parquet"
     if write_signatures(rows, sig_path) == 0:
-        sig_path.unlink(missing_ok=True)
+        storage.remove(storage.join(out, "signatures.parquet"))
     for r in rows:
         r.pop(SIGNATURE_COLUMN, None)
     rows = decide_all(rows, cfg.curate.filters, emb_path if emb_rows else None,
                       sig_path if sig_path.is_file() else None)
+    if scratch != out:
+        for p in (emb_path, sig_path):
+            if p.is_file():
+                storage.commit_file(p, storage.join(out, p.name))
+        shutil.rmtree(scratch, ignore_errors=True)
     for r in rows:
         if r["status"] == "ok" and not r.get("work_shard"):
             r["status"], r["reason"] = "failed", "transcode: no clip media was written for this clip"
@@ -315,7 +327,7 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         r["shard"] = published.shard_of.get(r["clip_id"])
         if r["clip_id"] in published.missing:  # its work tar was deleted or damaged by hand
             r["status"], r["reason"] = "failed", published.missing[r["clip_id"]]
-    write_parquet_atomic(rows_to_table(rows), out / "clips.parquet")
+    write_parquet_atomic(rows_to_table(rows), storage.join(out, "clips.parquet"))
 
     per_video = Counter(r["video_path"] for r in rows)
     kept = Counter(r["video_path"] for r in rows if r["status"] == "ok")
@@ -330,15 +342,15 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
             v["reason"] = (f"split: no shot outside transitions and cut margins "
                            f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
         vrows.append(v)
-    write_parquet_atomic(rows_to_table(vrows), out / "videos.parquet")
+    write_parquet_atomic(rows_to_table(vrows), storage.join(out, "videos.parquet"))
     if published.shards:
         build_index(out)
     else:  # nothing kept: no stale index may keep serving the previous set
-        (out / INDEX_FILE).unlink(missing_ok=True)
+        storage.remove(storage.join(out, INDEX_FILE))
 
     # group failures by what went wrong, not by which file: the path is replaced in the reason
     failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] == "failed")
-    work_tars = list(manifest.work_shards.glob("*.tar"))
+    work_tars = {n: b for n, b in storage.file_sizes(manifest.work_shards).items() if n.endswith(".tar")}
     return {
         "inputs": len(vrows),
         "videos_ok": sum(v["status"] == "ok" for v in vrows),
@@ -354,7 +366,7 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         "shard_bytes": published.bytes,
         "publish": {"seconds": published.seconds, "bytes": published.bytes, "unchanged": published.skipped},
         "work_shards": len(work_tars),
-        "work_shard_bytes": sum(p.stat().st_size for p in work_tars),
+        "work_shard_bytes": sum(work_tars.values()),
         "source_seconds": round(sum(float(v.get("duration_s") or 0) for v in vrows if v["status"] == "ok"), 3),
         "cpu_s_per_clip": cpu_per_clip(vrows, rows),
     }
@@ -374,12 +386,14 @@ def cpu_per_clip(videos: list[dict], clips: list[dict]) -> dict[str, float]:
 
 def write_outputs(out: Path, cfg: BuildConfig, summary: dict) -> None:
     """The resolved config (it describes the data now on disk), the summary, and the report."""
-    dump_config(cfg, out / "config.yaml")
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
+    with storage.staged_write(storage.join(out, "config.yaml")) as tmp:
+        dump_config(cfg, tmp)
+    storage.write_bytes_atomic(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     print_summary(summary)
-    if cfg.report:
+    if cfg.report and storage.is_remote(out):
+        # the report module reads the dataset (tables and clip media) from a local dir
+        print("report        not written for an object-storage output: `reelforge report` on a local copy")
+    elif cfg.report:
         from reelforge.curate.report import write_report
 
         print(f"report        {write_report(out)}")

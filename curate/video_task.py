@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 from reelforge import storage
 from reelforge.curate.manifest import BULK_COLUMNS, EMBEDDING_COLUMN, ContentWork, clip_id_for, write_json_atomic
@@ -100,7 +99,7 @@ class VideoTask:
 
     def __init__(self, work_dir: str, video_specs: list[StageSpec], clip_specs: list[StageSpec],
                  shards: ShardWriterConfig, policy: str = "record"):
-        self.work_dir = Path(work_dir)
+        self.work_dir = storage.as_path_or_url(work_dir)   # a local dir or a URL (s3://b/ds/_work)
         self.shards = shards
         # the video stages up to the one that names the content (probe: sha256), then the rest (the split):
         # an exact copy of content already split reuses that split instead of running the rest
@@ -157,7 +156,7 @@ class VideoTask:
         todo = [r for r in planned if r["status"] == "ok"]
         # planned but dropped (e.g. shorter than min_seconds): recorded with the next commit
         pending = [dict(r, work_shard=None) for r in planned if r["status"] != "ok"]
-        suspect = work.dir / f"suspect-{token}.json"
+        suspect = storage.join(work.dir, f"suspect-{token}.json")
         if isolate:
             pending += self._killers(work, todo)
             killed = {r["clip_id"] for r in pending}
@@ -210,15 +209,15 @@ class VideoTask:
         if pending:  # dropped/failed clips after the last shard
             commit_tail()
         if isolate:
-            for p in work.dir.glob("suspect-*.json"):
-                p.unlink(missing_ok=True)
+            for p in storage.glob(storage.join(work.dir, "suspect-*.json")):
+                storage.remove(p)
 
     def _killers(self, work: ContentWork, todo: list[dict]) -> list[dict]:
         """Clips an earlier isolated attempt started but never committed: each killed its worker."""
         named = set()
-        for p in work.dir.glob("suspect-*.json"):
+        for p in storage.glob(storage.join(work.dir, "suspect-*.json")):
             try:
-                named.add(json.loads(p.read_text())["clip_id"])
+                named.add(json.loads(storage.read_bytes(p))["clip_id"])
             except (OSError, ValueError, KeyError):
                 continue
         return [dict(r, work_shard=None, status="failed", reason=(

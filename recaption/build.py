@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.cluster import RayConfig
 from reelforge.recaption.job import RecaptionConfig, caption_dataset
 
@@ -103,10 +104,10 @@ def _score(out: Path, ids: list[str], caps: dict[str, str], cfg) -> tuple[dict, 
 
 def add_caption_scores(out: str | Path, rows: list[dict]) -> list[dict]:
     """The build's finish merges ``DIR/caption_match.parquet`` into its clip rows (in place; returns them)."""
-    path = Path(out) / SCORES_FILE
-    if not path.exists():
+    path = storage.join(out, SCORES_FILE)   # a local dir or a URL
+    if not storage.exists(path):
         return rows
-    by_id = {r["clip_id"]: r for r in pq.read_table(path).to_pylist()}
+    by_id = {r["clip_id"]: r for r in storage.read_parquet(path).to_pylist()}
     for r in rows:
         s = by_id.get(r["clip_id"])
         if s is not None:

@@ -71,8 +71,11 @@ def local_path(url: str | os.PathLike) -> str:
     return url.split("://", 1)[1] if "://" in url else url
 
 
-def join(base: str | os.PathLike, *parts: str) -> str:
-    """``join("s3://b/ds", "shards", "x.tar")`` -> ``s3://b/ds/shards/x.tar``; local paths join as paths."""
+def join(base: str | os.PathLike, *parts: str) -> str | Path:
+    """``join("s3://b/ds", "shards", "x.tar")`` -> ``s3://b/ds/shards/x.tar``; local paths join as paths
+    (a ``Path`` base gives a ``Path``, so code that holds local locations as ``Path`` keeps them)."""
+    if isinstance(base, Path):
+        return base.joinpath(*parts)
     base = str(base)
     if not is_remote(base):
         return os.path.join(local_path(base), *parts)
@@ -331,12 +334,15 @@ def file_sizes(url: str | os.PathLike) -> dict[str, int]:
 
 
 def glob(pattern: str | os.PathLike) -> list[str]:
-    """Sorted paths/URLs matching ``pattern`` (remote matches keep the pattern's protocol)."""
+    """Sorted paths/URLs matching ``pattern`` (remote matches keep the pattern's protocol); ``**``
+    matches any number of folders, none included. Local matches are ``Path``s when ``pattern`` is one."""
+    as_path = isinstance(pattern, Path)
     pattern = str(pattern)
     if not is_remote(pattern):
         import glob as _glob
 
-        return sorted(_glob.glob(local_path(pattern)))
+        found = sorted(_glob.glob(local_path(pattern), recursive=True))
+        return [Path(p) for p in found] if as_path else found
     fs, path = filesystem(pattern)
     fs.invalidate_cache()
     return sorted(_unstrip(fs, p, pattern) for p in fs.glob(path))
