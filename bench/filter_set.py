@@ -3,8 +3,8 @@
 A real entry becomes what the build's scorers see: the span decoded with the transcoder's own decoder
 (upright, square pixels), K evenly spaced frames at a 256-px short side, then the borders stage's crop
 box. A generated entry is rendered here (no codec): a reelforge.samples shot with its subtitle, or a
-title card drawn over a samples background. Used by ``bench/bench_filters.py --labelled`` and the
-real-frame filter tests.
+title card drawn over a samples background. Used by ``bench/bench_filters.py --only labelled``,
+``bench/filter_holdout.py`` (which re-encodes the real spans) and the real-frame filter tests.
 """
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ Why not the hand-written stroke detector this stage used before (``curate/text_c
 man-made texture (city aerials, shelves, machinery) reads as text to it, and it dropped good footage
 (issue 11). ``prepass`` runs it first, as a cheap gate in front of the model: a clip where it flags no
 pixel in any scored frame skips the network and scores 0. It is off by default: on the labelled set it
-let 19 of 42 clips skip the model (half the CPU), but 3 of them had text it cannot see (big bold
-lettering, whose strokes are wider than its kernel; text running sideways), and recall fell from 0.94
-to 0.76 (BENCHMARKS.md).
+let 19 of 42 clips skip the model (~40% of the CPU), but 3 of them had text it cannot see (big bold
+lettering, whose strokes are wider than its kernel; text running sideways), and recall fell from 1.00
+to 0.82 (BENCHMARKS.md).
 """
 from __future__ import annotations
 
