@@ -37,8 +37,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_policy, error_reason, row_at, \
-    rows_to_batch
+from reelforge.curate.stage import DATA_ERRORS, Batch, Resources, Stage, batch_len, error_policy, error_reason, \
+    row_at, rows_to_batch
 
 
 # how often a crashed task is retried before its rows are given up (and recorded as failed)
@@ -351,7 +351,9 @@ def run_tasks(items: Iterator[dict] | list[dict], spec: StageSpec, resources: Re
     the whole run. A task whose worker dies is retried by Ray (``RETRIES``); if every attempt dies it is
     run again with ``isolate=True`` (``TASK_ISOLATED_RETRIES`` attempts), and if that dies too the item
     yields a failed row saying so. An exception escaping the task is the item's failed row under the
-    ``record`` policy; under ``reraise`` it raises ``StageError`` with the worker's traceback. An
+    ``record`` policy, and under ``reraise`` when it is a data error (``ValueError``/``OSError``, e.g. a
+    remote source that cannot be fetched); another one under ``reraise`` raises ``StageError`` with the
+    worker's traceback. An
     ``OSError`` that is the output's (disk full, read-only: ``ShardWriteError``) always stops the run: it
     is raised here as the worker raised it. If the consumer stops (an exception, a kill), every task still
     running is cancelled and waited for, so none outlives the run and writes into a resumed one.
@@ -401,7 +403,7 @@ def run_tasks(items: Iterator[dict] | list[dict], spec: StageSpec, resources: Re
                 cause = exc.cause if isinstance(exc.cause, BaseException) else None
                 if isinstance(cause, (ShardWriteError, StageError)):
                     raise cause from None
-                if policy == "reraise":
+                if policy == "reraise" and not isinstance(cause, DATA_ERRORS):
                     raise StageError(str(exc)) from None
                 yield dict(item, status="failed", reason=f"{spec.name}: {type(cause or exc).__name__}: "
                                                          f"{cause or exc}"[:500])

@@ -34,7 +34,7 @@ from reelforge.curate.manifest import BULK_COLUMNS, EMBEDDING_COLUMN, ContentWor
 from reelforge.curate.runner import ERROR, StageChain, StageError, StageSpec
 from reelforge.curate.stage import Resources, rows_to_batch
 from reelforge.shards.spec import FORMAT_ID
-from reelforge.shards.writer import ShardWriter, ShardWriterConfig
+from reelforge.shards.writer import ShardWriteError, ShardWriter, ShardWriterConfig
 
 STATS = "_rf_task"   # the task's counts on the returned row; the driver pops it before saving the row
 
@@ -134,9 +134,16 @@ class VideoTask:
             row["clip_spans"] = spans_of(row)  # one type in the column: parquet then stores it as JSON once
             if row.get("status") == "ok":
                 work = self._content(row)
-                if work.complete_row() is None:
-                    self._clips(row, work, isolate, stats)
-                    work.mark_complete({k: v for k, v in row.items() if k != "path"})
+                try:
+                    if work.complete_row() is None:
+                        self._clips(row, work, isolate, stats)
+                        work.mark_complete({k: v for k, v in row.items() if k != "path"})
+                except ShardWriteError:
+                    raise
+                except OSError as exc:
+                    # the stages turn their own (input) errors into rows: what escapes here is the output
+                    # (a full disk, a read-only mount, a refused upload), which stops the build in one line
+                    raise ShardWriteError(exc.filename or work.dir, exc, 0, stats["written"]) from exc
         stats["seconds"] = round(time.time() - t0, 3)
         row[STATS] = stats
         return row
