@@ -116,6 +116,27 @@ def test_an_output_scheme_that_cannot_work_fails_before_any_work(ray_s3, s3, raw
     assert not list(tmp_path.iterdir())
 
 
+def test_refilter_on_s3_republishes_and_back(built):
+    from reelforge.curate.pipeline import run_refilter
+    from reelforge.shards.verify import verify_dataset
+
+    out, summary, _ = built
+
+    def ok_ids():
+        return {r["clip_id"] for r in storage.read_parquet(f"{out}/clips.parquet").to_pylist() if r["status"] == "ok"}
+    before, shards = ok_ids(), storage.listdir(f"{out}/shards")
+    removed = [name for name, n in summary["funnel"].items() if n]
+    assert removed, summary["funnel"]
+    # switching a filter off is a decision, not work: the refilter keeps more clips without decoding
+    looser = load_config(BuildConfig, None, OVERRIDES + [f"curate.filters.{removed[0]}.enabled=false"])
+    run_refilter(out, looser)
+    assert ok_ids() > before
+    assert not set(storage.listdir(f"{out}/shards")) & set(shards)  # a new set under new names, the old one gone
+    assert verify_dataset(out).ok
+    run_refilter(out, _cfg())
+    assert ok_ids() == before and verify_dataset(out).ok
+
+
 @pytest.mark.slow
 def test_same_clips_as_a_local_build_and_a_rerun_resumes(built, raw_s3, s3, tmp_path):
     out, _, _ = built
