@@ -37,8 +37,8 @@ SCORES = ("text_area", "text_boxes", "text_box_max")
 @dataclass
 class TextOverlayConfig:
     enabled: bool = True
-    # mean share of the frame covered by text boxes; one line of subtitles at the bottom is ~0.02-0.05,
-    # a title card's line 0.02+, a corner watermark ~0.01-0.02
+    # mean share of the frame covered by text boxes; one line of subtitles at the bottom is ~0.02-0.06,
+    # a small title card's line ~0.015; a one- or two-word corner watermark (0.002-0.009) passes
     max_text_area: float = 0.01
     max_text_boxes: int = 0        # most text lines in one frame; 0 = no limit
     max_text_box: float = 1.0      # largest single box share; 1 = no limit
