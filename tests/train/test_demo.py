@@ -77,3 +77,45 @@ def test_the_report_links_the_demo_pages(tmp_path):
     assert "Made from this dataset" in page
     assert "href='../t2v/index.html'" in page and "href='../index.html'" in page
     assert "3 videos generated from held-out prompts" in page and "direction 50%" in page
+
+
+def test_attribute_clip_loader_splits_ranks_and_resumes():
+    from reelforge.train.dit.demo import AttributeClipLoader
+
+    clips = torch.arange(10.0).view(10, 1, 1, 1, 1).expand(10, 3, 2, 1, 1)                   # clip i is all i
+    ids = lambda b: b["video"][:, 0, 0, 0, 0].long().tolist()                                 # noqa: E731
+    ranks = [AttributeClipLoader(clips, 2, r, 2, seed=3) for r in range(2)]
+    epoch = [[ids(b) for b in r] for r in ranks]
+    assert [len(e) for e in epoch] == [2, 2]                                                  # 10 // (2 × 2)
+    seen = [i for e in epoch for b in e for i in b]
+    assert len(seen) == len(set(seen)) == 8                                                   # disjoint across ranks
+    assert next(iter(ranks[0]))["video"].shape == (2, 2, 3, 1, 1)                            # (B, T, C, H, W)
+    whole = AttributeClipLoader(clips, 2, seed=3)
+    run = [ids(b) for _ in range(2) for b in whole]                                           # two epochs
+    cut = AttributeClipLoader(clips, 2, seed=3)
+    it = iter(cut)
+    first = [ids(next(it)) for _ in range(3)]
+    rest = AttributeClipLoader(clips, 2, seed=3)
+    rest.load_state_dict(cut.state_dict())
+    resumed = first + [ids(b) for b in rest] + [ids(b) for b in rest]
+    assert resumed == run and run[:5] != run[5:]                                              # epochs reshuffle
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_demo_trains_a_vae_and_the_dit_in_its_latents(tmp_path):
+    """The --vae-minutes path end to end at toy size: the VAE on the attribute clips (trainer, export,
+    calibration, reconstruction checks), then the DiT on its latents, generation, scoring, pages."""
+    import json
+
+    from reelforge.train.dit.demo import run_t2v, train_demo_vae
+
+    vae = train_demo_vae(tmp_path / "vae", steps=2)
+    assert vae["steps"] == 2 and Path(vae["export"], "model.safetensors").exists()
+    assert 0 < vae["scale"] and 0 < vae["attribute_psnr"] < 100
+    assert set(vae["oracle_on_reconstructions"]) == {"color", "direction"}
+    t2v = run_t2v(tmp_path / "t2v", steps=2, codec=vae["export"], vae=vae)
+    assert t2v["latent_shape"] == [16, 3, 8, 8] and t2v["patch"] == [1, 2, 2]
+    saved = json.loads((tmp_path / "t2v" / "t2v.json").read_text())
+    assert saved["vae"]["export"] == vae["export"] and len(saved["videos"]) == 16
+    assert "tiny VAE trained 2 steps" in (tmp_path / "t2v" / "index.html").read_text()

@@ -4,9 +4,10 @@
     result = run_t2v(Path("out/demo/t2v"), minutes=2.0)      # {"accuracy": …, "videos": […], …}
 
 Everything runs offline: the text encoder is a small random T5 saved locally (``make_tiny_t5``). The
-latent space is ``codec``: a trained VAE export (``train_demo_vae``: the tiny VAE fitted on the demo's
-built dataset for a minute, its latent scale calibrated on the attribute clips; 9-frame clips, 1×2×2
-patches) or 4× pooled pixels (``pixel:4``, 8-frame clips, 2×4×4 patches).
+latent space is ``codec``: 4× pooled pixels (``pixel:4``, 8-frame clips, 2×4×4 patches; the default) or
+a trained VAE export (``train_demo_vae``: the tiny VAE fitted on the attribute training clips — or on a
+built dataset — for a few minutes, its latent scale calibrated on the attribute clips; 9-frame clips,
+1×2×2 patches), ``reelforge demo --vae-minutes N``.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ class AttributeClipLoader:
     def __iter__(self):
         if self.position >= self.batches:
             self.epoch, self.position = self.epoch + 1, 0
-        order = torch.randperm(len(self.clips), generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(len(self.clips), generator=g)
         mine = order[self.rank::self.world_size]
         while self.position < self.batches:
             idx = mine[self.position * self.batch_size:(self.position + 1) * self.batch_size]
@@ -125,8 +127,9 @@ def make_attribute_vae_task(cfg):
 
         def eval_clips(self):
             if self._eval_clips is None:
-                held = attribute_videos(self.cfg.data.eval_frames, held_out=True)
-                self._eval_clips = list(held[::max(1, len(held) // max(1, self.cfg.data.eval_clips))])
+                n = self.cfg.data.eval_clips
+                held = attribute_videos(self.cfg.data.eval_frames, held_out=True) if n else torch.empty(0)
+                self._eval_clips = list(held[::max(1, len(held) // max(1, n))][:n])
             return self._eval_clips
 
     return AttributeVAETask(cfg)
@@ -173,8 +176,8 @@ def train_demo_vae(out: Path, minutes: float = 1.0, steps: int = 0, dataset: Pat
     return {"export": str((out / "export").resolve()), "data": data, "steps": steps,
             "train_seconds": round(train_s, 1), "shift": shift, "scale": scale,
             "attribute_psnr": round(float(psnr(held, recon.permute(0, 4, 1, 2, 3).float() / 127.5 - 1).mean()), 2),
-            "oracle_on_reconstructions": {
-                k: round(float(np.mean([r[k] == t[k] for r, t in zip(reads, truth)])), 3) for k in ("color", "direction")}}
+            "oracle_on_reconstructions": {k: round(float(np.mean([r[k] == t[k] for r, t in zip(reads, truth)])), 3)
+                                          for k in ("color", "direction")}}
 
 
 def _seconds_per_vae_step(cfg) -> float:
@@ -246,7 +249,8 @@ def run_t2v(out: Path, minutes: float = 2.0, seed: int = 0, steps: int = 0, samp
             vae: dict | None = None) -> dict:
     """Build, train, generate, score. ``steps`` > 0 overrides the minutes budget (the bench fixes steps so
     runs compare). ``codec``: ``pixel:4`` or a VAE export folder; ``patch``: None = ``default_patch``;
-    ``vae``: what ``train_demo_vae`` returned, recorded in the summary. Returns the scores and paths; writes ``out/t2v.json`` and ``out/index.html``."""
+    ``vae``: what ``train_demo_vae`` returned, recorded in the summary. Returns the scores and paths;
+    writes ``out/t2v.json`` and ``out/index.html``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _one_thread_when_busy()
     out = Path(out)
@@ -365,7 +369,8 @@ def write_demo_index(out: Path) -> Path:
              '<p><a href="dataset/report.html">Dataset quality report</a> (curation funnel, scores, contact sheet)</p>']
     if t2v:
         parts.append(f'<h2>Text-to-video</h2><p><a href="t2v/index.html">Generated videos</a>: DiT-T, '
-                     f'{t2v["steps"]} steps on {t2v["train_clips"]} clips in {html.escape(_latent_space(t2v))}; on {t2v["prompts"]} held-out '
+                     f'{t2v["steps"]} steps on {t2v["train_clips"]} clips in {html.escape(_latent_space(t2v))}; '
+                     f'on {t2v["prompts"]} held-out '
                      f'(colour, direction) prompts the oracle reads colour {t2v["color_acc"]:.0%} and direction '
                      f'{t2v["direction_acc"]:.0%} right (chance 25% each).</p>')
         for v in t2v.get("videos", []):
