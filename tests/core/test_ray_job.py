@@ -100,6 +100,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _start_node(args: list[str], env: dict, temp_dir: str, tries: int = 3) -> None:
+    """``ray start`` with fresh ports; tried again after stopping what a failed try left. Ray waits a fixed
+    30 s for a new raylet to register, which a machine under heavy load (CI, other jobs) can miss."""
+    for attempt in range(tries):
+        out = subprocess.run([*args, *_node_ports()], env=env, capture_output=True, text=True, timeout=180)
+        if out.returncode == 0:
+            return
+        _stop([temp_dir])
+    raise AssertionError(f"ray start failed {tries}x:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
 def _run(args: list[str], env: dict, timeout: int = 180) -> subprocess.CompletedProcess:
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{args[:3]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -119,12 +130,13 @@ def test_build_through_ray_job_submit_on_three_nodes(tmp_path):
     gcs_port, dash_port, client_port = _free_ports(3)
     ray = str(BIN / "ray")
     try:
-        _run([ray, "start", "--head", f"--port={gcs_port}", "--num-cpus=1", f"--temp-dir={temp_dirs[0]}",
-              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--ray-client-server-port={client_port}",
-              f"--object-store-memory={OBJECT_STORE}", "--disable-usage-stats", *_node_ports()], env)
+        _start_node([ray, "start", "--head", f"--port={gcs_port}", "--num-cpus=1", f"--temp-dir={temp_dirs[0]}",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+                     f"--ray-client-server-port={client_port}", f"--object-store-memory={OBJECT_STORE}",
+                     "--disable-usage-stats"], env, temp_dirs[0])
         for i in (1, 2):
-            _run([ray, "start", f"--address=127.0.0.1:{gcs_port}", "--num-cpus=1", f"--temp-dir={temp_dirs[i]}",
-                  f"--object-store-memory={OBJECT_STORE}", "--disable-usage-stats", *_node_ports()], env)
+            _start_node([ray, "start", f"--address=127.0.0.1:{gcs_port}", "--num-cpus=1", f"--temp-dir={temp_dirs[i]}",
+                         f"--object-store-memory={OBJECT_STORE}", "--disable-usage-stats"], env, temp_dirs[i])
         address = f"http://127.0.0.1:{dash_port}"
         work = tmp_path / "src"
         work.mkdir()
