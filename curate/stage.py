@@ -66,8 +66,8 @@ class Resources:
 # then leave that row unscored and add their name to UNSCORED. The final decision is the same (the cheap
 # filter comes first in the list); a --refilter that loosens that filter cannot score the clip, so
 # ``filters.decide`` keeps it filtered as "not scored" instead of letting it pass unjudged.
-REMOVED_EARLY = "removed_early"
-UNSCORED = "unscored"
+REMOVED_EARLY = "removed_early"  # text; '' = not removed
+UNSCORED = "unscored"            # text; '' = scored by every model stage
 MODEL_STAGES = ("aesthetic", "text_overlay", "nsfw", "caption_match")
 
 # every stage call adds ``cpu_s_<stage name>`` to each row: the process CPU seconds of the call (decoder and
@@ -89,7 +89,9 @@ def _timed(call: Callable[["Stage", Batch], Batch]) -> Callable[["Stage", Batch]
             _mark_removed(self, out)
         n = batch_len(out)
         if self.name in MODEL_STAGES and UNSCORED not in out:
-            out[UNSCORED] = [None] * n  # every batch has the same columns
+            # every batch has the same columns, as text: a column of nulls comes back from Ray as NaN
+            # (a float column in one manifest part, text in the next: parts that no longer concatenate)
+            out[UNSCORED] = [""] * n
         if n:
             # shared among the rows the stage worked on (a row removed early cost it nothing)
             worked = [not r for r in removed] if any(removed) else [True] * n
@@ -117,7 +119,9 @@ def _without_removed(stage: "Stage", call, batch: Batch, removed: list[bool]) ->
     rows = []
     for i in range(n):
         if not removed[i]:
-            rows.append(next(scored))
+            row = next(scored)
+            row[UNSCORED] = _text(row.get(UNSCORED))
+            rows.append(row)
             continue
         row = row_at(batch, i)
         row.update(stage.default_outputs())
@@ -130,13 +134,13 @@ def _mark_removed(stage: "Stage", batch: Batch) -> None:
     """REMOVED_EARLY on the ok rows this cheap filter's check removes (unless its config keeps scoring them)."""
     cfg = getattr(stage, "cfg", None)
     n = batch_len(batch)
-    marks = list(batch[REMOVED_EARLY]) if REMOVED_EARLY in batch else [None] * n
+    marks = [_text(m) for m in batch[REMOVED_EARLY]] if REMOVED_EARLY in batch else [""] * n
     if cfg is not None and not getattr(cfg, "score_removed", True):
         for i in range(n):
             row = row_at(batch, i)
-            if not _text(marks[i]) and row.get("status", "ok") == "ok":
-                marks[i] = cfg.check(row) or None
-    batch[REMOVED_EARLY] = marks
+            if not marks[i] and row.get("status", "ok") == "ok":
+                marks[i] = cfg.check(row) or ""
+    batch[REMOVED_EARLY] = marks  # text, '' = not removed (see UNSCORED above for why not None)
 
 
 class Stage:

@@ -72,16 +72,16 @@ def test_model_stages_leave_rows_a_cheap_filter_removed_unscored():
 
     batch = {"v": [2, 0, 3, 0], "status": ["ok", "ok", "ok", "failed"], "reason": [""] * 4}
     marked = _Cheap()(batch)
-    assert marked[REMOVED_EARLY] == [None, "cheap: v < 1", None, None]  # a failed row is not judged
+    assert marked[REMOVED_EARLY] == ["", "cheap: v < 1", "", ""]  # a failed row is not judged
     model = _Model()
     out = model(marked)
     assert model.seen == [2, 3, 0]  # the removed row never reached the model
-    assert out["nsfw"] == [0.5, None, 0.5, 0.5] and out[UNSCORED] == [None, "nsfw", None, None]
+    assert out["nsfw"] == [0.5, None, 0.5, 0.5] and out[UNSCORED] == ["", "nsfw", "", ""]
     assert out["v2"] == [4, 0, 6, None] and out[CPU_PREFIX + "nsfw"][1] >= 0
     # score_removed: the cheap filter marks nothing, the model scores every row
     model = _Model()
     out = model(_Cheap(score_removed=True)(batch))
-    assert model.seen == [2, 0, 3, 0] and out[UNSCORED] == [None] * 4
+    assert model.seen == [2, 0, 3, 0] and out[UNSCORED] == [""] * 4
 
 
 def test_a_refilter_cannot_pass_a_clip_left_unscored():
@@ -95,7 +95,7 @@ def test_a_refilter_cannot_pass_a_clip_left_unscored():
     loose = FiltersConfig(motion=MotionConfig(min_motion=0.0001))
     status, reason = decide(row, loose)
     assert status == "filtered" and reason.startswith("text_overlay: not scored")
-    scored = dict(row, removed_early=None, unscored=None)
+    scored = dict(row, removed_early="", unscored="")
     assert decide(scored, loose) == ("ok", None)
 
 
@@ -106,7 +106,7 @@ def test_nulls_that_come_back_as_nan_are_not_removals():
     nan = float("nan")
     batch = {"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""], REMOVED_EARLY: [nan, nan], UNSCORED: [nan, nan]}
     marked = _Cheap()(batch)
-    assert marked[REMOVED_EARLY] == [None, "cheap: v < 1"]
+    assert marked[REMOVED_EARLY] == ["", "cheap: v < 1"]
     model = _Model()
     out = model(dict(marked, **{UNSCORED: [nan, nan]}))
     assert model.seen == [2] and out[UNSCORED][1] == "nsfw"
@@ -115,6 +115,21 @@ def test_nulls_that_come_back_as_nan_are_not_removals():
 def test_a_row_removed_early_costs_a_model_stage_nothing():
     from reelforge.curate.stage import REMOVED_EARLY
 
-    batch = {"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""], REMOVED_EARLY: [None, "cheap: v < 1"]}
+    batch = {"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""], REMOVED_EARLY: ["", "cheap: v < 1"]}
     out = _Model()(batch)
     assert out[CPU_PREFIX + "nsfw"][1] == 0.0 and out[CPU_PREFIX + "nsfw"][0] >= 0.0
+
+
+def test_parts_written_from_the_columns_concatenate():
+    """Manifest parts are parquet files of these rows, concatenated at the finish: the columns must be
+    text in every part, also in one where no row was removed (a null column came back from Ray as NaN,
+    a float column that no longer concatenated with a text one)."""
+    import pyarrow as pa
+
+    from reelforge.curate.manifest import rows_to_table
+    from reelforge.curate.stage import REMOVED_EARLY, UNSCORED
+
+    none = _Model()(_Cheap()({"v": [2, 3], "status": ["ok", "ok"], "reason": ["", ""]}))
+    some = _Model()(_Cheap()({"v": [2, 0], "status": ["ok", "ok"], "reason": ["", ""]}))
+    tables = [rows_to_table([{k: b[k][i] for k in (REMOVED_EARLY, UNSCORED)} for i in range(2)]) for b in (none, some)]
+    assert pa.concat_tables(tables).column(UNSCORED).to_pylist() == ["", "", "", "nsfw"]
