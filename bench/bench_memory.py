@@ -30,23 +30,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def tree_memory(root: psutil.Process) -> tuple[int, int, int]:
-    """(RSS sum, PSS sum, processes) over ``root`` and its descendants; processes that exit mid-walk
-    are skipped."""
+def tree_memory(root: psutil.Process) -> tuple[int, int, int, dict[str, int]]:
+    """(RSS sum, PSS sum, processes, PSS by process name) over ``root`` and its descendants; processes that exit
+    mid-walk are skipped."""
     rss = pss = n = 0
+    names: dict[str, int] = {}
     try:
         procs = [root] + root.children(recursive=True)
     except psutil.Error:
-        return 0, 0, 0
+        return 0, 0, 0, {}
     for p in procs:
         try:
             full = p.memory_full_info()
+            name = "driver" if p is root else p.name()
         except psutil.Error:
             continue
         rss += full.rss
         pss += getattr(full, "pss", full.rss)
+        names[name] = names.get(name, 0) + getattr(full, "pss", full.rss)
         n += 1
-    return rss, pss, n
+    return rss, pss, n, names
 
 
 class Sampler(threading.Thread):
@@ -56,15 +59,16 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.every = psutil.Process(pid), every
         self.peak_rss = self.peak_pss = self.procs_at_peak = self.samples = 0
+        self.at_peak: dict[str, int] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.is_set():
-            rss, pss, n = tree_memory(self.root)
+            rss, pss, n, names = tree_memory(self.root)
             self.samples += 1
             self.peak_rss = max(self.peak_rss, rss)
             if pss > self.peak_pss:
-                self.peak_pss, self.procs_at_peak = pss, n
+                self.peak_pss, self.procs_at_peak, self.at_peak = pss, n, names
             self._done.wait(self.every)
 
     def stop(self) -> None:
@@ -161,6 +165,8 @@ def main() -> None:
     print(f"peak PSS of the build's process tree {sampler.peak_pss / 2**30:.2f} GiB "
           f"({sampler.procs_at_peak} processes); peak RSS summed {sampler.peak_rss / 2**30:.2f} GiB "
           f"(shared pages counted once per process); load average {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+    print("PSS at the peak, by process name (MiB): " + ", ".join(
+        f"{k} {v / 2**20:.0f}" for k, v in sorted(sampler.at_peak.items(), key=lambda kv: -kv[1]) if v >= 2**20))
     if rc:
         sys.exit(rc)
 
