@@ -20,6 +20,9 @@ from reelforge import storage
 from reelforge.shards.spec import INDEXED_EXTS, SHARDS_SUBDIR, member_column
 
 
+SPAN_CACHE_BYTES = 64 << 20
+
+
 class ShardFiles:
     """An LRU of read-only file descriptors (``max_open`` at most), valid in the process that opened them."""
 
@@ -29,6 +32,9 @@ class ShardFiles:
         self.max_open = max_open
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._pid = os.getpid()
+        # remote samples read whole, (url, start) -> bytes, newest last: a batch reads every caption, then
+        # every video, so one entry would miss; bounded by SPAN_CACHE_BYTES
+        self._spans: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
     def fd(self, path: str | Path) -> int:
         if self._pid != os.getpid():  # forked: the parent's descriptors are not ours to reuse or close
@@ -55,6 +61,18 @@ class ShardFiles:
             raise OSError(f"{storage.basename(path)}: short read at {offset} ({len(data)} of {size} bytes)")
         return data
 
+    def pread_span(self, path: str, size: int, offset: int, span: tuple[int, int]) -> bytes:
+        """``pread`` of a member on object storage that fetches the whole ``span`` (its sample's members,
+        contiguous in the tar) with one ranged GET and serves the sample's other members from it."""
+        key = (str(path), span[0])
+        data = self._spans.get(key)
+        if data is None or offset + size > span[0] + len(data):
+            data = self._spans[key] = self.pread(path, span[1] - span[0], span[0])
+            while sum(len(v) for v in self._spans.values()) > SPAN_CACHE_BYTES and len(self._spans) > 1:
+                self._spans.popitem(last=False)
+        self._spans.move_to_end(key)
+        return data[offset - span[0]:offset - span[0] + size]
+
     def close(self) -> None:
         if self._pid == os.getpid():
             for fd in self._fds.values():
@@ -63,6 +81,7 @@ class ShardFiles:
                 except OSError:
                     pass
         self._fds.clear()
+        self._spans.clear()
 
     def __getstate__(self):  # pickled into workers: descriptors stay behind
         return {"max_open": self.max_open}
@@ -105,7 +124,24 @@ def open_member(dataset: str | Path, row: Mapping, ext: str, files: ShardFiles |
     offset, size = row.get(f"{col}_offset"), row.get(f"{col}_size")
     if offset is None or size is None:
         raise KeyError(f"sample {row.get('clip_id', row.get('key'))} has no {ext} member")
-    return (files or _DEFAULT).pread(storage.join(shard_dir(dataset), row["shard"]), int(size), int(offset))
+    path, offset, size = storage.join(shard_dir(dataset), row["shard"]), int(offset), int(size)
+    files = files or _DEFAULT
+    if storage.is_remote(path):
+        span = _sample_span(row)
+        # one GET for the sample (video + caption + JSON) unless other members would dwarf this one
+        if span[0] <= offset and offset + size <= span[1] and span[1] - span[0] <= 2 * size + (1 << 20):
+            return files.pread_span(path, size, offset, span)
+    return files.pread(path, size, offset)
+
+
+def _sample_span(row: Mapping) -> tuple[int, int]:
+    """``[start, end)`` of all the members an index row lists."""
+    spans = []
+    for ext in INDEXED_EXTS:
+        offset, size = row.get(f"{member_column(ext)}_offset"), row.get(f"{member_column(ext)}_size")
+        if offset is not None and size is not None:
+            spans.append((int(offset), int(offset) + int(size)))
+    return min(s for s, _ in spans), max(e for _, e in spans)
 
 
 def read_sample(dataset: str | Path, row: Mapping, exts: tuple[str, ...] = INDEXED_EXTS,
