@@ -172,3 +172,15 @@ def test_ray_train_two_workers_killed_mid_epoch_resume_same_losses(tmp_path):
         return out
     assert losses("b") == losses("a") and sorted(losses("a")) == list(range(1, 9))
     assert (tmp_path / "b" / "ray" / "train" / "step_00000008" / "rank_1.pt").exists()
+
+
+def test_fsdp_units_are_the_param_groups_modules():
+    """Under FSDP2 with several losses each param group must be one submodule (its own unit)."""
+    from reelforge.train.parallelize import group_modules
+    from toy_task import ToyModel
+
+    model = ToyModel()
+    units = group_modules(model, {"model": list(model.net.parameters()), "critic": list(model.critic.parameters())})
+    assert units == {"model": model.net, "critic": model.critic}
+    with pytest.raises(ValueError, match="'split' is not exactly the parameters of one submodule"):
+        group_modules(model, {"split": [model.net[0].weight, model.critic.weight]})
