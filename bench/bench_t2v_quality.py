@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sample-seeds", type=int, default=2)
     ap.add_argument("--out", default="", help="keep runs here (default: a temporary folder)")
-    ap.add_argument("--codec", default="pixel:4", help="pixel:N, or a VAE export folder (see --vae-dataset)")
+    ap.add_argument("--codec", default="pixel:4", help="pixel:N, or a VAE export folder (or train one: --vae-steps)")
     ap.add_argument("--patch", type=int, nargs=3, default=None, metavar=("PT", "PH", "PW"),
                     help="DiT patch (default: 2 4 4 on pixels, 1 2 2 on VAE latents)")
     ap.add_argument("--vae-steps", type=int, default=0, help="> 0: train the demo's tiny VAE this many steps on "
