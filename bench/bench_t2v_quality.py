@@ -57,7 +57,8 @@ def main() -> None:
               f"both {r['both_acc']:.3f} | seen colour {r['seen_color_acc']:.3f} direction "
               f"{r['seen_direction_acc']:.3f} both {r['seen_both_acc']:.3f} | {args.steps} steps, "
               f"train {r['train_seconds']:.0f}s, total {time.perf_counter() - t0:.0f}s", flush=True)
-    summary = {"steps": args.steps, "codec": codec, "patch": runs[0]["patch"], "vae": vae, "train_seeds": args.train_seeds, "sample_seeds": args.sample_seeds,
+    summary = {"steps": args.steps, "codec": codec, "patch": runs[0]["patch"], "vae": vae,
+               "train_seeds": args.train_seeds, "sample_seeds": args.sample_seeds,
                "prompts_per_run": runs[0]["prompts"] * args.sample_seeds,
                "chance": runs[0]["chance"]}
     for key in ("color_acc", "direction_acc", "both_acc", "seen_color_acc", "seen_direction_acc", "seen_both_acc"):
