@@ -50,7 +50,7 @@ from reelforge.recaption.job import RecaptionConfig
 from reelforge.shards import publish as publishing
 from reelforge.curate.video_task import STATS, VideoTask, plan_clip_rows, sample_json, spans_of  # noqa: F401
 from reelforge.shards.spec import INDEX_FILE
-from reelforge.shards.writer import ShardWriterConfig
+from reelforge.shards.writer import ShardWriteError, ShardWriterConfig
 
 
 @dataclass
@@ -238,23 +238,41 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
                                  stage_specs(cfg.curate, "clip"), cfg.shards))
     unsaved, last_save, returned = list(skipped_inputs), time.time(), set()
     bar = progress.bar(total=len(todo), desc="videos", unit="video")
-    for row in run_tasks(iter(todo), task, VideoTask.resources(*task.args)):
-        stats = row.pop(STATS, None) or {}
-        counts.update({f"clips_{k}": v for k, v in stats.items() if k != "seconds"})
-        counts[row.get("status") or "ok"] += 1
-        returned.add(row["path"])
-        unsaved.append(row)
-        bar.update(1)
-        bar.set_postfix(clips=counts["clips_written"], refresh=False)
-        if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
-            manifest.save_videos(unsaved)
-            unsaved, last_save = [], time.time()
+    tasks = run_tasks(iter(todo), task, VideoTask.resources(*task.args))
+    try:
+        for row in tasks:
+            stats = row.pop(STATS, None) or {}
+            counts.update({f"clips_{k}": v for k, v in stats.items() if k != "seconds"})
+            counts[row.get("status") or "ok"] += 1
+            returned.add(row["path"])
+            unsaved.append(row)
+            bar.update(1)
+            bar.set_postfix(clips=counts["clips_written"], refresh=False)
+            if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
+                _save_videos(manifest, unsaved, counts)
+                unsaved, last_save = [], time.time()
+    except BaseException:
+        tasks.close()  # every task still running is killed and waited for
+        try:  # and what they left half-written goes (resume redoes exactly that)
+            manifest.recover()
+        except OSError:
+            pass  # a read-only output: the next build's recover does it
+        raise
     bar.close()
     # a writer that died (and was retried) leaves its open .tmp, or a tar renamed without its part
     counts["uncommitted_removed"] += manifest.recover()
     unsaved += missing_rows([t for t in todo if t["path"] not in returned], returned, "path", "video task")
-    manifest.save_videos(unsaved)
+    _save_videos(manifest, unsaved, counts)
     return dict(counts)
+
+
+def _save_videos(manifest: Manifest, rows: list[dict], counts: Counter) -> None:
+    """Save video rows; an output that cannot take them stops the build in one line (as a shard would)."""
+    try:
+        manifest.save_videos(rows)
+    except OSError as exc:
+        raise ShardWriteError(exc.filename or manifest.videos_dir, exc, counts["clips_shards"],
+                              counts["clips_written"]) from exc
 
 
 def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:

@@ -122,7 +122,7 @@ class VideoTask:
     def __call__(self, item: dict, isolate: bool = False) -> dict:
         row = dict(item)
         t0 = time.time()
-        stats = {"clips": 0, "written": 0, "bytes": 0}
+        stats = {"clips": 0, "written": 0, "bytes": 0, "shards": 0}
         with storage.local_source(row["path"]):  # a remote source is fetched once for every stage and clip
             if not row.get("sha256") or "clip_spans" not in row:  # not probed and split in an earlier run
                 row = self._one(self.identify, row)
@@ -210,6 +210,7 @@ class VideoTask:
                         if writer.flush() is None:
                             commit_tail()
             writer.close()
+            stats["shards"] = len(writer.committed)
         except BaseException:
             writer.abort()  # the open shard's rows were never committed: redone by the next attempt
             raise
