@@ -330,7 +330,9 @@ class Transcode(Stage):
 
     @classmethod
     def resources(cls, cfg: TranscodeConfig | None = None) -> Resources:
-        return Resources(num_cpus=1, batch_size=2)
+        # clips of a batch share a decode pass: 11 sintel 1080p spans took 14.5 s of CPU in batches of 2,
+        # 13.4 s as one batch (BENCHMARKS.md, issue 12); 4 keeps a batch's mp4s and frames small
+        return Resources(num_cpus=1, batch_size=4)
 
     def default_outputs(self) -> dict:
         return {"mp4": b"", "num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "duration_s": 0.0,
