@@ -253,8 +253,10 @@ class Trainer:
                 losses, logs = self.task.losses(self.model, batch, step)
             self._backward(losses)
             stepped |= set(losses)
-            for k, v in {**{f"loss/{k}": float(l.detach()) for k, l in losses.items()}, **logs}.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+            # tensors stay on the device until the step is queued: a float() here would wait for the
+            # forward pass before the backward and the optimizer step could be launched
+            for k, v in {**{f"loss/{k}": l.detach() for k, l in losses.items()}, **logs}.items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
         self._restore_set_aside()
         scalars = {}
         for key in sorted(stepped):
@@ -269,7 +271,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
-        scalars.update(self._mean_over_ranks(sums))
+        scalars.update(self._mean_over_ranks({k: float(v) for k, v in sums.items()}))
         scalars["loss"] = sum(v for k, v in scalars.items() if k.startswith("loss/"))
         scalars["lr"] = cfg.lr * factor
         return scalars, samples * self.world_size, flops
