@@ -35,9 +35,9 @@ class SceneSplit(Stage):
     @classmethod
     def resources(cls, scenes: SceneConfig, clips: ClipPolicyConfig | None = None) -> Resources:
         if scenes.detector == "transnetv2":
-            import torch
-
-            gpu = scenes.device == "cuda" or (scenes.device == "auto" and torch.cuda.is_available())
+            # from the config alone, never the driver's hardware (like the model stages): an explicit
+            # cuda device reserves a GPU; "auto" is resolved where the detector loads
+            gpu = scenes.device.startswith("cuda")
             return Resources(num_cpus=1.0, num_gpus=1.0 if gpu else 0.0, batch_size=1, concurrency=1)
         # the decoder uses frame threads: two cores keep it busy
         return Resources(num_cpus=2.0, batch_size=1)
