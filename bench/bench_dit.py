@@ -44,23 +44,6 @@ def synthetic_latents(root: Path, n: int, shape: tuple[int, ...], text_len: int,
     return root
 
 
-class _Repeat:
-    """The loader contract the trainer needs, serving one batch forever."""
-
-    def __init__(self, batch):
-        self.batch = batch
-
-    def __iter__(self):
-        while True:
-            yield self.batch
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-
 def sdpa_backends(name: str):
     """A context restricting SDPA to the named kernels (``default``: torch's own choice)."""
     if name == "default":
@@ -167,7 +150,9 @@ def main() -> None:
     class Bench(DiTTask):
         def build_loader(self, rank, world_size, seed):
             self.rank, self.world_size = rank, world_size
-            return _Repeat(batch)
+            from bench_train import RepeatBatch  # same folder
+
+            return RepeatBatch(batch)
 
     task = Bench(cfg)
     flops = flops_per_sample(task.model_config(), thw, args.text_len)

@@ -38,7 +38,9 @@ def vae_task(args):
 TASKS = {"vae": vae_task}
 
 
-class _Repeat:
+class RepeatBatch:
+    """The loader contract the trainer needs, serving one batch forever (bench_dit.py uses it too)."""
+
     def __init__(self, batch):
         self.batch = batch
 
@@ -87,7 +89,7 @@ def make_trainer(task, batch, steps, device, out):
 
     class Bench(type(task)):
         def build_loader(self, rank, world_size, seed):
-            return _Repeat(batch)
+            return RepeatBatch(batch)
 
     cfg = TrainerConfig(steps=steps, lr=1e-4, warmup_steps=0, ema_decay=0.999, tensorboard=False, log_every=10 ** 9)
     t = Trainer(Bench(task.cfg), cfg, out, device=device)
