@@ -19,10 +19,18 @@ The lock is an ``fcntl.flock`` on ``OUT/.lock``: the kernel drops it when the pr
 dies, so a killed build never leaves a stale lock. The file also says who holds it, for the message.
 (flock works on local file systems; on NFS it depends on the mount.)
 
-On object storage (``OUT`` a URL) the lock is the object ``OUT/.lock``, created with a conditional PUT
-(``If-None-Match: *``, :func:`reelforge.storage.create_exclusive`): of two builds starting together
-exactly one gets it, and it is deleted when the build ends. A driver that is killed cannot delete it:
-the next build stops and names the object and its holder; delete it by hand once no build is running.
+On object storage (``OUT`` a URL) there is no process to die with the lock, so the lock is a lease: the
+object ``OUT/.lock`` says who holds it and until when (``expires``, the holder's wall clock, epoch
+seconds), and a daemon thread of the holder rewrites it every ``lease_s / 3`` with a later expiry. It is
+created with a conditional PUT (``If-None-Match: *``): of two builds starting together exactly one gets
+it. A build that finds a live lock stops at once, naming the holder and the time its lease has left;
+one that finds an expired lock (its driver was killed, or lost the store for a whole lease) takes it
+over with ``If-Match: <the ETag it read>``, so of two drivers racing for the take-over exactly one wins,
+and a renewal that finds the object replaced knows it lost the lock (the build then ends with an error
+rather than a silent second writer). Every rewrite is conditional on the ETag the holder wrote last.
+Expiry compares wall clocks of different machines: they must agree to well within ``lease_s`` (NTP).
+On a remote store without conditional writes (not ``s3://``) the lease is recorded and renewed, but an
+expired lock is not taken over: the message says to delete it.
 """
 from __future__ import annotations
 
@@ -33,7 +41,10 @@ import json
 import os
 import re
 import socket
+import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from reelforge import storage
@@ -51,30 +62,37 @@ class BuildStateError(RuntimeError):
     """The output cannot be used as asked (in use, built with other settings, work record missing)."""
 
 
-class OutputLock:
-    """Exclusive lock on an output dir for one build or refilter; ``with OutputLock(out): ...``."""
+DEFAULT_LEASE_S = 60.0   # a killed driver's remote lock is free again this long after its last renewal
 
-    def __init__(self, out_dir: str | Path):
+
+class OutputLock:
+    """Exclusive lock on an output dir for one build or refilter; ``with OutputLock(out): ...``.
+
+    Local: ``flock`` (released by the kernel however the process ends). Remote: a lease of ``lease_s``
+    seconds, renewed every ``lease_s / 3`` while held (see the module docstring). :meth:`check` raises
+    if a remote lease was lost; leaving the ``with`` after losing it raises too."""
+
+    def __init__(self, out_dir: str | Path, lease_s: float = DEFAULT_LEASE_S):
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be > 0, got {lease_s}")
         self.remote = storage.is_remote(out_dir)
         self.path = storage.join(out_dir, LOCK_FILE) if self.remote else Path(out_dir) / LOCK_FILE
+        self.lease_s = float(lease_s)
+        self.lost: str | None = None   # why a remote lease was lost while held
         self._fd: int | None = None
         self._held = False
+        self._tag: str | None = None   # ETag of the lock object this holder wrote last
+        self._token = uuid.uuid4().hex
+        self._started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def _holder(self) -> str:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-        return f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
+        return f"pid {os.getpid()} on {socket.gethostname()}, started {self._started}"
 
     def __enter__(self) -> "OutputLock":
         if self.remote:
-            if not storage.create_exclusive(self.path, self._holder().encode()):
-                try:
-                    holder = storage.read_bytes(self.path).decode("utf-8", "replace").strip() or "unknown process"
-                except FileNotFoundError:
-                    holder = "a build that has just finished"
-                raise BuildStateError(f"{storage.parent(self.path)} is in use by another build ({holder}); wait "
-                                      f"for it to finish or choose another --output. If no build is running (its "
-                                      f"driver was killed), delete {self.path}")
-            self._held = True
+            self._acquire_remote()
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -91,13 +109,126 @@ class OutputLock:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._held:
-            storage.remove(self.path)
-            self._held = False
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing releases the flock
             self._fd = None
+        if not self._held:
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        self._held = False
+        if self.lost is None:
+            if self._tag is not None:
+                storage.remove_if(self.path, self._tag)  # never another holder's lock
+            else:
+                storage.remove(self.path)
+        elif exc[0] is None:
+            raise BuildStateError(f"the lock on {storage.parent(self.path)} was lost while this build ran "
+                                  f"({self.lost}): another build may have written to it at the same time; "
+                                  f"check it with `reelforge shards verify`")
+
+    def check(self) -> None:
+        """Raise :class:`BuildStateError` if this holder's remote lease was lost (a long-running caller
+        may call it between steps; leaving the ``with`` does too)."""
+        if self.lost is not None:
+            raise BuildStateError(f"lost the lock on {storage.parent(self.path)}: {self.lost}")
+
+    # ---- the remote lease ----------------------------------------------------------------------------
+
+    def _record(self) -> tuple[bytes, float]:
+        expires = time.time() + self.lease_s
+        return json.dumps({"holder": self._holder(), "token": self._token, "lease_s": self.lease_s,
+                           "expires": expires}).encode(), expires
+
+    def _acquire_remote(self) -> None:
+        conditional = storage.conditional_writes(self.path)
+        for _ in range(3):  # each round ends in the lock, a refusal, or a race lost to a change we then re-read
+            data, _ = self._record()
+            if conditional:
+                self._tag = storage.put_if(self.path, data)
+                created = self._tag is not None
+            else:
+                created = storage.create_exclusive(self.path, data)
+            if created:
+                break
+            try:
+                if conditional:
+                    current, tag = storage.read_versioned(self.path)
+                else:
+                    current, tag = storage.read_bytes(self.path), None
+            except FileNotFoundError:
+                continue  # released just now: create it again
+            holder, expires = _parse_lock(current)
+            left = None if expires is None else expires - time.time()
+            if left is not None and left <= 0 and conditional:
+                data, _ = self._record()
+                self._tag = storage.put_if(self.path, data, tag)
+                if self._tag is not None:
+                    print(f"lock          took over {self.path}: its lease ran out {-left:.0f} s ago ({holder})",
+                          file=sys.stderr)
+                    break
+                continue  # another driver took it over (or its holder renewed it) first: look again
+            raise BuildStateError(self._refusal(holder, left))
+        else:
+            raise BuildStateError(f"{storage.parent(self.path)}: the lock {self.path} changed under every "
+                                  f"attempt to take it; another build is starting there")
+        self._held = True
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="reelforge-lock-lease", daemon=True)
+        self._renewer.start()
+
+    def _refusal(self, holder: str, left: float | None) -> str:
+        where = storage.parent(self.path)
+        if left is None:  # no lease recorded (a lock from an older reelforge): only a person can tell
+            return (f"{where} is in use by another build ({holder}); wait for it to finish or choose another "
+                    f"--output. If no build is running (its driver was killed), delete {self.path}")
+        if left > 0:
+            return (f"{where} is in use by another build ({holder}); its lease has {left:.0f} s left and is "
+                    f"renewed every {self.lease_s / 3:.0f} s while that build runs. Wait for it to finish or "
+                    f"choose another --output; if its driver was killed, the lock expires by itself and the "
+                    f"next build after that takes it over")
+        return (f"{where}: the lock of a build that stopped renewing it ({holder}) expired {-left:.0f} s ago, "
+                f"but {storage.protocol(where)}:// has no conditional writes to take it over safely: "
+                f"delete {self.path} once no build is running")
+
+    def _renew_loop(self) -> None:
+        expires = time.time() + self.lease_s
+        while not self._stop.wait(self.lease_s / 3):
+            data, new_expires = self._record()
+            try:
+                if self._tag is not None:
+                    tag = storage.put_if(self.path, data, self._tag)
+                    if tag is None:
+                        self._lose("another build replaced the lock object after this build's lease ran out")
+                        return
+                    self._tag = tag
+                else:
+                    storage.write_bytes_atomic(self.path, data)
+                expires = new_expires
+            except Exception as exc:  # noqa: BLE001 (the store unreachable: retry until the lease runs out)
+                if time.time() >= expires:
+                    self._lose(f"could not renew it for a whole lease ({self.lease_s:g} s): "
+                               f"{type(exc).__name__}: {exc}")
+                    return
+
+    def _lose(self, why: str) -> None:
+        self.lost = why
+        print(f"lock          LOST {self.path}: {why}", file=sys.stderr)
+
+
+def _parse_lock(data: bytes) -> tuple[str, float | None]:
+    """(who holds it, when its lease expires or None) from a lock object's bytes."""
+    text = data.decode("utf-8", "replace").strip()
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return text or "unknown process", None
+    if not isinstance(record, dict):
+        return text, None
+    expires = record.get("expires")
+    return str(record.get("holder") or "unknown process"), float(expires) if isinstance(expires, (int, float)) else None
 
 
 # ---- work keys --------------------------------------------------------------------------------------

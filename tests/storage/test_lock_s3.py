@@ -1,23 +1,118 @@
-"""The output lock and the work record on object storage."""
+"""The output lock and the work record on object storage: a lease that its holder renews, that a new
+build refuses while it is live and takes over once it has expired (exactly one of two racers)."""
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
 from reelforge import storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock, load_state, save_state
 
+LEASE = 2.5  # seconds: short, so that expiry and renewal happen within the test (a loaded 2-core box needs this much)
+
+
+def _lease(url: str) -> dict:
+    return json.loads(storage.read_bytes(url))
+
 
 def test_one_build_per_remote_output(s3, bucket):
     out = f"s3://{bucket}/ds"
     with OutputLock(out):
-        assert storage.exists(f"{out}/.lock")
-        with pytest.raises(BuildStateError, match=r"is in use by another build \(pid \d+ on .*\).*If no build is "
-                                                  r"running .*delete s3://.*/ds/\.lock"):
+        record = _lease(f"{out}/.lock")
+        assert record["holder"].startswith("pid ") and record["expires"] > time.time() + 30
+        with pytest.raises(BuildStateError, match=r"is in use by another build \(pid \d+ on .*\); its lease has "
+                                                  r"\d+ s left and is renewed every 20 s"):
             with OutputLock(out):
                 pass
     assert not storage.exists(f"{out}/.lock")
     with OutputLock(out):  # free again
         pass
+
+
+def test_renewal_keeps_a_held_lease_live(s3, bucket):
+    out = f"s3://{bucket}/ds"
+    with OutputLock(out, lease_s=LEASE):
+        first = _lease(f"{out}/.lock")["expires"]
+        time.sleep(1.5 * LEASE)  # without renewal the lease would have run out
+        with pytest.raises(BuildStateError, match="is in use by another build"):
+            with OutputLock(out, lease_s=LEASE):
+                pass
+        assert _lease(f"{out}/.lock")["expires"] > first + LEASE
+    assert not storage.exists(f"{out}/.lock")
+
+
+def test_a_killed_drivers_lock_expires_and_is_taken_over(s3, bucket, capsys):
+    out = f"s3://{bucket}/ds"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom reelforge.curate.buildstate import OutputLock\n"
+         f"OutputLock(sys.argv[1], lease_s={LEASE}).__enter__()\nprint('locked', flush=True)\ntime.sleep(120)\n", out],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+    finally:
+        holder.kill()  # SIGKILL: no cleanup, the lock object stays behind
+        holder.wait()
+    assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {holder.pid} ")
+    time.sleep(LEASE + 0.3)
+    with OutputLock(out, lease_s=LEASE):
+        assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {__import__('os').getpid()} ")
+    assert f"took over {out}/.lock" in capsys.readouterr().err
+    assert not storage.exists(f"{out}/.lock")
+
+
+def test_two_drivers_racing_for_an_expired_lock_one_wins(s3, bucket):
+    out = f"s3://{bucket}/ds"
+    stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 1.0, "expires": time.time() - 5}
+    storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
+    go, results = threading.Barrier(4), []
+    locks = [OutputLock(out, lease_s=30) for _ in range(4)]
+
+    def race(lock):
+        go.wait()
+        try:
+            lock.__enter__()
+            results.append("won")
+        except BuildStateError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("won") == 1, results
+    assert all("is in use by another build" in r for r in results if r != "won")
+    for lock in locks:
+        lock.__exit__(None, None, None)
+    assert not storage.exists(f"{out}/.lock")
+
+
+def test_a_lease_lost_to_another_build_ends_with_an_error(s3, bucket):
+    out = f"s3://{bucket}/ds"
+    lock = OutputLock(out, lease_s=LEASE).__enter__()
+    # what a take-over does after this driver stalled past its lease: the object is replaced
+    storage.write_bytes_atomic(f"{out}/.lock", json.dumps({"holder": "pid 2 on other", "expires": time.time() + 60}).encode())
+    deadline = time.monotonic() + 5 * LEASE
+    while lock.lost is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(BuildStateError, match="lost the lock"):
+        lock.check()
+    with pytest.raises(BuildStateError, match=r"was lost while this build ran \(another build replaced"):
+        lock.__exit__(None, None, None)
+    assert _lease(f"{out}/.lock")["holder"] == "pid 2 on other"  # the other build's lock is left alone
+
+
+def test_a_lock_without_a_lease_is_refused_with_the_delete_hint(s3, bucket):
+    out = f"s3://{bucket}/ds"
+    storage.write_bytes_atomic(f"{out}/.lock", b"pid 7 on oldhost, started 2026-01-01 00:00:00")
+    with pytest.raises(BuildStateError, match=r"\(pid 7 on oldhost.*If no build is running .*delete s3://.*/ds/\.lock"):
+        with OutputLock(out, lease_s=LEASE):
+            pass
 
 
 def test_work_record_round_trip_on_s3(s3, bucket):
