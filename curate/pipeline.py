@@ -408,10 +408,7 @@ def write_outputs(out: Path, cfg: BuildConfig, summary: dict) -> None:
         dump_config(cfg, tmp)
     storage.write_bytes_atomic(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     print_summary(summary)
-    if cfg.report and storage.is_remote(out):
-        # the report module reads the dataset (tables and clip media) from a local dir
-        print("report        not written for an object-storage output: `reelforge report` on a local copy")
-    elif cfg.report:
+    if cfg.report:  # a local dir or object storage (the report reads and writes through reelforge.storage)
         from reelforge.curate.report import write_report
 
         print(f"report        {write_report(out)}")

@@ -7,8 +7,9 @@ import argparse
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="write DATASET/report.html: funnel, score histograms, contact sheet")
-    p.add_argument("dataset", metavar="DATASET", help="a build's output directory")
-    p.add_argument("--out", default=None, help="HTML path (default DATASET/report.html); report.json goes beside it")
+    p.add_argument("dataset", metavar="DATASET", help="a build's output directory, local or a URL (s3://bucket/ds)")
+    p.add_argument("--out", default=None, help="HTML path or URL (default DATASET/report.html); report.json goes "
+                                               "beside it")
     p.add_argument("--per-group", type=int, default=24, help="thumbnails per contact-sheet group")
     p.set_defaults(func=run)
     return p

@@ -96,9 +96,12 @@ def _where(r: dict) -> str | None:
     return None
 
 
-def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
+def thumbnails(dataset: Path | str, clips: list[dict]) -> dict[str, str]:
     """clip_id -> ``data:image/jpeg;base64,...`` or an error text. Each shard's headers are scanned once
-    (work shards have no index) and the members read through ``shards.access`` like every other tool."""
+    (work shards have no index) and the members read through ``shards.access`` like every other tool.
+    On object storage (``dataset`` a URL) each shard that holds a shown clip is downloaded once into the
+    temp dir (``storage.local_source``) and removed after its thumbnails are made."""
+    from reelforge import storage
     from reelforge.shards.access import ShardFiles
     from reelforge.shards.tarscan import scan_tar
 
@@ -109,20 +112,22 @@ def thumbnails(dataset: Path, clips: list[dict]) -> dict[str, str]:
     files = ShardFiles(max_open=4)
     try:
         for shard, wanted in by_shard.items():
-            path = dataset / shard
-            if not path.is_file():
+            url = storage.join(dataset, *shard.split("/"))
+            if not storage.exists(url):
                 out.update({cid: f"shard {shard} missing" for cid in wanted})
                 continue
-            scan = scan_tar(path)
-            for sample in scan.samples:
-                r, m = wanted.get(sample.key), sample.members.get("mp4")
-                if r is None or m is None:
-                    continue
-                try:
-                    jpg = clip_thumbnail(files.pread(path, m.size, m.offset), r.get("num_frames"))
-                    out[r["clip_id"]] = "data:image/jpeg;base64," + base64.b64encode(jpg).decode()
-                except Exception as exc:  # one unreadable or undecodable clip costs one tile
-                    out[r["clip_id"]] = f"decode failed: {type(exc).__name__}: {exc}"[:200]
+            with storage.local_source(url) as path:
+                scan = scan_tar(path)
+                for sample in scan.samples:
+                    r, m = wanted.get(sample.key), sample.members.get("mp4")
+                    if r is None or m is None:
+                        continue
+                    try:
+                        jpg = clip_thumbnail(files.pread(path, m.size, m.offset), r.get("num_frames"))
+                        out[r["clip_id"]] = "data:image/jpeg;base64," + base64.b64encode(jpg).decode()
+                    except Exception as exc:  # one unreadable or undecodable clip costs one tile
+                        out[r["clip_id"]] = f"decode failed: {type(exc).__name__}: {exc}"[:200]
+                files.close()  # the downloaded copy goes when the with ends: no descriptor may outlive it
             if scan.error:
                 out.update({cid: f"shard {shard} unreadable: {scan.error}"[:200] for cid in wanted if cid not in out})
     finally:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.config import ConfigError, from_dict
 from reelforge.curate.filters import CHECK_COLUMNS, FILTER_ORDER, FiltersConfig, filter_name
 from reelforge.curate.stage_list import STAGES
@@ -45,26 +45,28 @@ VIDEO_COLUMNS = ("path", "status", "reason", "duration_s", "width", "height", "f
 
 # ---- loading --------------------------------------------------------------------------------------
 
-def read_rows(path: Path, notes: list[str], columns: tuple[str, ...]) -> tuple[list[dict], pa.Schema | None]:
-    """The rows of a parquet file, only ``columns`` (those it has): captions, embeddings and frame lists stay
-    on disk, so a large dataset's report does not hold every column of every clip in memory."""
-    if not path.is_file():
-        notes.append(f"no {path.name}")
+def read_rows(path: Path | str, notes: list[str], columns: tuple[str, ...]) -> tuple[list[dict], pa.Schema | None]:
+    """The rows of a parquet file (a local path or a URL), only ``columns`` (those it has): captions,
+    embeddings and frame lists stay in storage, so a large dataset's report does not hold every column of
+    every clip in memory."""
+    name = storage.basename(path)
+    if not storage.exists(path):
+        notes.append(f"no {name}")
         return [], None
     try:
-        have = set(pq.read_schema(path).names)
-        table = pq.read_table(path, columns=[c for c in columns if c in have])
+        have = set(storage.read_parquet_schema(path).names)
+        table = storage.read_parquet(path, columns=[c for c in columns if c in have])
     except Exception as exc:  # a torn file still gets a report that says so
-        notes.append(f"{path.name} unreadable: {type(exc).__name__}: {exc}")
+        notes.append(f"{name} unreadable: {type(exc).__name__}: {exc}")
         return [], None
     return table.to_pylist(), table.schema
 
 
-def read_json(path: Path, notes: list[str]) -> dict:
+def read_json(path: Path | str, notes: list[str]) -> dict:
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
     except (OSError, ValueError) as exc:
-        notes.append(f"{path.name} unreadable: {exc}")
+        notes.append(f"{storage.basename(path)} unreadable: {exc}")
         return {}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from reelforge import storage
 from reelforge.curate.filters import FILTER_ORDER
 from reelforge.curate.report.contact import contact_groups, thumbnails
 from reelforge.curate.report.numbers import (CLIP_COLUMNS, SCORE_COLUMNS, VIDEO_COLUMNS, Bound, read_json,
@@ -107,7 +108,7 @@ def _duration(r: dict) -> float:
     return float(r.get("end_s") or 0) - float(r.get("start_s") or 0)  # spans dropped before transcoding
 
 
-def _contact_html(dataset: Path, clips: list[dict], per_group: int) -> tuple[str, dict]:
+def _contact_html(dataset: Path | str, clips: list[dict], per_group: int) -> tuple[str, dict]:
     groups = contact_groups(clips, per_group)
     if not groups:
         return '<p class="muted">no clips.</p>', {}
@@ -176,23 +177,38 @@ def _links_html(links: dict) -> str:
     return f"<h2>Made from this dataset</h2><ul>{items}</ul>"
 
 
-def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, per_group: int = 24) -> Path:
-    """Write the HTML report (default ``DATASET/report.html``) and ``report.json`` beside it; return the HTML path."""
+def _json_beside(html_path: Path | str) -> Path | str:
+    if isinstance(html_path, Path):
+        return html_path.with_suffix(".json")
+    stem, dot, ext = html_path.rpartition(".")
+    return f"{stem}.json" if dot and "/" not in ext else f"{html_path}.json"
+
+
+def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, per_group: int = 24) -> Path | str:
+    """Write the HTML report (default ``DATASET/report.html``) and ``report.json`` beside it; return the HTML
+    path (a ``Path``, or the URL string when it is on object storage).
+
+    ``dataset_dir`` and ``out_path`` may each be a local path or an fsspec URL (``s3://…``): the tables are
+    read through ``reelforge.storage``, the page is made in memory and each file is written in one atomic
+    step (local: tmp + rename; object storage: one PUT), so a reader never sees half a page."""
     if per_group < 0:
         raise ValueError(f"per_group must be >= 0, got {per_group}")
-    dataset = Path(dataset_dir)
-    if not dataset.is_dir():
+    dataset = storage.as_path_or_url(dataset_dir)
+    if out_path:
+        storage.check_output_url(out_path)
+    if not storage.isdir(dataset):
         raise FileNotFoundError(f"dataset directory {dataset} does not exist")
-    out = Path(out_path) if out_path else dataset / "report.html"
+    out = storage.as_path_or_url(out_path) if out_path else storage.join(dataset, "report.html")
+    where = str(dataset.resolve()) if isinstance(dataset, Path) else str(dataset).rstrip("/")
     notes: list[str] = []
-    clips, clip_schema = read_rows(dataset / "clips.parquet", notes, CLIP_COLUMNS)
-    videos, _ = read_rows(dataset / "videos.parquet", notes, VIDEO_COLUMNS)
-    summary = read_json(dataset / "summary.json", notes)
-    links = read_json(dataset / "links.json", notes)
+    clips, clip_schema = read_rows(storage.join(dataset, "clips.parquet"), notes, CLIP_COLUMNS)
+    videos, _ = read_rows(storage.join(dataset, "videos.parquet"), notes, VIDEO_COLUMNS)
+    summary = read_json(storage.join(dataset, "summary.json"), notes)
+    links = read_json(storage.join(dataset, "links.json"), notes)
     config = {}
-    if (dataset / "config.yaml").is_file():
+    if storage.exists(storage.join(dataset, "config.yaml")):
         try:
-            config = yaml.safe_load((dataset / "config.yaml").read_text()) or {}
+            config = yaml.safe_load(storage.read_bytes(storage.join(dataset, "config.yaml")).decode()) or {}
         except yaml.YAMLError as exc:
             notes.append(f"config.yaml unreadable: {exc}")
     else:
@@ -236,7 +252,7 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     if res:
         dist_svgs += svg_bars(res.most_common(12), f"resolution (top {min(12, len(res))} of {len(res)})")
     body = [
-        f"<h1>reelforge dataset report</h1><div class='mono'>{e(str(dataset.resolve()))}</div>",
+        f"<h1>reelforge dataset report</h1><div class='mono'>{e(where)}</div>",
         f"<div class='muted'>generated {now}</div>",
         "".join(f"<div class='warn'>{e(n)}</div>" for n in notes),
         "<div class='cards'>" + "".join(f"<div class='card'><b>{e(str(v))}</b><span>{e(k)}</span></div>"
@@ -254,21 +270,20 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
         contact,
     ]
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>reelforge report — "
-            f"{e(dataset.name)}</title><style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    record = {"dataset": str(dataset.resolve()), "generated": now, "notes": notes, "summary": summary,
+            f"{e(storage.basename(where))}</title><style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>")
+    storage.write_bytes_atomic(out, page.encode("utf-8"))
+    record = {"dataset": where, "generated": now, "notes": notes, "summary": summary,
               "funnel": f, "thresholds": [dataclasses.asdict(b) for b in bounds], "scores": hists,
               "distributions": {**dists, "resolution": dict(res.most_common())},
               "inputs": {"total": len(videos), "ok": sum(v.get("status") == "ok" for v in videos),
                          "failed": {str(v.get("path")): v.get("reason") for v in videos if v.get("status") != "ok"}},
               "contact_sheet": contact_record}
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+    storage.write_bytes_atomic(_json_beside(out), json.dumps(record, indent=2, default=str).encode())
     return out
 
 
 
 def run(args) -> int:
     path = write_report(args.dataset, args.out, per_group=args.per_group)
-    print(f"report written to {path} (numbers in {path.with_suffix('.json')})")
+    print(f"report written to {path} (numbers in {_json_beside(path)})")
     return 0
