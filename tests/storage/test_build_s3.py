@@ -5,6 +5,7 @@ Counts, from the server's own request log, that each remote source is downloaded
 all of its stages (probe, scene split) and all of its clips (transcode, scoring)."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -110,6 +111,16 @@ def test_the_dataset_on_s3_verifies_and_the_reader_streams_a_batch(built):
     buckets = BucketTable(buckets=[BucketConfig(32, 48, 4, 2, "tiny")], fps=8.0, max_upscale=1.0, min_crop_keep=0.3)
     batch = next(iter(ShardLoader(VideoShardDataset(out, ReaderConfig(buckets=buckets)), num_workers=0)))
     assert batch["video"].shape == (2, 4, 3, 32, 48) and not batch["failed"]
+
+
+def test_the_build_writes_its_report_into_the_bucket(built):
+    out, summary, _ = built
+    record = json.loads(storage.read_bytes(f"{out}/report.json"))
+    assert record["dataset"] == out and record["funnel"]["adds_up"]
+    assert record["funnel"]["kept"] == summary["clips_ok"] and record["funnel"]["planned"] == summary["clips"]
+    page = storage.read_bytes(f"{out}/report.html").decode()
+    assert page.count("data:image/jpeg;base64,") >= min(summary["clips_ok"], 24)  # kept clips' thumbnails
+    assert "not written for an object-storage output" not in page
 
 
 def test_an_output_scheme_that_cannot_work_fails_before_any_work(ray_s3, s3, raw_s3, tmp_path, monkeypatch):
