@@ -98,7 +98,8 @@ def throughput(args) -> dict:
 
     from reelforge.curate.clip_models import save_random_clip
     from reelforge.curate.dedup import find_duplicates
-    from reelforge.curate.stages.aesthetic import AestheticConfig, AestheticStage, LinearAestheticHead
+    from reelforge.curate.aesthetic_head import LinearAestheticHead
+    from reelforge.curate.stages.aesthetic import AestheticConfig, AestheticStage
     from reelforge.curate.stages.basic import BasicStage
     from reelforge.curate.stages.borders import BordersStage
     from reelforge.curate.stages.caption_match import CaptionMatchConfig, CaptionMatchStage

@@ -5,6 +5,9 @@ pretrained=<tag or local checkpoint>)``. A custom architecture (or the tiny rand
 the offline demo use) is a model-config JSON registered with ``open_clip.add_model_config`` and then
 named like any built-in. Models load once per process (one Ray actor) and are shared by every stage in
 it, keyed by (model, pretrained, device).
+
+torch, PIL and open_clip are imported where a model is built or run, not with this module: the stages
+import it for their resource planning, and a build without CLIP weights must not pay for torch.
 """
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 # A ~3.5 M-parameter CLIP (almost all of it the 49k-token text embedding): small enough to build,
 # save and load in a test in well under a second, and the same code path as ViT-L-14.
@@ -35,6 +36,8 @@ def resolve_device(device: str) -> str:
     CPU-only head node says nothing about the workers. On Ray a worker sees only the GPUs Ray gave it
     (``reelforge.cluster`` hides them from actors that asked for none), so ``auto`` means "the GPU this
     actor reserved through ``num_gpus``"."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -90,14 +93,17 @@ class ClipModel:
         self.tokenizer = open_clip.get_tokenizer(model)
         self.name = model
 
-    @torch.inference_mode()
     def encode_images(self, frames: np.ndarray | list[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB (or N arrays of any sizes) -> (N, D) float32, L2-normalised."""
+        import torch
+        from PIL import Image
+
         out = []
-        for i in range(0, len(frames), batch_size):
-            x = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + batch_size]])
-            emb = self.model.encode_image(x.to(self.device))  # (B, D)
-            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        with torch.inference_mode():
+            for i in range(0, len(frames), batch_size):
+                x = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + batch_size]])
+                emb = self.model.encode_image(x.to(self.device))  # (B, D)
+                out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
     def encode_groups(self, groups: list[np.ndarray]) -> list[np.ndarray]:
@@ -107,14 +113,16 @@ class ClipModel:
         emb = self.encode_images(flat)  # (sum K_i, D)
         return np.split(emb, np.cumsum([len(g) for g in groups])[:-1])
 
-    @torch.inference_mode()
     def encode_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """N strings -> (N, D) float32, L2-normalised."""
+        import torch
+
         out = []
-        for i in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)  # (B, context_length)
-            emb = self.model.encode_text(tokens)  # (B, D)
-            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)  # (B, context_length)
+                emb = self.model.encode_text(tokens)  # (B, D)
+                out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy()
 
 
@@ -135,6 +143,7 @@ def save_random_clip(out_dir: str | Path, name: str = "reelforge-tiny-clip", see
     pretrained=<checkpoint>``, the same calls a real checkpoint goes through.
     """
     import open_clip
+    import torch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

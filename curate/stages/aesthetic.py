@@ -2,73 +2,21 @@
 
 The clip embedding (L2-normalised mean of its frame embeddings) is also what dedup and retrieval use,
 so this stage outputs it even when no head is configured. The head sees each *frame* embedding (the
-heads were trained on single images) and the clip's score is the mean over frames.
+heads were trained on single images) and the clip's score is the mean over frames. The heads and their
+file formats: ``curate/aesthetic_head.py``.
 
-Two head formats are read, both as published by LAION:
-- the "improved aesthetic predictor" MLP (state-dict keys ``layers.{0,2,4,6,7}``): Linear(D,1024) ->
-  Dropout -> Linear(1024,128) -> Dropout -> Linear(128,64) -> Dropout -> Linear(64,16) -> Linear(16,1),
-  no activations (in eval mode it is one affine map, but we keep the published layout);
-- the original linear head (``weight`` (1, D), ``bias`` (1,)).
+torch and open_clip are imported only when weights are configured: without them the stage records its
+skip on every row, and a worker that imported torch for that paid 2-3 s of CPU for nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from reelforge.curate.clip_models import gpus_to_reserve, load_clip
+from reelforge.curate.clip_models import gpus_to_reserve
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason
-
-
-class ImprovedAestheticMLP(nn.Module):
-    """LAION improved aesthetic predictor (sac+logos+ava1, linear MSE)."""
-
-    def __init__(self, dim: int = 768):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(dim, 1024), nn.Dropout(0.2),
-            nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1),
-            nn.Linear(64, 16),
-            nn.Linear(16, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N,)
-        return self.layers(x).squeeze(-1)
-
-
-class LinearAestheticHead(nn.Module):
-    """LAION aesthetic predictor v1: one linear layer on the CLIP embedding."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.linear = nn.Linear(dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N,)
-        return self.linear(x).squeeze(-1)
-
-
-def load_aesthetic_head(path: str | Path) -> nn.Module:
-    """Read either published head format from ``path`` (weights only); returns the module in eval mode."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"aesthetic head not found: {p}")
-    state = torch.load(p, map_location="cpu", weights_only=True)  # saved on GPU by LAION
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if "layers.0.weight" in state:
-        head: nn.Module = ImprovedAestheticMLP(dim=state["layers.0.weight"].shape[1])
-        head.load_state_dict(state)
-    elif "weight" in state and "bias" in state:
-        head = LinearAestheticHead(dim=state["weight"].shape[1])
-        head.linear.load_state_dict(state)
-    else:
-        raise ValueError(f"{p}: unknown aesthetic head format (keys: {sorted(state)[:6]})")
-    return head.eval()
 
 
 @dataclass
@@ -117,6 +65,9 @@ class AestheticStage(Stage):
         if not self.cfg.pretrained:
             self.skip = "aesthetic: no CLIP weights configured (aesthetic.pretrained is empty)"
             return
+        from reelforge.curate.aesthetic_head import load_aesthetic_head
+        from reelforge.curate.clip_models import load_clip
+
         self.clip = load_clip(self.cfg.model, self.cfg.pretrained, self.cfg.device, self.cfg.model_config)
         if self.cfg.head:
             self.head = load_aesthetic_head(self.cfg.head).to(self.clip.device)
@@ -166,10 +117,10 @@ class AestheticStage(Stage):
             row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
             return None
 
-    @torch.inference_mode()
     def _score(self, emb: np.ndarray) -> np.ndarray | None:
         """(N, D) unit embeddings -> (N,) head scores, or None without a head."""
         if self.head is None:
             return None
-        x = torch.from_numpy(emb).to(self.clip.device)
-        return self.head(x).float().cpu().numpy()
+        from reelforge.curate.aesthetic_head import score_frames
+
+        return score_frames(self.head, emb, self.clip.device)

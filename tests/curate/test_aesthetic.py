@@ -7,9 +7,9 @@ import pytest
 import torch
 from filter_rows import shot_row
 
+from reelforge.curate.aesthetic_head import LinearAestheticHead, load_aesthetic_head
 from reelforge.curate.clip_models import load_clip, save_random_clip
-from reelforge.curate.stages.aesthetic import (AestheticConfig, AestheticStage, LinearAestheticHead,
-                                               load_aesthetic_head)
+from reelforge.curate.stages.aesthetic import AestheticConfig, AestheticStage
 from reelforge.samples import ShotSpec
 
 HEADS = {"improved_mlp": "improved_sac+logos+ava1-l14-linearMSE.pth",
