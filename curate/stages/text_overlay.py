@@ -10,7 +10,19 @@ cost almost nothing more. Score columns, all fractions of the (cropped) frame:
 - ``text_area``: union of the boxes in a frame, averaged over the scored frames (subtitles that come
   and go count by how much of the clip they cover);
 - ``text_boxes``: the most boxes (text lines) found in one frame;
-- ``text_box_max``: the largest single box in any frame (one big title word).
+- ``text_box_max``: the largest single box in any frame (one big title word);
+- ``text_area_all``: ``text_area`` before the persistence rule below (every read box), for inspection;
+  no threshold reads it.
+
+Persistence: text that matters for a training clip (subtitles, titles, captions, watermarks, burnt-in
+UI) stays on screen for a second or more; texture misread as text flickers. So a box counts only where
+read text is found at the same place (``same_place``) in at least ``persist_frames`` frames of the
+clip. Scoring 4 of the K sampled frames spaces them up to 3 s apart in a long clip, too far to see a
+1-s subtitle twice, so a place seen in too few scored frames is looked for in the sampled frames next
+to them (the K frames, 0.6 s apart in a 4-s clip at K = 8): those extra frames go through the network
+only for such clips, which are few (a text-free clip mostly has no box at all). Why: one DB-net box in
+the first frame of a 320x180 Sintel shot of city ruins, read as "MM" at 0.55, dropped the clip
+(``text_area`` 0.023); no other frame of the shot has a box, and none has text (BENCHMARKS.md).
 
 Why not the hand-written stroke detector this stage used before (``curate/text_classic.py``): dense
 man-made texture (city aerials, shelves, machinery) reads as text to it, and it dropped good footage
@@ -29,9 +41,11 @@ import numpy as np
 
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 from reelforge.curate.stages.common import as_frames, bound_reason, crop_in_frames, first_reason
-from reelforge.curate.stages.nsfw import pick_frames
 
-SCORES = ("text_area", "text_boxes", "text_box_max")
+SCORES = ("text_area", "text_boxes", "text_box_max", "text_area_all")
+# two boxes are at the same place when their overlap covers this share of the smaller one (a word
+# of a line matches the line; a subtitle whose wording changes keeps its place)
+SAME_PLACE = 0.5
 
 
 @dataclass
@@ -56,6 +70,10 @@ class TextOverlayConfig:
     min_read_score: float = 0.5
     max_read_ratio: float = 10.0   # read at most this many box heights of a line, around its centre
     min_aspect: float = 1.5        # long/short side of a box to count as a line of text
+    # frames (of the K sampled) in which read text must be found at the same place for its boxes to count:
+    # overlays persist, misread texture flickers (see the module docstring). 1 = any single read box
+    # counts (the rule before); a clip with fewer sampled frames needs text in all of them
+    persist_frames: int = 2
     prepass: bool = False          # hand-written detector as a gate: no stroke found -> skip the model
     model_path: str = ""           # empty: the PP-OCRv4 det file inside the rapidocr-onnxruntime wheel
     rec_model_path: str = ""       # empty: the PP-OCRv4 rec file inside the same wheel
@@ -80,8 +98,9 @@ class TextOverlayConfig:
             raise ValueError(f"text_overlay: min_aspect must be >= 1, got {self.min_aspect}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"text_overlay: device must be auto, cpu or cuda, got {self.device!r}")
-        if min(self.frames_per_clip, self.threads, self.concurrency, self.batch_size) < 1:
-            raise ValueError("text_overlay: frames_per_clip, threads, concurrency and batch_size must be >= 1")
+        if min(self.frames_per_clip, self.persist_frames, self.threads, self.concurrency, self.batch_size) < 1:
+            raise ValueError("text_overlay: frames_per_clip, persist_frames, threads, concurrency and "
+                             "batch_size must be >= 1")
         if self.num_gpus < 0:
             raise ValueError(f"text_overlay: num_gpus must be >= 0, got {self.num_gpus}")
 
@@ -94,11 +113,70 @@ class TextOverlayConfig:
                          hi=self.max_text_box if self.max_text_box < 1.0 else None))
 
 
-def clip_scores(per_frame: list) -> dict:
-    """Per-frame FrameText of one clip -> its score columns."""
+def clip_scores(per_frame: list, unsteady: list | None = None) -> dict:
+    """Per-frame FrameText of one clip -> its score columns; ``unsteady``: the same frames before the
+    persistence rule (for ``text_area_all``; None: the same as ``per_frame``)."""
     return {"text_area": float(np.mean([f.area for f in per_frame])),
             "text_boxes": int(max(len(f.boxes) for f in per_frame)),
-            "text_box_max": float(max(f.largest for f in per_frame))}
+            "text_box_max": float(max(f.largest for f in per_frame)),
+            "text_area_all": float(np.mean([f.area for f in (unsteady or per_frame)]))}
+
+
+def picked(k: int, n: int) -> np.ndarray:
+    """Indices of the ``n`` evenly spaced frames scored among ``k`` sampled ones (nsfw's pick_frames)."""
+    return np.unique(np.linspace(0, k - 1, min(n, k)).round().astype(int))
+
+
+def same_place(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4, 2) and (m, 4, 2) boxes -> (n, m) bool: they overlap by ``SAME_PLACE`` of the smaller one's
+    area (axis-aligned bounds)."""
+    lo_a, hi_a, lo_b, hi_b = a.min(1), a.max(1), b.min(1), b.max(1)                     # (n, 2), (m, 2)
+    side = np.minimum(hi_a[:, None], hi_b[None]) - np.maximum(lo_a[:, None], lo_b[None])  # (n, m, 2)
+    inter = np.clip(side, 0, None).prod(2)                                               # (n, m)
+    smaller = np.minimum((hi_a - lo_a).prod(1)[:, None], (hi_b - lo_b).prod(1)[None])    # (n, m)
+    return (smaller > 0) & (inter >= SAME_PLACE * smaller)
+
+
+def places(boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """Per frame (n_f, 4, 2) boxes -> per frame (n_f,) how many frames have a box at that box's place.
+
+    A place is a connected group of boxes linked by ``same_place`` across frames (a subtitle whose line
+    changes length stays one place through the frames where the lines overlap)."""
+    frame = np.concatenate([np.full(len(b), f) for f, b in enumerate(boxes)] + [np.zeros(0, int)])
+    if len(frame) == 0:
+        return [np.zeros(0, int) for _ in boxes]
+    flat = np.concatenate([b.reshape(-1, 4, 2) for b in boxes])                          # (N, 4, 2)
+    linked = same_place(flat, flat) | np.eye(len(flat), dtype=bool)                      # (N, N)
+    group = np.arange(len(flat))
+    while True:  # every box takes the smallest group id linked to it, until none changes
+        new = np.where(linked, group[None], len(flat)).min(1)                            # (N,)
+        if (new == group).all():
+            break
+        group = new
+    frames_in = {g: len(set(frame[group == g].tolist())) for g in set(group.tolist())}
+    counts = np.array([frames_in[g] for g in group.tolist()], int)
+    return np.split(counts, np.cumsum([len(b) for b in boxes])[:-1])
+
+
+def neighbours(pick: np.ndarray, k: int, frames: list[int]) -> list[int]:
+    """The sampled frames (of ``k``) next to the scored frames ``pick[f]`` for f in ``frames``, not
+    scored themselves."""
+    near = {j for f in frames for j in (pick[f] - 1, pick[f] + 1) if 0 <= j < k}
+    return sorted(near - set(pick.tolist()))
+
+
+def persistent(found: list, extra: list, need: int, h: int, w: int) -> list:
+    """FrameText of the scored (h, w) frames (``found``) with only the boxes whose place has read text in
+    at least ``need`` frames, counting the scored frames and the ``extra`` (neighbour) frames' FrameText."""
+    from reelforge.curate.text_detector import frame_text
+
+    every = [f.boxes for f in found] + [f.boxes for f in extra]
+    counts = places(every)[:len(found)]
+    out = []
+    for f, c in zip(found, counts):
+        keep = c >= need
+        out.append(f if keep.all() else frame_text(f.boxes[keep].reshape(-1, 4, 2), f.scores[keep], h, w))
+    return out
 
 
 class TextOverlayStage(Stage):
@@ -118,6 +196,7 @@ class TextOverlayStage(Stage):
                                      max_batch=self.cfg.batch_size, threads=self.cfg.threads,
                                      device=self.cfg.device)
         self.skipped = 0  # clips the prepass let skip the model (the bench reads it)
+        self.extra_frames = 0  # neighbour frames detected to check persistence (the bench reads it)
 
     @classmethod
     def resources(cls, cfg: TextOverlayConfig | None = None) -> Resources:
@@ -128,7 +207,7 @@ class TextOverlayStage(Stage):
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [row_at(batch, i) for i in range(batch_len(batch))]
-        todo: dict[int, np.ndarray] = {}  # row index -> its cropped, picked frames (n, h, w, 3)
+        todo: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> its K cropped frames, the scored indices
         for i, row in enumerate(rows):
             row.update({k: None for k in SCORES})
             if row.get("status", "ok") not in self.acts_on:
@@ -136,35 +215,57 @@ class TextOverlayStage(Stage):
             try:
                 frames = as_frames(row.get("frames"))
                 x0, y0, x1, y1 = crop_in_frames(row, frames)
-                frames = np.ascontiguousarray(pick_frames(frames, self.cfg.frames_per_clip)[:, y0:y1, x0:x1])
-                if self.cfg.prepass and not _strokes_found(frames):
-                    row.update(text_area=0.0, text_boxes=0, text_box_max=0.0)
+                frames, pick = frames[:, y0:y1, x0:x1], picked(len(frames), self.cfg.frames_per_clip)
+                if self.cfg.prepass and not _strokes_found(frames[pick]):
+                    row.update(text_area=0.0, text_boxes=0, text_box_max=0.0, text_area_all=0.0)
                     self.skipped += 1
                     continue
-                todo[i] = frames
+                todo[i] = frames, pick
             except Exception as exc:
                 row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
-        # one network call per frame size (clips of one source share it), not one per clip
-        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, frames in todo.items():
-            by_size[frames.shape[1:3]].append(i)
-        for idx in by_size.values():
-            try:
-                found = self.detector.detect(np.concatenate([todo[i] for i in idx]),
-                                             clips=[i for i in idx for _ in range(len(todo[i]))])
-                bounds = np.cumsum([0] + [len(todo[i]) for i in idx])
-                for j, i in enumerate(idx):
-                    rows[i].update(clip_scores(found[bounds[j]:bounds[j + 1]]))
-            except Exception:  # find the row that breaks it; the others still get scored
-                for i in idx:
-                    self._score_one(rows[i], todo[i])
+        try:
+            for i, scores in self._score(todo).items():
+                rows[i].update(scores)
+        except Exception:  # find the row that breaks it; the others still get scored
+            for i, job in todo.items():
+                try:
+                    rows[i].update(self._score({i: job})[i])
+                except Exception as exc:
+                    rows[i].update(status="failed", reason=error_reason(self.name, exc, self.on_error))
         return rows_to_batch(rows, like=batch)
 
-    def _score_one(self, row: dict, frames: np.ndarray) -> None:
-        try:
-            row.update(clip_scores(self.detector.detect(frames, clips=[0] * len(frames))))
-        except Exception as exc:
-            row.update(status="failed", reason=error_reason(self.name, exc, self.on_error))
+    def _score(self, todo: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, dict]:
+        """Rows' (K frames, scored indices) -> their score columns: the scored frames of all rows through
+        the detector together, then the neighbour frames of places seen too rarely, together."""
+        found = self._detect({i: pick for i, (_, pick) in todo.items()}, todo)
+        more: dict[int, list[int]] = {}  # row -> neighbour frames to look at
+        for i, (frames, pick) in todo.items():
+            need = min(self.cfg.persist_frames, len(frames))
+            rare = [f for f, c in enumerate(places([t.boxes for t in found[i]])) if (c < need).any()]
+            if rare:
+                more[i] = neighbours(pick, len(frames), rare)
+        extra = self._detect({i: np.array(js, int) for i, js in more.items() if js}, todo)
+        self.extra_frames += sum(len(js) for js in more.values())
+        out = {}
+        for i, (frames, _) in todo.items():
+            kept = persistent(found[i], extra.get(i, []), min(self.cfg.persist_frames, len(frames)),
+                              *frames.shape[1:3])
+            out[i] = clip_scores(kept, found[i])
+        return out
+
+    def _detect(self, which: dict[int, np.ndarray], todo: dict) -> dict[int, list]:
+        """{row: frame indices} -> {row: FrameText per frame}; one network call per frame size (clips of
+        one source share it), not one per clip."""
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i in which:
+            by_size[todo[i][0].shape[1:3]].append(i)
+        out = {}
+        for idx in by_size.values():
+            frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
+            found = self.detector.detect(frames, clips=[i for i in idx for _ in which[i]])
+            bounds = np.cumsum([0] + [len(which[i]) for i in idx])
+            out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
+        return out
 
 
 def _strokes_found(frames: np.ndarray) -> bool:
