@@ -95,6 +95,13 @@ def basename(url: str | os.PathLike) -> str:
     return str(url).rstrip("/").rsplit("/", 1)[-1]
 
 
+def same_location(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same folder (local: after resolving links and ``..``)."""
+    if is_remote(a) or is_remote(b):
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    return Path(local_path(a)).resolve() == Path(local_path(b)).resolve()
+
+
 def filesystem(url: str | os.PathLike):
     """``(fs, path)`` for ``url`` (an fsspec filesystem and the protocol-less path it takes)."""
     from fsspec.core import url_to_fs

@@ -22,7 +22,6 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from reelforge import storage
 from reelforge.shards.spec import CAPTIONS_FIELD
@@ -51,11 +50,9 @@ def caption_row(clip_id: str, version: str, text: str | None, status: str = "ok"
             "created_at": time.time(), "attempts": attempts, "tokens": tokens}
 
 
-def _write_atomic(table: pa.Table, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def _write_atomic(table: pa.Table, path: Path | str) -> Path | str:
+    """Local: tmp + fsync + rename; object storage (a URL): one PUT (``storage.write_parquet``)."""
+    storage.write_parquet(table, path)
     return path
 
 
@@ -64,13 +61,14 @@ def _check_version(version: str) -> None:
         raise ValueError(f"bad caption version name {version!r} (no '/', ',' or leading '.')")
 
 
-def write_part(dataset: str | Path, version: str, rows: list[dict]) -> Path | None:
+def write_part(dataset: str | Path, version: str, rows: list[dict]) -> Path | str | None:
     """Commit ``rows`` (``caption_row`` dicts of one version) as one atomically written part file."""
     _check_version(version)
     if not rows:
         return None
     name = f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.parquet"
-    return _write_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), Path(dataset) / PARTS_SUBDIR / version / name)
+    return _write_atomic(pa.Table.from_pylist(rows, schema=SCHEMA),
+                         storage.join(storage.as_path_or_url(dataset), *PARTS_SUBDIR.split("/"), version, name))
 
 
 def _part_files(dataset: str | Path) -> list[str]:
@@ -105,9 +103,10 @@ def all_rows(dataset: str | Path) -> list[dict]:
     return _one_per_clip(rows)
 
 
-def merge(dataset: str | Path, default: str | None = None) -> Path:
-    """Fold committed parts into ``captions.parquet`` (and set the default version when given)."""
-    dataset = Path(dataset)
+def merge(dataset: str | Path, default: str | None = None) -> Path | str:
+    """Fold committed parts into ``captions.parquet`` (and set the default version when given). The
+    dataset may be on object storage (a URL): the store is then one PUT, the parts deleted after it."""
+    dataset = storage.as_path_or_url(dataset)
     _, meta = _read_store(dataset)
     parts = _part_files(dataset)
     rows = all_rows(dataset)
@@ -118,7 +117,7 @@ def merge(dataset: str | Path, default: str | None = None) -> Path:
     elif DEFAULT_KEY not in meta and rows:  # the first version a dataset gets is its default
         meta[DEFAULT_KEY] = min(rows, key=lambda r: r["created_at"])["version"].encode()
     table = pa.Table.from_pylist(rows, schema=SCHEMA).replace_schema_metadata(meta)
-    path = _write_atomic(table, dataset / CAPTIONS_FILE)
+    path = _write_atomic(table, storage.join(dataset, CAPTIONS_FILE))
     for p in parts:
         storage.remove(p)
     return path
@@ -182,7 +181,7 @@ def import_shard_captions(dataset: str | Path, index_rows: list[dict] | None = N
     from reelforge.shards.access import ShardFiles, open_member
     from reelforge.shards.index import read_index
 
-    dataset = Path(dataset)
+    dataset = storage.as_path_or_url(dataset)
     rows = index_rows if index_rows is not None else read_index(dataset).to_pylist()
     have = {(r["clip_id"], r["version"]) for r in all_rows(dataset)}
     files, added, txt_versions = ShardFiles(), {}, {}

@@ -1,5 +1,8 @@
 """Write a bucket-grouped training shard set from an index query (``reelforge shards export``).
 
+``DATASET`` and ``OUT`` may be local paths or URLs (``s3://…``): samples are read by ranged GETs at the
+index's offsets, each shard and table is written in one atomic step (``reelforge.storage``).
+
 Output: ``OUT/shards/<bucket>-NNNNNN.tar`` (one bucket per shard, so a rank reads one bucket at a time),
 ``OUT/clips.parquet`` (the selected rows) and ``OUT/index.parquet``. Each sample's JSON is the source JSON
 updated with the index row's scalar metadata (scores computed after the build included) and the format
@@ -20,7 +23,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from reelforge import storage
 from reelforge.shards.access import ShardFiles, read_sample
@@ -38,6 +40,8 @@ _NOT_IN_JSON = OWN_COLUMNS | {"status", "reason", "source_status"}
 def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = None,
                   buckets: BucketTable | None = None, target_bytes: int = DEFAULT_TARGET_BYTES,
                   caption_version: str | None = None) -> dict:
+    storage.check_input_url(dataset)
+    storage.check_output_url(out_dir)   # a scheme or bucket that cannot work stops before anything is read
     index_path = resolve_index(dataset)
     src = dataset_root(index_path)   # a local dir or a URL: samples are read by index offset either way
     by_clip = store.captions_by_clip(src) if store.has_store(src) else None
@@ -46,11 +50,11 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
         caption_version = caption_version or store.default_version(src)
         if caption_version is not None and caption_version not in known:
             raise ValueError(f"no caption version {caption_version!r} in {src} (have {sorted(known)})")
-    out = Path(out_dir)
-    if not storage.is_remote(src) and out.resolve() == Path(src).resolve():
+    out = storage.as_path_or_url(out_dir)   # a Path, or a URL: shards, tables and captions go through storage
+    if storage.same_location(out, src):
         raise ValueError("export must write to a new dataset dir, not the source")
-    if (out / SHARDS_SUBDIR).exists() and any((out / SHARDS_SUBDIR).iterdir()):
-        raise FileExistsError(f"{out / SHARDS_SUBDIR} is not empty")
+    if storage.listdir(storage.join(out, SHARDS_SUBDIR)):
+        raise FileExistsError(f"{storage.join(out, SHARDS_SUBDIR)} is not empty")
     buckets = buckets or index_buckets(index_path)
     table = select(index_path, where)
     table = table.set_column(table.column_names.index("bucket"), "bucket", assign_buckets(table, buckets))
@@ -63,7 +67,8 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
         for row in table.to_pylist():
             bucket = row["bucket"]
             if bucket not in writers:
-                writers[bucket] = ShardWriter(out / SHARDS_SUBDIR, ShardWriterConfig(target_bytes, prefix=bucket))
+                writers[bucket] = ShardWriter(storage.join(out, SHARDS_SUBDIR),
+                                              ShardWriterConfig(target_bytes, prefix=bucket))
             members = read_sample(src, row, files=files)
             obj = json.loads(members[META_EXT]) if META_EXT in members else {}
             obj.update({c: row[c] for c in meta_cols if row[c] is not None})
@@ -86,17 +91,17 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
         w.close()
     if not out_rows:
         raise ValueError(f"the query selected no bucketed sample (where={where!r}, {unbucketed} unbucketed)")
-    pq.write_table(pa.Table.from_pylist(out_rows), out / CLIPS_FILE)
+    storage.write_parquet(pa.Table.from_pylist(out_rows), storage.join(out, CLIPS_FILE))
     if by_clip is not None:
         exported = {r["clip_id"] for r in out_rows}
         rows = [r for r in store.all_rows(src) if r["clip_id"] in exported]
         for version in sorted({r["version"] for r in rows}):
             store.write_part(out, version, [r for r in rows if r["version"] == version])
         store.merge(out, default=caption_version)
-    build_index(out, buckets)
+    index = build_index(out, buckets)
     return {"samples": len(out_rows), "unbucketed_skipped": unbucketed,
             "shards": sum(len(w.committed) for w in writers.values()),
-            "buckets": dict(Counter(r["bucket"] for r in table.to_pylist())), "index": str(out / "index.parquet"),
+            "buckets": dict(Counter(r["bucket"] for r in table.to_pylist())), "index": str(index),
             "caption_version": caption_version, "missing_caption_version": missing_caption}
 
 

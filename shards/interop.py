@@ -14,6 +14,10 @@ a caption that is not UTF-8) makes its sample ``status=failed`` with the reason;
 So does a member the scan refuses (``shards/tarscan.py``): an absolute name or one with ``..`` (which
 would write outside the folder if extracted), a symlink or hard link, a repeated key or member, the
 member a truncated tar breaks off in — each marks its own sample, not the one before it.
+
+Sources and ``OUT`` may be URLs (``s3://bucket/v2d/``): a tar on object storage is downloaded once (into
+the temp dir) to be scanned and probed, and where a link cannot exist (either side remote) the tar is
+copied: uploaded whole in one PUT, or downloaded into a local ``OUT``.
 """
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from reelforge import storage
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.index import build_index
 from reelforge.shards.members import check_member, decode_image, probe_video
@@ -35,14 +39,15 @@ from reelforge.shards.tarscan import scan_tar
 IMPORT_PREFIX = "imported"
 
 
-def _find_tars(sources: list[str | Path]) -> list[Path]:
-    tars: list[Path] = []
+def _find_tars(sources: list[str | Path]) -> list[Path | str]:
+    """The tars named by ``sources`` (tars or folders of them): ``Path``s, or URL strings on object storage."""
+    tars: list[Path | str] = []
     for src in sources:
-        p = Path(src)
-        if p.is_dir():
-            tars += sorted(p.glob("*.tar"))
-        elif p.suffix == ".tar" and p.exists():
+        p = storage.as_path_or_url(src)
+        if str(p).endswith(".tar") and storage.exists(p) and not storage.isdir(p):
             tars.append(p)
+        elif storage.isdir(p):
+            tars += storage.glob(storage.join(p, "*.tar"))
         else:
             raise FileNotFoundError(f"{p}: not a .tar file or a folder of them")
     if not tars:
@@ -79,36 +84,52 @@ def _probe_sample(f, sample) -> dict:
     return row
 
 
+def _place(local_tar: str, src: Path | str, dest: Path | str, copy: bool) -> None:
+    """Put a source tar (its bytes at ``local_tar``) at ``dest``: a symlink where both are local and
+    ``copy`` is off, else a copy that appears whole (tmp + rename on disk, one PUT on object storage)."""
+    if not copy and not storage.is_remote(src) and not storage.is_remote(dest):
+        os.symlink(Path(src).resolve(), dest)
+        return
+    with storage.staged_write(dest) as tmp:
+        shutil.copyfile(local_tar, tmp)
+
+
 def import_shards(sources: list[str | Path], out_dir: str | Path, copy: bool = False,
                   buckets: BucketTable | None = None) -> dict:
-    """Link/copy foreign tars into ``out_dir``, probe every sample, write clips.parquet and the index."""
-    out = Path(out_dir)
-    shard_dir = out / SHARDS_SUBDIR
-    if shard_dir.exists() and any(shard_dir.iterdir()):
+    """Link/copy foreign tars into ``out_dir``, probe every sample, write clips.parquet and the index.
+    Sources and ``out_dir`` may be URLs; a remote side means the tars are copied (a link cannot point
+    across stores)."""
+    for src in sources:
+        storage.check_input_url(src)
+    storage.check_output_url(out_dir)   # before anything is read or written
+    out = storage.as_path_or_url(out_dir)
+    shard_dir = storage.join(out, SHARDS_SUBDIR)
+    if storage.listdir(shard_dir):
         raise FileExistsError(f"{shard_dir} is not empty: import into a new dataset dir")
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    tars = _find_tars(sources)
+    storage.makedirs(shard_dir)
     rows, seen_ids = [], set()
-    for n, src in enumerate(_find_tars(sources)):
+    for n, src in enumerate(tars):
         name = f"{IMPORT_PREFIX}-{n:06d}.tar"
-        if copy:
-            shutil.copyfile(src, shard_dir / name)
-        else:
-            os.symlink(src.resolve(), shard_dir / name)
-        scan = scan_tar(src)
-        with open(src, "rb") as f:
-            for sample in scan.samples:
-                row = {"shard": name, "key": sample.key, "source_tar": str(src.resolve()), "caption_source": "import",
-                       **_probe_sample(f, sample)}
-                # keys repeat across runs of other tools: prefix with the shard only when they collide
-                clip_id = sample.key.replace("/", "_").replace(".", "_")
-                row["clip_id"] = clip_id if clip_id not in seen_ids else f"{Path(name).stem}_{clip_id}"
-                seen_ids.add(row["clip_id"])
-                rows.append(row)
+        with storage.local_source(src) as local:
+            _place(local, src, storage.join(shard_dir, name), copy)
+            scan = scan_tar(local)
+            where = str(Path(src).resolve()) if isinstance(src, Path) else src
+            with open(local, "rb") as f:
+                for sample in scan.samples:
+                    row = {"shard": name, "key": sample.key, "source_tar": where, "caption_source": "import",
+                           **_probe_sample(f, sample)}
+                    # keys repeat across runs of other tools: prefix with the shard only when they collide
+                    clip_id = sample.key.replace("/", "_").replace(".", "_")
+                    row["clip_id"] = clip_id if clip_id not in seen_ids else f"{Path(name).stem}_{clip_id}"
+                    seen_ids.add(row["clip_id"])
+                    rows.append(row)
     if not rows:
         raise ValueError(f"no samples in {[str(s) for s in sources]}")
     columns = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist alone keeps the first row's keys
-    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in rows]), out / CLIPS_FILE)
-    build_index(out, buckets)
+    storage.write_parquet(pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in rows]),
+                          storage.join(out, CLIPS_FILE))
+    index = build_index(out, buckets)
     return {"shards": len({r["shard"] for r in rows}), "samples": len(rows),
             "kinds": dict(Counter(r.get("kind") for r in rows if r["status"] == "ok")),
-            "failed": sum(r["status"] == "failed" for r in rows), "index": str(out / "index.parquet")}
+            "failed": sum(r["status"] == "failed" for r in rows), "index": str(index)}

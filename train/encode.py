@@ -11,6 +11,10 @@ reader draws a fresh sample per epoch), or one sample (Z, T', H', W') with ``sto
 default. The JSON gains ``latent_bucket``, ``latent_shape``, ``latent_frame_stride``, ``latent_fps``,
 ``latent_store`` and ``latent_vae``; DIR gets ``latents.json`` (the VAE's compression, channels and
 latent statistics) and ``encode.parquet`` (one row per selected sample: ok | failed | skipped, reason).
+
+DATASET and DIR may be URLs (``s3://…``): samples are read by ranged GETs, every shard and table of DIR
+is written in one atomic step (``reelforge.storage``), and a DIR that cannot be written stops the command
+before the VAE is loaded.
 """
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from reelforge import storage
 from reelforge.shards.access import read_sample
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.loader import LATENT_BUCKET, LATENT_FPS, LATENT_STRIDE
@@ -73,20 +77,22 @@ class _Batches(torch.utils.data.IterableDataset):
 
 def encode_dataset(dataset: str | Path, out: str | Path, cfg: EncodeConfig) -> dict:
     from reelforge.config import load_config
-    from reelforge.shards.index import build_index, index_buckets, resolve_index
+    from reelforge.shards.index import build_index, dataset_root, index_buckets, resolve_index
     from reelforge.shards.reader import ReaderConfig, VideoShardDataset
     from reelforge.shards.writer import ShardWriter, ShardWriterConfig
     from reelforge.train.vae.interface import load_vae
 
     t0 = time.time()
-    dataset, out = Path(dataset), Path(out)
+    storage.check_input_url(dataset)
+    storage.check_output_url(out)   # before the VAE loads: a scheme or bucket that cannot work stops here
+    dataset, out = storage.as_path_or_url(dataset), storage.as_path_or_url(out)
     index = resolve_index(dataset)
-    if not index.exists():
+    if not storage.exists(index):
         raise FileNotFoundError(f"{index} not found: encode needs an indexed dataset")
-    if out.resolve() == index.parent.resolve():
+    if storage.same_location(out, dataset_root(index)):
         raise ValueError("--out must be a new folder, not the dataset itself")
-    if (out / SHARDS_SUBDIR).exists() and any((out / SHARDS_SUBDIR).glob("*.tar")):
-        raise FileExistsError(f"{out / SHARDS_SUBDIR} already holds shards: choose an empty --out")
+    if storage.glob(storage.join(out, SHARDS_SUBDIR, "*.tar")):
+        raise FileExistsError(f"{storage.join(out, SHARDS_SUBDIR)} already holds shards: choose an empty --out")
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda") else torch.float32
     vae = load_vae(cfg.vae, cfg.vae_kind, device, dtype)
@@ -107,12 +113,12 @@ def encode_dataset(dataset: str | Path, out: str | Path, cfg: EncodeConfig) -> d
             continue
         planned += [PlannedBatch(name, tuple(rows[i:i + cfg.batch_size])) for i in range(0, len(rows), cfg.batch_size)]
 
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     np_dtype = np.float16 if cfg.latent_dtype == "float16" else np.float32
     loader = torch.utils.data.DataLoader(_Batches(ds, planned), batch_size=None, num_workers=cfg.num_workers)
     writer_cfg = ShardWriterConfig(target_bytes=cfg.target_shard_bytes, prefix="latent", max_open_seconds=0)
-    with ShardWriter(out / SHARDS_SUBDIR, writer_cfg) as writer, torch.no_grad():
+    with ShardWriter(storage.join(out, SHARDS_SUBDIR), writer_cfg) as writer, torch.no_grad():
         for i, batch in loader:
             plan = planned[i]
             failed = set(batch["failed"])
@@ -147,15 +153,16 @@ def encode_dataset(dataset: str | Path, out: str | Path, cfg: EncodeConfig) -> d
                 buf = _npy(lat[j].astype(np_dtype))
                 writer.write(clip_id, {**members, LATENT_EXT: buf})
                 records.append({"clip_id": clip_id, "status": "ok", "reason": None, "bucket": plan.bucket})
-    store = index.parent / "captions.parquet"
-    if store.exists():  # caption versions stay servable from the latent dataset
-        shutil.copy2(store, out / "captions.parquet")
+    store = storage.join(dataset_root(index), "captions.parquet")
+    if storage.exists(store):  # caption versions stay servable from the latent dataset
+        with storage.local_source(store) as local, storage.staged_write(storage.join(out, "captions.parquet")) as tmp:
+            shutil.copyfile(local, tmp)
     table = pa.Table.from_pylist(records, schema=pa.schema([("clip_id", pa.string()), ("status", pa.string()),
                                                             ("reason", pa.string()), ("bucket", pa.string())]))
-    pq.write_table(table, out / "encode.parquet")
+    storage.write_parquet(table, storage.join(out, "encode.parquet"))
     info = {**vae.info(), "store": cfg.store, "dtype": cfg.latent_dtype, "source": str(index),
             "bucket_latent_shapes": shapes}
-    (out / "latents.json").write_text(json.dumps(info, indent=2))
+    storage.write_bytes_atomic(storage.join(out, "latents.json"), json.dumps(info, indent=2).encode())
     encoded = sum(r["status"] == "ok" for r in records)
     if encoded:
         build_index(out, buckets)
