@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reelforge.curate.manifest import write_parquet_atomic
+from reelforge.curate.near_dup import keep_order
 
 
 # buckets at least this big are verified block by block; smaller ones pair-wise, vectorised
@@ -68,14 +69,15 @@ def _chunks(embeddings: np.ndarray | Iterable[np.ndarray], chunk: int = 65536) -
         yield from embeddings
 
 
-def find_duplicates(clip_ids: list[str], embeddings: np.ndarray | Iterable[np.ndarray],
+def find_duplicates(clip_ids: list[str] | pa.Array, embeddings: np.ndarray | Iterable[np.ndarray],
                     quality: list[float | None] | np.ndarray | None = None,
                     cfg: DedupConfig | None = None) -> dict[str, tuple[str, float]]:
     """``{duplicate clip_id: (kept clip_id, cosine)}`` among ``clip_ids``.
 
     ``embeddings``: (N, D) float32 in ``clip_ids`` order, or an iterator of (n_i, D) chunks (written to a
     disk memmap, never held in RAM at once). Rows need not be normalised. ``quality``: higher is better
-    (None/NaN lowest); the best member of each group is kept.
+    (None/NaN lowest; or a float array); the best member of each group is kept. ``clip_ids`` may be an
+    Arrow string array (no Python object per clip).
     """
     cfg = cfg or DedupConfig()
     n = len(clip_ids)
@@ -147,17 +149,19 @@ def _search(clip_ids, emb, quality, cfg: DedupConfig) -> dict[str, tuple[str, fl
 
     q = np.full(n, -np.inf)
     if quality is not None:
-        qa = np.array([np.nan if v is None else float(v) for v in quality], dtype=np.float64)
+        qa = (quality.astype(np.float64) if isinstance(quality, np.ndarray)
+              else np.array([np.nan if v is None else float(v) for v in quality], dtype=np.float64))
         q = np.where(np.isnan(qa), -np.inf, qa)
-    visit = sorted(range(n), key=lambda i: (-q[i], clip_ids[i]))
-    kept: set[int] = set()
+    visit = keep_order(clip_ids, -q)  # best first, then clip_id: vectorised, no Python object per clip
+    name = (lambda i: clip_ids[i].as_py()) if isinstance(clip_ids, pa.Array) else clip_ids.__getitem__
+    kept = np.zeros(n, bool)
     dups: dict[str, tuple[str, float]] = {}
-    for i in visit:
-        best = max(((c, j) for j, c in neighbours.get(i, {}).items() if j in kept), default=None)
+    for i in visit.tolist():
+        best = max(((c, j) for j, c in neighbours.get(i, {}).items() if kept[j]), default=None)
         if best is None:
-            kept.add(i)
+            kept[i] = True
         else:
-            dups[clip_ids[i]] = (clip_ids[best[1]], float(best[0]))
+            dups[name(i)] = (name(best[1]), float(best[0]))
     return dups
 
 

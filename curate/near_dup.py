@@ -137,7 +137,8 @@ def is_near_duplicate(m: Match | None, cfg: NearDupConfig) -> bool:
 class Signatures:
     """All clips' ticks in flat arrays (no Python object per clip): clip k owns ticks[start[k]:start[k+1]]."""
 
-    def __init__(self, clip_ids: list[str], start: np.ndarray, ticks: np.ndarray):
+    def __init__(self, clip_ids: list[str] | pa.Array, start: np.ndarray, ticks: np.ndarray):
+        # an Arrow string array stays one (a few bytes per id, not a Python object each)
         self.clip_ids, self.start, self.ticks = clip_ids, start, ticks
 
     def __len__(self) -> int:
@@ -147,7 +148,7 @@ class Signatures:
         return self.ticks[self.start[k]:self.start[k + 1]]
 
     @classmethod
-    def from_arrow(cls, clip_ids: list[str], column: pa.Array | pa.ChunkedArray) -> "Signatures":
+    def from_arrow(cls, clip_ids: list[str] | pa.Array, column: pa.Array | pa.ChunkedArray) -> "Signatures":
         """From a binary column of packed signatures (nulls: clips without one). Headers are checked
         and cut out with numpy on the column's buffers, so a million signatures cost no Python loop."""
         if isinstance(column, pa.ChunkedArray):
@@ -156,7 +157,7 @@ class Signatures:
         n = len(column)
         lengths = np.nan_to_num(pc.binary_length(column).to_numpy(zero_copy_only=False)).astype(np.int64)
         if n == 0 or not lengths.sum():
-            return cls(list(clip_ids), np.zeros(n + 1, np.int64), np.zeros(0, TICK_DTYPE))
+            return cls(_ids(clip_ids), np.zeros(n + 1, np.int64), np.zeros(0, TICK_DTYPE))
         offsets = np.frombuffer(column.buffers()[1], np.int64)[column.offset:column.offset + n + 1]
         data = np.frombuffer(column.buffers()[2], np.uint8)
         present = lengths > 0
@@ -173,7 +174,7 @@ class Signatures:
         keep[(offsets[:-1][present, None] - offsets[0] + np.arange(hdr)).reshape(-1)] = False
         ticks = np.frombuffer(data[offsets[0]:offsets[-1]][keep].tobytes(), TICK_DTYPE)
         start = np.r_[0, np.cumsum(body // TICK_DTYPE.itemsize)].astype(np.int64)
-        return cls(list(clip_ids), start, ticks)
+        return cls(_ids(clip_ids), start, ticks)
 
     @classmethod
     def from_bytes(cls, clip_ids: list[str], signatures: Iterable[bytes | None]) -> "Signatures":
@@ -271,16 +272,39 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return lo[keep] * n + hi[keep]
 
 
-def find_near_duplicates(sigs: Signatures, quality: list[tuple] | None = None,
+def _ids(clip_ids) -> list[str] | pa.Array:
+    if isinstance(clip_ids, pa.ChunkedArray):
+        clip_ids = clip_ids.combine_chunks()
+    return clip_ids if isinstance(clip_ids, pa.Array) else list(clip_ids)
+
+
+def keep_order(clip_ids: list[str] | pa.Array, quality: list[tuple] | np.ndarray | None) -> np.ndarray:
+    """Clip indices in the order they are considered for keeping: ``quality`` ascending (one tuple per
+    clip, or an (N, k) array whose columns compare like the tuple's items), then clip_id. Vectorised
+    for an array: no Python object per clip."""
+    n = len(clip_ids)
+    ids = clip_ids if isinstance(clip_ids, pa.Array) else pa.array(list(clip_ids), pa.string())
+    id_rank = np.empty(n, np.int64)
+    id_rank[pc.sort_indices(ids).to_numpy()] = np.arange(n)
+    if quality is None:
+        return np.argsort(id_rank, kind="stable")
+    if isinstance(quality, np.ndarray):
+        q = quality.reshape(n, -1)
+        return np.lexsort((id_rank, *[q[:, k] for k in range(q.shape[1] - 1, -1, -1)]))
+    return np.array(sorted(range(n), key=lambda i: (quality[i], int(id_rank[i]))), np.int64)
+
+
+def find_near_duplicates(sigs: Signatures, quality: list[tuple] | np.ndarray | None = None,
                          cfg: NearDupConfig | None = None) -> tuple[dict[str, tuple[str, Match]], dict]:
     """``{duplicate clip_id: (kept clip_id, Match)}`` and search stats. ``quality``: one sort key per
-    clip, *smaller is better* (see :func:`quality_key`); the clip_id breaks ties."""
+    clip, *smaller is better* (see :func:`quality_key`; or an (N, k) array, :func:`keep_order`); the
+    clip_id breaks ties."""
     cfg = cfg or NearDupConfig()
     n = len(sigs)
     if n < 2:
         return {}, {"ticks": int(len(sigs.ticks)), "candidates": 0, "verified_pairs": 0}
-    keys = quality if quality is not None else [()] * n
-    visit = sorted(range(n), key=lambda i: (keys[i], sigs.clip_ids[i]))
+    visit = keep_order(sigs.clip_ids, quality)
+    name = (lambda i: sigs.clip_ids[i].as_py()) if isinstance(sigs.clip_ids, pa.Array) else sigs.clip_ids.__getitem__
     rank = np.empty(n, np.int64)
     rank[visit] = np.arange(n)
     pairs, stats = candidate_pairs(sigs, cfg, rank)
@@ -294,16 +318,16 @@ def find_near_duplicates(sigs: Signatures, quality: list[tuple] | None = None,
     # a clip is dropped only when a kept clip covers most of *it*: a long clip that merely contains a
     # short better copy stays (it holds footage the short one lacks)
     length = np.diff(sigs.start)
-    kept: set[int] = set()
+    kept = np.zeros(n, bool)
     dups: dict[str, tuple[str, Match]] = {}
-    for i in visit:
-        best = min(((-(m.ticks / length[i]), m.hamming, sigs.clip_ids[j], j, m)
-                    for j, m in neighbours.get(i, {}).items() if j in kept), default=None)
+    for i in visit.tolist():
+        best = min(((-(m.ticks / length[i]), m.hamming, name(j), j, m)
+                    for j, m in neighbours.get(i, {}).items() if kept[j]), default=None)
         if best is None or -best[0] < cfg.min_overlap:
-            kept.add(i)
+            kept[i] = True
         else:
             m = best[4]
-            dups[sigs.clip_ids[i]] = (sigs.clip_ids[best[3]], Match(-best[0], m.ticks, m.hamming, m.offset))
+            dups[name(i)] = (best[2], Match(-best[0], m.ticks, m.hamming, m.offset))
     return dups, stats
 
 

@@ -10,7 +10,8 @@ The stages and their order are ``curate/stage_list.py``'s flat list. Read top to
              ``shards.max_open_seconds``; only the small video row comes back (``_build_phase``)
 2. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
              as ``DIR/shards`` (members copied, final JSON); clips.parquet, videos.parquet, the index, the
-             resolved config, the summary and the report are written from the same decision.
+             resolved config, the summary and the report are written from the same decision. Streamed
+             over the manifest's parts (``curate/finish.py``), so it does not grow with the clips.
              ``--refilter`` runs only this step.
 
 Exact duplicates (same bytes under two names) are decided at the finish from the video rows; a copy
@@ -22,14 +23,10 @@ Stages are plain classes (``curate.stages``); ``curate.runner`` runs the video t
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from reelforge import progress, storage
 from reelforge.cluster import RayConfig, init_ray
@@ -38,8 +35,9 @@ from reelforge.curate import buildstate
 from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
 from reelforge.curate.discover import DiscoverConfig, discover_inputs
-from reelforge.curate.filters import FiltersConfig, decide_all, funnel
-from reelforge.curate.manifest import EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table, write_parquet_atomic
+from reelforge.curate.filters import FiltersConfig
+from reelforge.curate.finish import decide_and_publish, mark_exact_duplicates, video_rows  # noqa: F401
+from reelforge.curate.manifest import Manifest, rows_to_table, write_parquet_atomic
 from reelforge.curate.runner import StageSpec, missing_rows, run_tasks
 from reelforge.curate.scenes import SceneConfig
 from reelforge.curate.stage import CPU_PREFIX
@@ -76,27 +74,6 @@ class BuildConfig:
 def stage_specs(cfg: CurateConfig, phase: str) -> list[StageSpec]:
     """The runnable Ray stages of ``phase`` ("video" | "clip"), in the stage list's order."""
     return [StageSpec(e.cls, stage_args(e, cfg)) for e in runnable(cfg, phase)]
-
-
-def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
-    """Same bytes under two names: the first path (sorted) is the original; each copy becomes
-    ``filtered`` with ``duplicate_of`` and a reason naming the original, and plans no clips.
-
-    Decided on every run from the current inputs (never stored in ``_work``), so dropping the original
-    from the inputs makes the copy the original next time.
-    """
-    first: dict[str, str] = {}
-    out = []
-    for v in sorted(videos, key=lambda v: v["path"]):
-        sha = v.get("sha256")
-        if v.get("status") == "ok" and sha:
-            if sha in first:
-                v = dict(v, status="filtered", duplicate_of=first[sha],
-                         reason=f"duplicate: same bytes as {first[sha]} (sha256 {sha[:16]}...)")
-            else:
-                first[sha] = v["path"]
-        out.append(v)
-    return out
 
 
 def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh: bool = False,
@@ -275,91 +252,15 @@ def _save_videos(manifest: Manifest, rows: list[dict], counts: Counter) -> None:
                               counts["clips_written"]) from exc
 
 
-def _current_clip_rows(manifest: Manifest, videos: list[dict]) -> list[dict]:
-    """The committed clip rows of the clips the current inputs plan, each once, with its current video path.
-
-    Clip ids are content hashes: the same file under a new path (or folder) plans the same ids, and its
-    rows take the new path instead of adding old rows beside new ones. Rows of inputs no longer given
-    stay in ``_work`` but are not part of the dataset.
-    """
-    plan: dict[str, str] = {}
-    for v in videos:
-        if v["status"] != "ok":
-            continue
-        for span in spans_of(v):
-            plan.setdefault(clip_id_for(v["sha256"], span["start_frame"], span["end_frame"]), v["path"])
-    table = manifest.committed_clips()
-    rows, seen = [], set()
-    for r in (table.to_pylist() if table is not None else []):
-        cid = r["clip_id"]
-        if cid in plan and cid not in seen:
-            seen.add(cid)
-            r["video_path"] = plan[cid]
-            rows.append(r)
-    return rows
-
-
 def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) -> dict:
-    """Decide, publish and write every table from one decision; returns the summary (not yet written)."""
-    from reelforge.recaption.build import add_caption_scores
-    from reelforge.curate.dedup import write_embeddings
-    from reelforge.curate.near_dup import SIGNATURE_COLUMN, write_signatures
+    """Decide, publish and write every table from one decision; returns the summary (not yet written).
+    Streamed over the manifest's parts (``curate/finish.py``): the driver's memory does not grow with
+    the clips, only the near-duplicate search's signatures do."""
     from reelforge.shards.index import build_index
 
     videos = mark_exact_duplicates(videos)
-    rows = _current_clip_rows(manifest, videos)
-    add_caption_scores(out, rows)  # caption_match of the last captioning run (recaption/build.py)
-    emb_rows = [{"clip_id": r["clip_id"], "embedding": r[EMBEDDING_COLUMN]} for r in rows
-                if isinstance(r.get(EMBEDDING_COLUMN), (list, np.ndarray)) and len(r[EMBEDDING_COLUMN])]
-    for r in rows:
-        r.pop(EMBEDDING_COLUMN, None)
-    # the embedding and signature tables are read back by the decision below: on object storage they are
-    # made in a local scratch dir first and uploaded after it
-    scratch = Path(tempfile.mkdtemp(prefix="reelforge-finish-")) if storage.is_remote(out) else out
-    emb_path = scratch / "embeddings.parquet"
-    if emb_rows:
-        write_embeddings(emb_rows, emb_path)
-    else:
-        storage.remove(storage.join(out, "embeddings.parquet"))
-    # frame signatures go to their own table, like embeddings (near_dup.py: read again on every decision)
-    sig_path = scratch / "signatures.parquet"
-    if write_signatures(rows, sig_path) == 0:
-        storage.remove(storage.join(out, "signatures.parquet"))
-    for r in rows:
-        r.pop(SIGNATURE_COLUMN, None)
-    rows = decide_all(rows, cfg.curate.filters, emb_path if emb_rows else None,
-                      sig_path if sig_path.is_file() else None)
-    if scratch != out:
-        for p in (emb_path, sig_path):
-            if p.is_file():
-                storage.commit_file(p, storage.join(out, p.name))
-        shutil.rmtree(scratch, ignore_errors=True)
-    for r in rows:
-        if r["status"] == "ok" and not r.get("work_shard"):
-            r["status"], r["reason"] = "failed", "transcode: no clip media was written for this clip"
-    rows.sort(key=lambda r: (r.get("video_path") or "", r.get("start_frame") or 0))
-
-    published = publishing.publish(out, manifest.work_shards, [r for r in rows if r["status"] == "ok"],
-                                   sample_json, cfg.shards, manifest.work)
-    for r in rows:
-        r["shard"] = published.shard_of.get(r["clip_id"])
-        if r["clip_id"] in published.missing:  # its work tar was deleted or damaged by hand
-            r["status"], r["reason"] = "failed", published.missing[r["clip_id"]]
-    write_parquet_atomic(rows_to_table(rows), storage.join(out, "clips.parquet"))
-
-    per_video = Counter(r["video_path"] for r in rows)
-    kept = Counter(r["video_path"] for r in rows if r["status"] == "ok")
-    vrows = []
-    for v in videos:
-        v = {k: val for k, val in v.items() if k != "clip_spans"}
-        v["num_clips"] = per_video.get(v["path"], 0)
-        v["num_clips_ok"] = kept.get(v["path"], 0)
-        if v["status"] == "ok" and v["num_clips"] == 0:
-            # decodable, but every frame lies in a transition or a cut margin: nothing to train on
-            v["status"] = "filtered"
-            v["reason"] = (f"split: no shot outside transitions and cut margins "
-                           f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
-        vrows.append(v)
+    totals, published = decide_and_publish(out, cfg, manifest, videos)
+    vrows = video_rows(videos, totals)
     write_parquet_atomic(rows_to_table(vrows), storage.join(out, "videos.parquet"))
     if published.shards:
         build_index(out)
@@ -376,9 +277,9 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         "videos_duplicate": sum(bool(v.get("duplicate_of")) for v in vrows),
         "videos_failed": sum(v["status"] == "failed" for v in vrows),
         "failed_by_reason": dict(failed),
-        "clips": len(rows),
-        "clips_ok": sum(r["status"] == "ok" for r in rows),
-        "funnel": funnel(rows),
+        "clips": totals.clips,
+        "clips_ok": totals.ok,
+        "funnel": totals.funnel,
         "skipped_stages": skipped(cfg.curate),
         "shards": len(published.shards),
         "shard_bytes": published.bytes,
@@ -386,20 +287,19 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         "work_shards": len(work_tars),
         "work_shard_bytes": sum(work_tars.values()),
         "source_seconds": round(sum(float(v.get("duration_s") or 0) for v in vrows if v["status"] == "ok"), 3),
-        "cpu_s_per_clip": cpu_per_clip(vrows, rows),
+        "cpu_s_per_clip": cpu_per_clip(vrows, totals.clips, totals.cpu),
     }
 
 
-def cpu_per_clip(videos: list[dict], clips: list[dict]) -> dict[str, float]:
+def cpu_per_clip(videos: list[dict], clips: int, clip_cpu: dict[str, float]) -> dict[str, float]:
     """Process CPU seconds per planned clip, by stage (``cpu_s_<stage>`` of each row: ``curate/stage.py``);
-    a video stage's seconds are spread over the clips of the whole build. Work reused from an earlier run
-    counts with the seconds it took then."""
-    n = max(len(clips), 1)
-    out: dict[str, float] = {}
-    for rows in (videos, clips):
-        for k in sorted({k for r in rows for k in r if k.startswith(CPU_PREFIX)}):
-            out[k[len(CPU_PREFIX):]] = round(sum(float(r.get(k) or 0.0) for r in rows) / n, 4)
-    return out
+    a video stage's seconds are spread over the ``clips`` of the whole build; ``clip_cpu``: the clip
+    rows' ``cpu_s_<stage>`` summed. Work reused from an earlier run counts with the seconds it took then."""
+    n = max(clips, 1)
+    totals = {k: sum(float(r.get(k) or 0.0) for r in videos)
+              for k in sorted({k for r in videos for k in r if k.startswith(CPU_PREFIX)})}
+    totals.update({k: clip_cpu[k] for k in sorted(clip_cpu)})
+    return {k[len(CPU_PREFIX):]: round(v / n, 4) for k, v in totals.items()}
 
 
 def write_outputs(out: Path, cfg: BuildConfig, summary: dict) -> None:

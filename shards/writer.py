@@ -44,8 +44,9 @@ class ShardWriterConfig:
 @dataclass
 class CommittedShard:
     name: str
-    keys: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)   # empty when the writer does not remember keys
     bytes: int = 0
+    samples: int = 0
 
 
 class ShardWriteError(OSError):
@@ -66,8 +67,10 @@ class ShardWriteError(OSError):
 class ShardWriter:
     def __init__(self, out_dir: str | Path, cfg: ShardWriterConfig | None = None,
                  on_commit: Callable[[CommittedShard], None] | None = None, start_index: int | None = None,
-                 known_keys: set[str] | None = None):
-        """``known_keys``: keys committed by earlier runs into the same place (a resumed build), refused too."""
+                 known_keys: set[str] | None = None, remember_keys: bool = True):
+        """``known_keys``: keys committed by earlier runs into the same place (a resumed build), refused too.
+        ``remember_keys=False``: keep no per-sample state (no repeated-key check, empty ``keys``), for a
+        caller that writes each key once by construction and may write millions (the publish)."""
         self.cfg = cfg or ShardWriterConfig()
         self.remote = storage.is_remote(out_dir)
         self.out_dir = str(out_dir) if self.remote else Path(storage.local_path(out_dir))
@@ -79,6 +82,7 @@ class ShardWriter:
         self._current: CommittedShard | None = None
         self.committed: list[CommittedShard] = []
         self._keys: set[str] = set(known_keys or ())
+        self.remember_keys = remember_keys
         self._opened_at = 0.0
         # a crash leaves *.tmp files behind: they were never committed, so remove them (on object
         # storage the open shard was never there: it lived in the dead process's temp dir)
@@ -124,10 +128,15 @@ class ShardWriter:
                 info.mode = 0o644
                 self._tar.addfile(info, io.BytesIO(data))
                 self._current.bytes += len(data) + 512
+            # tarfile keeps a TarInfo per member added; a write-only tar never reads them back, and a
+            # shard of tiny clips would otherwise hold ~100k of them until it is committed
+            self._tar.members.clear()
         except OSError as exc:
             raise self._failed(exc) from exc
-        self._current.keys.append(key)
-        self._keys.add(key)
+        self._current.samples += 1
+        if self.remember_keys:
+            self._current.keys.append(key)
+            self._keys.add(key)
         name = self._current.name
         too_old = self.cfg.max_open_seconds and time.monotonic() - self._opened_at >= self.cfg.max_open_seconds
         if self._current.bytes >= self.cfg.target_bytes or too_old:
@@ -162,7 +171,7 @@ class ShardWriter:
             self.abort()
         except OSError:  # closing a tar on a full disk fails again; its .tmp is unlinked regardless
             pass
-        return ShardWriteError(path, exc, len(self.committed), sum(len(s.keys) for s in self.committed))
+        return ShardWriteError(path, exc, len(self.committed), sum(s.samples for s in self.committed))
 
     def abort(self) -> None:
         """Drop the open shard (its ``.tmp``): nothing uncommitted is left under any name."""
