@@ -1,11 +1,16 @@
 """Scale bench (issue 16): N tiny generated videos through a whole build; wall time, clips/s, and the
 driver's peak RSS in the build phase (the video tasks) and in the finish (the dataset-wide decision).
 
-The claim it checks: the build phase's driver memory does not grow with the number of clips (rows and
-media stay on the workers and in the manifest parts; the driver holds the tasks in flight and counts).
-The finish reads every clip row back to decide dedup and publish, so its peak is reported apart.
+The claim it checks: the driver's memory does not grow with the number of clips, in the build phase
+(rows and media stay on the workers and in the manifest parts; the driver holds the tasks in flight and
+counts) and in the finish (streamed over the parts: ``curate/finish.py``). The finish's peak is reported
+apart, and the index it ends with (``shards/index.py``) apart again (``finish_index``).
 
     .venv/bin/python bench/bench_scale.py --n 1000 --n 10000 [--set ray.num_cpus=16]
+    .venv/bin/python bench/bench_scale.py --n 1000 --refilter    # the finish alone, on out-1000 as built
+
+``--refilter`` re-runs only the finish (``reelforge build --refilter``) on a dataset an earlier run of
+this bench built, in a process that never started Ray: the finish's own memory, on the same clips.
 
 Each video is two 1.5-s shots with a hard cut (128x128, 12 fps, about 10 KB): two clips. Videos differ in
 seed, colours and motion, so no two are exact duplicates. The driver's RSS is sampled every 0.2 s by a
@@ -73,9 +78,57 @@ class RssSampler(threading.Thread):
             time.sleep(0.2)
 
 
+def _phases(sampler: RssSampler):
+    """Attribute the finish, and the index it ends with, to their own phases while the ``with`` runs."""
+    from reelforge.curate import pipeline
+    from reelforge.shards import index
+
+    real_finish, real_index = pipeline.finish, index.build_index
+
+    def finish(*a, **k):
+        sampler.phase = "finish"
+        return real_finish(*a, **k)
+
+    def build_index(*a, **k):
+        sampler.phase = "finish_index"
+        try:
+            return real_index(*a, **k)
+        finally:
+            sampler.phase = "finish"
+
+    class Phases:
+        def __enter__(self):
+            pipeline.finish, index.build_index = finish, build_index
+
+        def __exit__(self, *exc):
+            pipeline.finish, index.build_index = real_finish, real_index
+    return Phases()
+
+
+def refilter(n: int, root: Path, overrides: list[str]) -> dict:
+    from reelforge.config import load_config
+    from reelforge.curate.pipeline import BuildConfig, run_refilter
+
+    out = root / f"out-{n}"
+    cfg = load_config(BuildConfig, None, ["report=false"] + overrides)
+    sampler = RssSampler()
+    sampler.start()
+    before = sampler.proc.memory_info().rss
+    t0 = time.time()
+    try:
+        with _phases(sampler):
+            summary = run_refilter(out, cfg)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    mb = {k: round(v / 2**20, 1) for k, v in sampler.peak.items()}
+    return {"videos": n, "clips": summary["clips"], "clips_ok": summary["clips_ok"], "refilter_s": round(time.time() - t0, 1),
+            "rss_before_mb": round(before / 2**20, 1), "driver_peak_rss_mb": mb,
+            "publish_unchanged": summary["publish"]["unchanged"]}
+
+
 def bench(n: int, root: Path, overrides: list[str], workers: int) -> dict:
     from reelforge.config import load_config
-    from reelforge.curate import pipeline
     from reelforge.curate.pipeline import BuildConfig, run_build
 
     src = root / "videos"
@@ -86,20 +139,13 @@ def bench(n: int, root: Path, overrides: list[str], workers: int) -> dict:
     cfg = load_config(BuildConfig, None, ["report=false", "ray.progress_bars=false", "ray.dashboard=false"]
                       + overrides)
     sampler = RssSampler()
-    real_finish = pipeline.finish
-
-    def finish(*a, **k):  # the sampler attributes what follows to the finish
-        sampler.phase = "finish"
-        return real_finish(*a, **k)
-
-    pipeline.finish = finish
     sampler.start()
     sampler.phase = "build"
     t0 = time.time()
     try:
-        summary = run_build([f"@{inputs}"], out, cfg, rebuild=True)
+        with _phases(sampler):
+            summary = run_build([f"@{inputs}"], out, cfg, rebuild=True)
     finally:
-        pipeline.finish = real_finish
         sampler.stop.set()
         sampler.join()
     wall = time.time() - t0
@@ -118,10 +164,11 @@ def main(argv=None):
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=c")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering videos")
     p.add_argument("--json", help="append each result as a JSON line to this file")
+    p.add_argument("--refilter", action="store_true", help="only the finish, on out-N of an earlier run")
     args = p.parse_args(argv)
     root = Path(args.root)
     for n in args.n or [1000]:
-        result = bench(n, root, args.overrides, args.workers)
+        result = refilter(n, root, args.overrides) if args.refilter else bench(n, root, args.overrides, args.workers)
         print(json.dumps(result), flush=True)
         if args.json:
             with open(args.json, "a") as f:
