@@ -4,10 +4,11 @@ The stages and their order are ``curate/stage_list.py``'s flat list. Read top to
 
 0. guard   — lock the output, undo a killed publish, check the settings against the work on disk
              (``curate/buildstate.py``) and every stage's input columns, all before Ray starts
-1. build   — one task per input video (``curate/video_task.py``): the ``video`` stages (probe → scene
-             split), its clip plan, the ``clip`` stages (transcode → scorers) on its clips, and its own
-             work shards under ``_work/``, committed with their rows at least every
-             ``shards.max_open_seconds``; only the small video row comes back (``_build_phase``)
+1. build   — one task per input video (``curate/video_task.py``), or per group of small ones sharing
+             one work shard series (``curate/video_group.py``, ``group``): the ``video`` stages (probe →
+             scene split), its clip plan, the ``clip`` stages (transcode → scorers) on its clips, and its
+             own work shards under ``_work/``, committed with their rows at least every
+             ``shards.max_open_seconds``; only the small video rows come back (``_build_phase``)
 2. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
              as ``DIR/shards`` (members copied, final JSON); clips.parquet, videos.parquet, the index, the
              resolved config, the summary and the report are written from the same decision. Streamed
@@ -46,6 +47,7 @@ from reelforge.curate.stages.probe import ProbeConfig
 from reelforge.curate.stages.transcode import TranscodeConfig
 from reelforge.recaption.job import RecaptionConfig
 from reelforge.shards import publish as publishing
+from reelforge.curate.video_group import GroupConfig, VideoGroupTask, group_items, video_rows as group_video_rows
 from reelforge.curate.video_task import STATS, VideoTask, plan_clip_rows, sample_json, spans_of  # noqa: F401
 from reelforge.shards.spec import INDEX_FILE
 from reelforge.shards.writer import ShardWriteError, ShardWriterConfig
@@ -66,6 +68,7 @@ class BuildConfig:
     curate: CurateConfig = field(default_factory=CurateConfig)
     shards: ShardWriterConfig = field(default_factory=ShardWriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)   # small videos several to a task (video_group.py)
     report: bool = True   # write DIR/report.html (funnel, histograms, contact sheet) at the end
     # caption the kept clips with a vision-language model after the finish, then caption_match (off by default)
     recaption: RecaptionConfig = field(default_factory=RecaptionConfig)
@@ -211,19 +214,23 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
             todo.append(row)  # probed and split; some of its clips are not committed yet
     counts = Counter(videos=len(paths), todo=len(todo), resumed=sum("sha256" in t for t in todo),
                      uncommitted_removed=removed)
-    task = StageSpec(VideoTask, (str(manifest.work), stage_specs(cfg.curate, "video"),
-                                 stage_specs(cfg.curate, "clip"), cfg.shards))
+    # small inputs go several to a task, with one work shard series (curate/video_group.py)
+    task = StageSpec(VideoGroupTask, (str(manifest.work), stage_specs(cfg.curate, "video"),
+                                      stage_specs(cfg.curate, "clip"), cfg.shards))
     unsaved, last_save, returned = list(skipped_inputs), time.time(), set()
     bar = progress.bar(total=len(todo), desc="videos", unit="video")
-    tasks = run_tasks(iter(todo), task, VideoTask.resources(*task.args))
+    tasks = run_tasks(group_items(iter(todo), cfg.group), task, VideoGroupTask.resources(*task.args))
     try:
-        for row in tasks:
-            stats = row.pop(STATS, None) or {}
+        for group in tasks:
+            stats = group.pop(STATS, None) or {}
             counts.update({f"clips_{k}": v for k, v in stats.items() if k != "seconds"})
-            counts[row.get("status") or "ok"] += 1
-            returned.add(row["path"])
-            unsaved.append(row)
-            bar.update(1)
+            counts["tasks"] += 1
+            for row in group_video_rows(group):
+                row.pop(STATS, None)
+                counts[row.get("status") or "ok"] += 1
+                returned.add(row["path"])
+                unsaved.append(row)
+                bar.update(1)
             bar.set_postfix(clips=counts["clips_written"], refresh=False)
             if time.time() - last_save > cfg.shards.max_open_seconds:  # a kill loses at most this much probing
                 _save_videos(manifest, unsaved, counts)
