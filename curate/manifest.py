@@ -9,10 +9,14 @@ Layout under the dataset dir::
                                      work shards: every transcoded clip, whatever its status will be,
                                      written by the task of the video with content hash ``S`` (its first
                                      20 hex digits) in attempt ``T`` (a random token), so no two writers
-                                     ever share a name
-    _work/clips/<S>/<tar>.parquet    the clip rows (scores, ``work_shard``) committed together with work
-                                     shard <tar>, written by the same task right after the tar's atomic
-                                     rename; ``tail-<T>-N.parquet`` for rows committed without a tar
+                                     ever share a name; ``work-g<G>-<T>-NNNNNN.tar``: the one series
+                                     a group of small videos shares (``curate/video_group.py``; ``G``
+                                     hashes the group's paths)
+    _work/clips/<S>/<tar>.parquet    the clip rows (scores, ``work_shard``) of content ``S`` committed
+                                     together with work shard <tar>, written by the same task right
+                                     after the tar's atomic rename (a group's tar: one part in each
+                                     content's folder it holds clips of); ``tail-<T>-N.parquet`` for
+                                     rows committed without a tar
     _work/clips/<S>/complete.json    every clip of content ``S`` is committed; holds the video row
                                      (its scene split), so an exact copy under another name reuses it
     _work/published.json             what DIR/shards was last published from (shards/publish.py)
@@ -20,7 +24,9 @@ Layout under the dataset dir::
                                      rewritten by every finish (build end, --refilter)
 
 A clip counts as done once its part file exists; a work tar without a part file (its writer was killed
-between the two renames) is deleted before the next build's tasks start and its clips are redone.
+between the two renames) is deleted before the next build's tasks start and its clips are redone (a
+group's tar with some of its parts stays: the clips of the contents whose part is missing are redone
+into a new tar, and their samples in this one are never read).
 ``clip_id`` is deterministic, so redone clips get the same ids, and a video's task skips the ids its
 content already committed: nothing is duplicated. Clip records are grouped by content, so the driver
 never lists every clip: it asks per video whether ``complete.json`` exists, and a task reads only its
