@@ -60,7 +60,7 @@ def cmd_serve(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("caption", help="add a caption version to a built dataset with a vision-language model")
-    p.add_argument("dataset", help="dataset dir (with index.parquet and shards/)")
+    p.add_argument("dataset", help="dataset dir or URL, e.g. s3://bucket/ds (with index.parquet and shards/)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="caption job YAML (configs/caption/default.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override, e.g. recaption.template=short-v1 or recaption.captioner.model=/models/qwen")

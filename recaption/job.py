@@ -6,6 +6,11 @@ runs the Ray captioner (``recaption.runner``) and commits caption rows in parts 
 (``shards.captions``). A killed job re-run with the same config resumes: committed clips are not
 captioned again and no clip gets two rows of one version.
 
+The dataset may be on object storage (``s3://…``): clips are read by ranged GETs in the decode tasks
+(every Ray worker needs the store's credentials in its environment, as for a build), caption parts and
+the merged store are written in one PUT each, and a dataset URL that cannot be read or written stops the
+job before Ray starts or a model loads.
+
 A version is named by what produced it: ``<template id>-<hash>`` of the model, template hash, frame
 sampling and generation settings (or ``version`` when set). Another template or model gives another
 version; the same config continues the same one.
@@ -23,7 +28,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reelforge import progress
+from reelforge import progress, storage
 from reelforge.cluster import RayConfig, init_ray
 from reelforge.recaption.captioner import CaptionerConfig
 from reelforge.recaption.frames import FrameConfig
@@ -82,7 +87,7 @@ def version_name(cfg: RecaptionConfig, template: PromptTemplate) -> str:
     return f"{template.id}-{digest[:8]}"
 
 
-def select_clips(dataset: Path, cfg: RecaptionConfig, clip_ids: set[str] | None = None) -> tuple[list[dict], int]:
+def select_clips(dataset: Path | str, cfg: RecaptionConfig, clip_ids: set[str] | None = None) -> tuple[list[dict], int]:
     """(index rows to caption, image samples left out): ok video samples matching ``where``/``clip_ids``."""
     from reelforge.shards.index import select
     table = select(dataset, cfg.where or None)
@@ -97,7 +102,9 @@ def caption_dataset(dataset: str | Path, cfg: RecaptionConfig, ray_cfg: RayConfi
                     clip_ids: set[str] | None = None, log=print) -> dict:
     """Add (or continue) one caption version for ``dataset``; returns the run's summary."""
     t0 = time.time()
-    dataset = Path(dataset)
+    storage.check_input_url(dataset)
+    storage.check_output_url(dataset)   # caption parts and captions.parquet are written into the dataset
+    dataset = storage.as_path_or_url(dataset)
     template = load_template(cfg.template)
     version = version_name(cfg, template)
     params = version_params(cfg, template)

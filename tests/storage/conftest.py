@@ -3,7 +3,7 @@
 ``s3`` (session) starts ``moto_server`` on a free port as a subprocess, points the standard AWS
 variables at it (fake credentials, ``AWS_ENDPOINT_URL``), and stops only the process it started. Its
 request log (werkzeug's access log: one line per HTTP request, ``"GET /bucket/key …"``) is kept so a
-test can count what the server really served. ``bucket`` gives each test a fresh bucket.
+test can count what the server really served. ``bucket`` gives each test a fresh bucket; ``ray_s3`` a Ray whose workers see the server.
 """
 from __future__ import annotations
 
@@ -97,3 +97,23 @@ def bucket(s3) -> str:
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     fs.mkdir(name)
     return name
+
+
+@pytest.fixture(scope="module")
+def ray_s3(s3):
+    """A Ray of our own whose workers have the S3 variables: a Ray started earlier in the session would
+    not have them, and ``address="local"`` keeps a plain ``ray.init`` from joining a cluster that another
+    test started with ``ray start`` on this machine."""
+    import os
+
+    import ray
+
+    from reelforge.cluster import quiet_ray_data, shutdown_ray
+
+    shutdown_ray()
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
+             logging_level="WARNING")
+    quiet_ray_data()
+    yield
+    shutdown_ray()

@@ -30,26 +30,6 @@ def _cfg() -> BuildConfig:
 
 
 @pytest.fixture(scope="module")
-def ray_s3(s3):
-    """A Ray of our own whose workers have the S3 variables: a Ray started earlier in the session would
-    not have them, and ``address="local"`` keeps a plain ``ray.init`` from joining a cluster that another
-    test started with ``ray start`` on this machine."""
-    import os
-
-    import ray
-
-    from reelforge.cluster import quiet_ray_data, shutdown_ray
-
-    shutdown_ray()
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
-             logging_level="WARNING")
-    quiet_ray_data()
-    yield
-    shutdown_ray()
-
-
-@pytest.fixture(scope="module")
 def raw_s3(s3, tmp_path_factory):
     """The "test" sample videos and one non-video uploaded to s3://<bucket>/raw/."""
     import s3fs
