@@ -10,11 +10,14 @@ The defaults were chosen on ``bench/data/filter_labels.yaml``; this scores two s
   box, translucent), in four kinds (bottom subtitles, top captions, centred titles, corner watermarks),
   over samples backgrounds (textures and colours drawn from another seed than the labelled set's) and
   over text-free real frames of ../shared/media; the same backgrounds without text are the negatives.
-  Every clip is H.264-encoded (crf 23) and decoded before scoring, as a build's transcode does.
+  Every clip is H.264-encoded (crf 23) and decoded before scoring, as a build's transcode does;
+- **brief subtitles**: 4-s clips (96 frames) with a subtitle shown for 1 s of them at a random time
+  (drawn like the above, from another seed): the case a persistence rule could lose, as only one or
+  two of the sampled frames show it.
 
 Each detector variant runs through the text_overlay stage at its defaults otherwise:
 
-    .venv/bin/python bench/filter_holdout.py [--seed 11] [--overlays 48] [--json out.json]
+    .venv/bin/python bench/filter_holdout.py [--seed 11] [--overlays 48] [--brief 12] [--json out.json]
 """
 from __future__ import annotations
 
@@ -180,15 +183,49 @@ def overlay_rows(n: int, seed: int, shared: Path | None, k: int) -> list[tuple[s
     return out
 
 
+def brief_rows(n: int, seed: int, shared: Path | None, k: int, fps: int = 24) -> list[tuple[str, dict, bool]]:
+    """``n`` 4-s clips with a subtitle on 1 s of them (at a random start), on samples or real text-free
+    backgrounds (a real span shorter than 4 s is used whole, the subtitle still 1 s)."""
+    from reelforge.samples import BACKGROUNDS, ShotSpec, VideoSpec, render_frames
+
+    rng, fonts = np.random.default_rng(seed + 1000), _fonts()
+    real_bg = []
+    if shared is not None and (shared / "media").is_dir():
+        real_bg = [e for e in load_entries() if e.real and not e.text]
+    out = []
+    for i in range(n):
+        if real_bg and rng.random() < 0.4:
+            e = real_bg[rng.integers(len(real_bg))]
+            src = real_frames(e, shared)
+            s0 = int(rng.integers(0, max(1, len(src) - 4 * fps)))
+            frames, bg = [f.copy() for f in src[s0:s0 + 4 * fps]], f"real {e.id}"
+        else:
+            w, h = SIZES[rng.integers(len(SIZES))]
+            shot = ShotSpec(4 * fps, str(rng.choice(BACKGROUNDS)), tuple(int(c) for c in rng.integers(20, 236, 3)),
+                            str(rng.choice(["circle", "square"])), motion=str(rng.choice(["object", "pan", "jitter"])))
+            frames = list(render_frames(VideoSpec(f"b{i}", [shot], width=w, height=h, fps=float(fps),
+                                                  seed=seed * 1000 + 500 + i)))
+            bg = f"{shot.background} {w}x{h}"
+        t0 = int(rng.integers(0, max(1, len(frames) - fps + 1)))
+        desc = draw_overlay(frames[t0:t0 + fps], "subtitle", rng, fonts)
+        frames = encode_decode(frames, "libx264", None, {"crf": "23", "preset": "veryfast"})
+        row = dict(_row(Entry(id=f"brief{i:02d}", text=True, unsafe=False), frames, k),
+                   note=f"{bg}, {len(frames)} frames, text in {t0}-{t0 + fps}: {desc}")
+        out.append(("brief subtitle (1 s of 4)", row, True))
+    return out
+
+
 VARIANTS = {  # name -> TextOverlayConfig overrides
-    "default: every box read": {},
-    "boxes under 0.6 read": {"sure_box_thresh": 0.6},
-    "no reading, box_thresh 0.6 (before)": {"box_thresh": 0.6, "sure_box_thresh": 0.6},
-    "no reading, box_thresh 0.5": {"sure_box_thresh": 0.5},
+    "default: read, at one place in 2 frames": {},
+    "every read box (persist_frames 1, before)": {"persist_frames": 1},
+    "boxes under 0.6 read": {"sure_box_thresh": 0.6, "persist_frames": 1},
+    "no reading, box_thresh 0.6 (before reading)": {"box_thresh": 0.6, "sure_box_thresh": 0.6, "persist_frames": 1},
+    "no reading, box_thresh 0.5": {"sure_box_thresh": 0.5, "persist_frames": 1},
+    "no reading, box_thresh 0.5, 2 frames": {"sure_box_thresh": 0.5},
 }
 
 
-def evaluate(items: list[tuple[str, dict, bool]], batch: int = 8) -> dict:
+def evaluate(items: list[tuple[str, dict, bool]], batch: int = 8, variants: list[str] | None = None) -> dict:
     from reelforge.curate.stage import REMOVED_EARLY, rows_to_batch
     from reelforge.curate.stages.borders import BordersStage
     from reelforge.curate.stages.text_overlay import TextOverlayConfig, TextOverlayStage
@@ -198,6 +235,8 @@ def evaluate(items: list[tuple[str, dict, bool]], batch: int = 8) -> dict:
     rows = [{key: b[key][i] for key in b} for i in range(len(items))]
     results = {}
     for name, over in VARIANTS.items():
+        if variants and name not in variants:
+            continue
         cfg = TextOverlayConfig(**over)
         stage = TextOverlayStage(cfg)
         c0, scored = time.process_time(), []
@@ -216,16 +255,17 @@ def evaluate(items: list[tuple[str, dict, bool]], batch: int = 8) -> dict:
             s["caught"] += truth and dropped
             s["false_drops"] += dropped and not truth
             if dropped != truth:
-                s["wrong"].append(f"{r['clip_id']} ({r['text_area']:.3f}; {r.get('note', '')})")
+                s["wrong"].append(f"{r['clip_id']} ({r['text_area']:.4f}, all {r['text_area_all']:.4f}; "
+                                  f"{r.get('note', '')})")
         results[name] = {"cpu_s_per_clip": cpu, "read": stage.detector.read, "confirmed": stage.detector.confirmed,
-                         "sets": per_set}
+                         "extra_frames": stage.extra_frames, "sets": per_set}
     return results
 
 
 def report(results: dict) -> None:
     for name, res in results.items():
         print(f"\n-- {name}: {res['cpu_s_per_clip']:.3f} CPU s/clip; candidate boxes read {res['read']}, "
-              f"confirmed {res['confirmed']}")
+              f"confirmed {res['confirmed']}; neighbour frames detected {res['extra_frames']}")
         print(f"{'set':<28s} {'clips':>5s} {'with text':>9s} {'found':>6s} {'dropped':>7s} {'false drops':>11s}")
         for set_name, s in sorted(res["sets"].items()):
             print(f"{set_name:<28s} {s['clips']:5d} {s['text']:9d} {s['found']:6d} {s['caught']:7d} "
@@ -238,8 +278,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--overlays", type=int, default=48, help="clips with text (and half as many without)")
+    ap.add_argument("--brief", type=int, default=12, help="4-s clips with a 1-s subtitle")
     ap.add_argument("--frames", type=int, default=8, help="K sampled frames per clip")
-    ap.add_argument("--only", choices=("all", "reencode", "overlays"), default="all")
+    ap.add_argument("--only", choices=("all", "reencode", "overlays", "brief"), default="all")
+    ap.add_argument("--variants", default="", help="variant names joined by '|' (default: all): "
+                    + " | ".join(VARIANTS))
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -254,9 +297,11 @@ def main() -> None:
             print(f"{shared}/media is absent: no re-encodes")
     if args.only in ("all", "overlays"):
         items += overlay_rows(args.overlays, args.seed, shared if have_media else None, args.frames)
+    if args.only in ("all", "brief") and args.brief:
+        items += brief_rows(args.brief, args.seed, shared if have_media else None, args.frames)
     print(f"== text_overlay on held-out footage: {len(items)} clips built in {time.perf_counter() - t0:.0f} s, "
           f"K={args.frames}, seed {args.seed} ==")
-    results = evaluate(items)
+    results = evaluate(items, variants=[v for v in args.variants.split("|") if v] or None)
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
