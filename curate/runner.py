@@ -303,8 +303,9 @@ def _run_pass(items: list[dict], specs: list[StageSpec], policy: str, drop: tupl
     ray.data.DataContext.get_current().max_errored_blocks = -1
     retries = ISOLATED_RETRIES if isolate else RETRIES
     ds = ray.data.from_items(items, override_num_blocks=len(items) if isolate else min(len(items), 1000))
-    plans = fit_to_cluster([spec.cls.resources(*spec.args) for spec in specs],
-                           float(ray.cluster_resources().get("CPU", 1.0)))
+    cluster = ray.cluster_resources()
+    plans = fit_to_cluster([spec.cls.resources(*spec.args).on_cluster(cluster) for spec in specs],
+                           float(cluster.get("CPU", 1.0)))
     steps = plan_steps(specs, plans, isolate)
     for n, (chain, res) in enumerate(steps):
         args = (chain, policy, drop if n == len(steps) - 1 else ())
@@ -365,8 +366,10 @@ def run_tasks(items: Iterator[dict] | list[dict], spec: StageSpec, resources: Re
 
     policy = error_policy(errors)
     spec_ref = ray.put(spec)
+    cluster = ray.cluster_resources()
     if max_in_flight is None:
-        max_in_flight = max(2, int(2 * ray.cluster_resources().get("CPU", 1.0)))
+        max_in_flight = max(2, int(2 * cluster.get("CPU", 1.0)))
+    resources = resources.on_cluster(cluster)  # a stage's `num_gpus: auto`: a GPU slice only where there are GPUs
     opts = dict(num_cpus=resources.num_cpus)
     if resources.num_gpus:
         opts["num_gpus"] = resources.num_gpus

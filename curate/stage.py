@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
 
 
@@ -58,6 +58,52 @@ class Resources:
     batch_size: int = 8
     # None = stateless task pool; an int = that many long-lived actors (models load once each).
     concurrency: int | None = None
+    # ``num_gpus: auto`` in a model stage's config: reserve GPUs only if the cluster has any. Decided where
+    # the build plans its tasks (``curate.runner``, from ``ray.cluster_resources()``: ``on_cluster``), never
+    # from the driver's own hardware. ``auto_share``: GPUs to reserve then; 0 = the cluster's GPUs per CPU,
+    # so a GPU slice never limits how many tasks a node runs below its CPUs.
+    auto_gpus: bool = False
+    auto_share: float = 0.0
+
+    def on_cluster(self, cluster: dict[str, float]) -> "Resources":
+        """This request made concrete for a cluster whose resources (``ray.cluster_resources()``) are
+        ``cluster``: an ``auto`` GPU request becomes ``auto_share`` (or GPUs/CPUs, at most 1) GPUs when the
+        cluster has a GPU, and none when it has not."""
+        if not self.auto_gpus:
+            return self
+        gpus, cpus = float(cluster.get("GPU", 0.0)), float(cluster.get("CPU", 0.0))
+        share = 0.0
+        if gpus > 0:
+            share = self.auto_share or min(1.0, gpus / max(cpus, 1.0))
+        return replace(self, num_gpus=max(self.num_gpus, share), auto_gpus=False)
+
+
+AUTO = "auto"
+
+
+def gpu_request(stage: str, device: str, num_gpus: float | str, share: float = 0.0) -> dict:
+    """A model stage's GPU ask from its config alone, as ``Resources`` keyword arguments: a number is
+    reserved as given (a fraction shares one GPU between tasks); ``auto`` asks for ``share`` GPUs if the
+    cluster has any (see ``Resources.on_cluster``), none with ``device: cpu``; an explicit ``cuda`` device
+    reserves at least one. ValueError naming the stage for anything else."""
+    check_gpu_setting(stage, num_gpus, share)
+    if num_gpus == AUTO:
+        if device.startswith("cuda"):
+            return {"num_gpus": 1.0}
+        if device == "cpu":  # told to run on the CPU: a GPU slice would only hold a task back
+            return {"num_gpus": 0.0}
+        return {"num_gpus": 0.0, "auto_gpus": True, "auto_share": float(share)}
+    return {"num_gpus": max(float(num_gpus), 1.0) if device.startswith("cuda") else float(num_gpus)}
+
+
+def check_gpu_setting(stage: str, num_gpus: float | str, share: float = 0.0) -> None:
+    """ValueError naming ``stage`` unless ``num_gpus`` is ``auto`` or a number >= 0 and ``share`` in [0, 1]."""
+    if isinstance(num_gpus, str) and num_gpus != AUTO:
+        raise ValueError(f"{stage}: num_gpus must be a number >= 0 or '{AUTO}', got {num_gpus!r}")
+    if not isinstance(num_gpus, str) and num_gpus < 0:
+        raise ValueError(f"{stage}: num_gpus must be >= 0, got {num_gpus}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{stage}: gpu_share must be in [0, 1], got {share}")
 
 
 # Not scoring clips a cheaper filter already removed (issue 12). A cheap filter stage (``removes_early``)

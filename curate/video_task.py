@@ -30,6 +30,7 @@ import time
 import uuid
 
 from reelforge import storage
+from reelforge.curate import malloc
 from reelforge.curate.manifest import BULK_COLUMNS, EMBEDDING_COLUMN, ContentWork, clip_id_for, write_json_atomic
 from reelforge.curate.runner import ERROR, StageChain, StageError, StageSpec
 from reelforge.curate.stage import Resources, rows_to_batch
@@ -100,6 +101,9 @@ class VideoTask:
     def __init__(self, work_dir: str, video_specs: list[StageSpec], clip_specs: list[StageSpec],
                  shards: ShardWriterConfig, policy: str = "record"):
         self.work_dir = storage.as_path_or_url(work_dir)   # a local dir or a URL (s3://b/ds/_work)
+        # a worker runs this task for video after video: frame buffers freed by one decode pass must go
+        # back to the OS, not stay in glibc's heaps (the task's memory grew with input length: malloc.py)
+        malloc.bound_heap()
         self.shards = shards
         # the video stages up to the one that names the content (probe: sha256), then the rest (the split):
         # an exact copy of content already split reuses that split instead of running the rest
@@ -116,8 +120,11 @@ class VideoTask:
     def resources(cls, work_dir, video_specs: list[StageSpec], clip_specs: list[StageSpec], *_) -> Resources:
         """One CPU per task (the decoders' threads overlap other tasks' work; Ray's CPUs are a scheduling
         unit), and a GPU when any stage of the chain wants one."""
-        gpus = max([s.cls.resources(*s.args).num_gpus for s in video_specs + clip_specs] or [0.0])
-        return Resources(num_cpus=1.0, num_gpus=gpus, batch_size=1)
+        asks = [s.cls.resources(*s.args) for s in video_specs + clip_specs]
+        # a stage's `num_gpus: auto` stays auto here: the runner decides it from the cluster (Resources.on_cluster)
+        auto = [r for r in asks if r.auto_gpus]
+        return Resources(num_cpus=1.0, num_gpus=max([r.num_gpus for r in asks] or [0.0]), batch_size=1,
+                         auto_gpus=bool(auto), auto_share=max([r.auto_share for r in auto] or [0.0]))
 
     def __call__(self, item: dict, isolate: bool = False) -> dict:
         row = dict(item)
@@ -131,6 +138,7 @@ class VideoTask:
                     row.update({k: prior.get(k) for k in self.split_outputs})
                 else:
                     row = self._one(self.split, row)
+                    malloc.release()  # the shot detector's thumbnails and decoder pools are gone
             row["clip_spans"] = spans_of(row)  # one type in the column: parquet then stores it as JSON once
             if row.get("status") == "ok":
                 work = self._content(row)
@@ -209,6 +217,8 @@ class VideoTask:
                         # rows without media (failed clips) are committed on time too
                         if writer.flush() is None:
                             commit_tail()
+                # this batch's decoders, encoders, frames and mp4 bytes are freed: give their pages back
+                malloc.release()
             writer.close()
             stats["shards"] = len(writer.committed)
         except BaseException:

@@ -33,6 +33,18 @@ class RayConfig:
 # means exactly "the GPUs this actor reserved" (num_gpus in its stage's config).
 WORKER_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 
+# Internal settings of a local Ray this program starts (never sent to a cluster it joins: a cluster's own
+# `ray start` decides them). Every Ray process exports metrics for Prometheus and reports task events and
+# its event-loop stats on timers, which nobody reads in an embedded Ray; on the 2-core machine that was
+# ~0.09 s of CPU per second of wall time across gcs, raylet, agents and idle workers, ~0.05 s without
+# (BENCHMARKS.md, issue 12). The dashboard's task view still fills, only less often.
+LOCAL_SYSTEM_CONFIG = {
+    "enable_metrics_collection": False,
+    "metrics_report_interval_ms": 600_000,
+    "task_events_report_interval_ms": 10_000,
+    "event_stats": False,
+}
+
 
 def init_ray(cfg: RayConfig | None = None) -> str:
     """Connect to (or start) Ray once per process; returns 'cluster', 'local' or 'existing' (already up:
@@ -51,7 +63,10 @@ def init_ray(cfg: RayConfig | None = None) -> str:
         ray.init(address=address, **common)
         mode = "cluster"
     else:
-        kwargs = dict(include_dashboard=cfg.dashboard, dashboard_host="127.0.0.1")
+        kwargs = dict(include_dashboard=cfg.dashboard, dashboard_host="127.0.0.1",
+                      _system_config=LOCAL_SYSTEM_CONFIG)
+        # no usage report from an embedded Ray (its dashboard would otherwise collect and try to send one)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.object_store_gb:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelforge.curate.clip_models import gpus_to_reserve
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
+from reelforge.curate.stage import (Batch, Resources, Stage, batch_len, check_gpu_setting, error_reason, gpu_request,
+                                    row_at, rows_to_batch)
 from reelforge.curate.stages.common import as_frames, bound_reason
 
 
@@ -32,9 +32,11 @@ class AestheticConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
-    # GPUs Ray reserves per actor (0.5 = two actors share one); `device: auto` then runs on it. With 0
-    # the actor sees no GPU on Ray and auto means CPU; `device: cuda` reserves at least one
-    num_gpus: float = 0.0
+    # GPUs Ray reserves for the task that runs this stage; `device: auto` then runs on it (decided on the
+    # worker). auto = gpu_share when the cluster has GPUs, none when it has not (decided where the build
+    # plans its tasks, from the cluster's resources); a number = that many (0.5: two tasks share one GPU)
+    num_gpus: float | str = "auto"
+    gpu_share: float = 0.0         # what auto reserves; 0 = the cluster's GPUs per CPU (never fewer tasks than CPUs)
     batch_size: int = 16           # clips per batch
 
     def __post_init__(self):
@@ -42,8 +44,7 @@ class AestheticConfig:
             raise ValueError("aesthetic: model must name an open_clip model")
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("aesthetic: concurrency and batch_size must be >= 1")
-        if self.num_gpus < 0:
-            raise ValueError(f"aesthetic: num_gpus must be >= 0, got {self.num_gpus}")
+        check_gpu_setting("aesthetic", self.num_gpus, self.gpu_share)
 
     def check(self, row: dict) -> str | None:
         return bound_reason("aesthetic", "aesthetic", row.get("aesthetic"), lo=self.min_score)
@@ -79,10 +80,10 @@ class AestheticStage(Stage):
         cfg = cfg or AestheticConfig()
         if not cfg.pretrained:  # nothing to load: a cheap task that only records why it skipped
             return Resources(num_cpus=0.25, batch_size=256)
-        # the GPU is asked for from the config; `auto` is resolved on the worker that loads the model
-        gpus = gpus_to_reserve(cfg.device, cfg.num_gpus) if cfg.pretrained else 0.0
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
-                         concurrency=cfg.concurrency)
+        # the GPU is asked for from the config (num_gpus auto: from the cluster, where tasks are planned);
+        # device `auto` is resolved on the worker that loads the model
+        return Resources(num_cpus=cfg.num_cpus, **gpu_request(cls.name, cfg.device, cfg.num_gpus, cfg.gpu_share),
+                         batch_size=cfg.batch_size, concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [row_at(batch, i) for i in range(batch_len(batch))]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelforge.curate.clip_models import gpus_to_reserve, load_clip
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
+from reelforge.curate.clip_models import load_clip
+from reelforge.curate.stage import (Batch, Resources, Stage, batch_len, check_gpu_setting, error_reason, gpu_request,
+                                    row_at, rows_to_batch)
 from reelforge.curate.stages.common import as_frames, bound_reason
 
 
@@ -30,9 +31,11 @@ class CaptionMatchConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
-    # GPUs Ray reserves per actor (0.5 = two actors share one); `device: auto` then runs on it. With 0
-    # the actor sees no GPU on Ray and auto means CPU; `device: cuda` reserves at least one
-    num_gpus: float = 0.0
+    # GPUs Ray reserves for the task that runs this stage; `device: auto` then runs on it (decided on the
+    # worker). auto = gpu_share when the cluster has GPUs, none when it has not (decided where the build
+    # plans its tasks, from the cluster's resources); a number = that many (0.5: two tasks share one GPU)
+    num_gpus: float | str = "auto"
+    gpu_share: float = 0.0         # what auto reserves; 0 = the cluster's GPUs per CPU (never fewer tasks than CPUs)
     batch_size: int = 32
 
     def __post_init__(self):
@@ -40,8 +43,7 @@ class CaptionMatchConfig:
             raise ValueError(f"caption_match: min_similarity must be in [-1, 1], got {self.min_similarity}")
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("caption_match: concurrency and batch_size must be >= 1")
-        if self.num_gpus < 0:
-            raise ValueError(f"caption_match: num_gpus must be >= 0, got {self.num_gpus}")
+        check_gpu_setting("caption_match", self.num_gpus, self.gpu_share)
 
     def check(self, row: dict) -> str | None:
         return bound_reason("caption_match", "caption_match", row.get("caption_match"), lo=self.min_similarity)
@@ -61,10 +63,12 @@ class CaptionMatchStage(Stage):
     @classmethod
     def resources(cls, cfg: CaptionMatchConfig | None = None) -> Resources:
         cfg = cfg or CaptionMatchConfig()
-        # the GPU is asked for from the config; `auto` is resolved on the worker that loads the model
-        gpus = gpus_to_reserve(cfg.device, cfg.num_gpus) if cfg.pretrained else 0.0
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
-                         concurrency=cfg.concurrency)
+        # the GPU is asked for from the config (num_gpus auto: from the cluster, where tasks are planned);
+        # device `auto` is resolved on the worker that loads the model
+        if not cfg.pretrained:  # no weights: nothing to put on a GPU
+            return Resources(num_cpus=cfg.num_cpus, batch_size=cfg.batch_size, concurrency=cfg.concurrency)
+        return Resources(num_cpus=cfg.num_cpus, **gpu_request(cls.name, cfg.device, cfg.num_gpus, cfg.gpu_share),
+                         batch_size=cfg.batch_size, concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [row_at(batch, i) for i in range(batch_len(batch))]

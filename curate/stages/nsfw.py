@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
+from reelforge.curate.stage import (Batch, Resources, Stage, batch_len, check_gpu_setting, error_reason, gpu_request,
+                                    row_at, rows_to_batch)
 from reelforge.curate.stages.common import as_frames, bound_reason
 
 SCORES = ("nsfw", "nsfw_exposed", "nsfw_exposed_class")
@@ -57,8 +58,11 @@ class NsfwConfig:
     # CPUs Ray reserves per actor: a scheduling label, not a limit; below 1 so two model actors
     # leave room for the decode tasks on a 2-core machine
     num_cpus: float = 0.5
-    # GPUs Ray reserves per actor; `device: auto` uses it (decided on the worker). 0: no GPU on Ray
-    num_gpus: float = 0.0
+    # GPUs Ray reserves for the task that runs this stage; `device: auto` then runs on it (decided on the
+    # worker). auto = gpu_share when the cluster has GPUs, none when it has not (decided where the build
+    # plans its tasks, from the cluster's resources); a number = that many (0.5: two tasks share one GPU)
+    num_gpus: float | str = "auto"
+    gpu_share: float = 0.0         # what auto reserves; 0 = the cluster's GPUs per CPU (never fewer tasks than CPUs)
     batch_size: int = 16
 
     def __post_init__(self):
@@ -69,8 +73,7 @@ class NsfwConfig:
             raise ValueError(f"nsfw: device must be auto, cpu or cuda, got {self.device!r}")
         if self.frames_per_clip < 1 or self.threads < 1 or self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("nsfw: frames_per_clip, threads, concurrency and batch_size must be >= 1")
-        if self.num_gpus < 0:
-            raise ValueError(f"nsfw: num_gpus must be >= 0, got {self.num_gpus}")
+        check_gpu_setting("nsfw", self.num_gpus, self.gpu_share)
 
     def check(self, row: dict) -> str | None:
         nsfw, exposed = row.get("nsfw"), row.get("nsfw_exposed")
@@ -115,9 +118,9 @@ class NsfwStage(Stage):
     @classmethod
     def resources(cls, cfg: NsfwConfig | None = None) -> Resources:
         cfg = cfg or NsfwConfig()
-        gpus = max(cfg.num_gpus, 1.0) if cfg.device == "cuda" else cfg.num_gpus
-        return Resources(num_cpus=cfg.num_cpus, num_gpus=gpus, batch_size=cfg.batch_size,
-                         concurrency=cfg.concurrency)
+        # the GPU is asked for from the config (num_gpus auto: from the cluster, where tasks are planned)
+        return Resources(num_cpus=cfg.num_cpus, **gpu_request(cls.name, cfg.device, cfg.num_gpus, cfg.gpu_share),
+                         batch_size=cfg.batch_size, concurrency=cfg.concurrency)
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [row_at(batch, i) for i in range(batch_len(batch))]

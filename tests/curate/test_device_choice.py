@@ -79,7 +79,9 @@ def test_auto_is_resolved_on_the_worker(ray_probe, driver_has_cuda, tmp_path):
     cfg_path, ckpt = save_random_clip(tmp_path, "device-probe-clip")
     cfg = AestheticConfig(model="device-probe-clip", model_config=str(cfg_path), pretrained=str(ckpt),
                           device="auto", batch_size=2)
-    assert DeviceProbe.resources(cfg) == Resources(num_cpus=0.5, num_gpus=0.0, batch_size=2, concurrency=1)
+    # num_gpus auto (the default) on a cluster without GPUs: none reserved
+    assert DeviceProbe.resources(cfg).on_cluster({"CPU": 2.0}) == Resources(num_cpus=0.5, num_gpus=0.0, batch_size=2,
+                                                                             concurrency=1)
     frames = np.zeros((2, 32, 32, 3), np.uint8)
     items = [{"clip_id": f"c{i}", "frames": frames, "status": "ok", "reason": ""} for i in range(2)]
     rows = list(run_stages(items, [StageSpec(DeviceProbe, (cfg,))], errors="reraise"))
