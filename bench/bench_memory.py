@@ -52,23 +52,59 @@ def tree_memory(root: psutil.Process) -> tuple[int, int, int, dict[str, int]]:
     return rss, pss, n, names
 
 
-class Sampler(threading.Thread):
-    """Samples the tree under ``pid`` every ``every`` seconds until ``stop()``; keeps the peaks."""
+def clips_done(out: Path) -> tuple[int, float]:
+    """(clips committed, end of the latest committed clip in seconds of input): the build's progress through
+    the input, read from the work parts' names (``<tar>.parquet`` files; a tar's name does not say where
+    in the video it is, so the parquet's ``end_s`` column is read, a few KB each)."""
+    import pyarrow.parquet as pq
 
-    def __init__(self, pid: int, every: float):
+    n, end = 0, 0.0
+    for p in (out / "_work" / "clips").glob("*/*.parquet"):
+        try:
+            col = pq.read_table(p, columns=["end_s"]).column("end_s").to_pylist()
+        except Exception:  # a part being renamed into place, or one without clips: counted next time
+            continue
+        n += len(col)
+        end = max([end] + [x for x in col if x is not None])
+    return n, end
+
+
+class Sampler(threading.Thread):
+    """Samples the tree under ``pid`` every ``every`` seconds until ``stop()``; keeps the peaks. With
+    ``log``, appends one JSON line per sample (wall seconds, RSS and PSS summed, processes, the largest
+    process's RSS, and every ``progress_every`` samples the clips committed under ``out`` and how far into
+    the input they reach), so a run that is cut still gives memory against minutes of input processed."""
+
+    def __init__(self, pid: int, every: float, log: Path | None = None, out: Path | None = None,
+                 progress_every: int = 30):
         super().__init__(daemon=True)
         self.root, self.every = psutil.Process(pid), every
         self.peak_rss = self.peak_pss = self.procs_at_peak = self.samples = 0
         self.at_peak: dict[str, int] = {}
         self._done = threading.Event()
+        self.log, self.out, self.progress_every = log, out, progress_every
+        self.t0 = time.time()
 
     def run(self) -> None:
+        import json
+
+        progress = (0, 0.0)
         while not self._done.is_set():
             rss, pss, n, names = tree_memory(self.root)
             self.samples += 1
             self.peak_rss = max(self.peak_rss, rss)
             if pss > self.peak_pss:
                 self.peak_pss, self.procs_at_peak, self.at_peak = pss, n, names
+            if self.log is not None:
+                if self.out is not None and self.samples % self.progress_every == 1:
+                    progress = clips_done(self.out)
+                top = max(names.items(), key=lambda kv: kv[1], default=("", 0))
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"t": round(time.time() - self.t0, 1), "rss_mib": rss >> 20,
+                                        "pss_mib": pss >> 20, "procs": n, "top": top[0],
+                                        "top_pss_mib": top[1] >> 20, "clips": progress[0],
+                                        "input_min": round(progress[1] / 60, 2),
+                                        "load1": round(psutil.getloadavg()[0], 1)}) + "\n")
             self._done.wait(self.every)
 
     def stop(self) -> None:
@@ -128,6 +164,90 @@ class CpuSampler(threading.Thread):
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def run_task_here(video: Path, args) -> None:
+    """``--task-only``: the one video's task (``curate/video_task.py``) in this process, no Ray, with the
+    build's default config: what a Ray worker does for a video, where every allocation can be watched.
+    Prints the process's RSS (and its peak so far, from a 0.2 s sampler) after each stage call, with the
+    objects alive that grow with length (Python objects by type, numpy arrays and their bytes, PyAV
+    frames and packets) every ``--census`` clip batches."""
+    import gc
+    import json
+    import os
+    from collections import Counter
+
+    import numpy as np
+
+    from reelforge.config import load_config
+    from reelforge.curate import runner
+    from reelforge.curate.manifest import Manifest
+    from reelforge.curate.pipeline import BuildConfig, stage_specs
+    from reelforge.curate.video_task import VideoTask
+
+    cfg = load_config(BuildConfig, args.config, args.set)
+    me = psutil.Process()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], me.memory_info().rss)
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.time()
+    calls = Counter()
+    log = open(args.log, "a") if args.log else None
+
+    def census() -> dict:
+        import av
+
+        gc.collect()
+        by_type = Counter(type(o).__name__ for o in gc.get_objects())
+        arrays = [o for o in gc.get_objects() if isinstance(o, np.ndarray)]
+        return {"objects": sum(by_type.values()), "top_types": by_type.most_common(6),
+                "ndarrays": len(arrays), "ndarray_mib": round(sum(a.nbytes for a in arrays if a.base is None)
+                                                                / 2**20, 1),
+                "av_frames": sum(1 for o in gc.get_objects() if isinstance(o, av.VideoFrame)),
+                "av_packets": sum(1 for o in gc.get_objects() if isinstance(o, av.Packet))}
+
+    apply = runner.StageChain._apply
+
+    def watched(chain, stage, spec, batch):
+        out = apply(chain, stage, spec, batch)
+        calls[spec.name] += 1
+        rss = me.memory_info().rss
+        peak[0] = max(peak[0], rss)
+        rec = {"t": round(time.time() - t0, 1), "stage": spec.name, "call": calls[spec.name],
+               "rss_mib": rss >> 20, "peak_mib": peak[0] >> 20}
+        last_clip_stage = chain.specs[-1].name == spec.name and spec.name != "scene_split" and chain.specs[0].name != "probe"
+        if spec.name in ("probe", "scene_split") or (
+                last_clip_stage and args.census and calls[spec.name] % args.census == 0):
+            rec.update(census())
+        if "end_s" in out and len(out["end_s"]):
+            rec["input_min"] = round(float(max(out["end_s"])) / 60, 2)
+        line = json.dumps(rec)
+        if spec.name in ("probe", "scene_split") or calls[spec.name] % args.census == 0 or "objects" in rec:
+            print(line, flush=True)
+        if log:
+            log.write(line + "\n")
+            log.flush()
+        return out
+
+    runner.StageChain._apply = watched
+    out = Path(tempfile.mkdtemp(prefix="bench-memory-task-"))
+    manifest = Manifest(out)
+    task = VideoTask(str(manifest.work), stage_specs(cfg.curate, "video"), stage_specs(cfg.curate, "clip"),
+                     cfg.shards, policy="record")
+    print(f"task built: rss {me.memory_info().rss >> 20} MiB (models loaded); MALLOC_ARENA_MAX="
+          f"{os.environ.get('MALLOC_ARENA_MAX', 'unset')}", flush=True)
+    w0 = time.time()
+    row = task({"path": str(video.resolve()), "status": "ok", "reason": ""})
+    done.set()
+    stats = row.get("_rf_task")
+    print(f"{video.name}: task {time.time() - w0:.0f} s, status {row.get('status')} {row.get('reason') or ''}, "
+          f"{stats}; peak RSS {peak[0] / 2**20:.0f} MiB, RSS at the end {me.memory_info().rss >> 20} MiB; "
+          f"load {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the looped 1080p input")
@@ -135,12 +255,21 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "build" / "default.yaml"))
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--every", type=float, default=1.0, help="seconds between samples")
+    ap.add_argument("--log", metavar="FILE", help="append one JSON line per sample (memory over time and "
+                    "input processed) to FILE")
+    ap.add_argument("--task-only", action="store_true", help="run the video's task in this process (no Ray, "
+                    "no driver) and print its RSS after every stage call: where the memory goes")
+    ap.add_argument("--census", type=int, default=10, help="with --task-only: count live objects every N "
+                    "clip batches (gc walk: slow on a big heap)")
     args = ap.parse_args()
     from bench_scenes import long_1080p
 
     keep = Path(args.keep or tempfile.mkdtemp(prefix="bench-memory-"))
     keep.mkdir(parents=True, exist_ok=True)
     video = Path(long_1080p(keep, args.minutes))
+    if args.task_only:
+        run_task_here(video, args)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-memory-build-"))
     (work / "in").mkdir()
     (work / "in" / video.name).symlink_to(video.resolve())
@@ -151,7 +280,7 @@ def main() -> None:
     print("running: " + " ".join(cmd), flush=True)
     w0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = Sampler(proc.pid, args.every)
+    sampler = Sampler(proc.pid, args.every, Path(args.log) if args.log else None, work / "out")
     sampler.start()
     tail = []
     for line in proc.stdout:
