@@ -12,6 +12,14 @@ apart, and the index it ends with (``shards/index.py``) apart again (``finish_in
 ``--refilter`` re-runs only the finish (``reelforge build --refilter``) on a dataset an earlier run of
 this bench built, in a process that never started Ray: the finish's own memory, on the same clips.
 
+``--clone-from DIR`` makes the dataset the finish runs on without decoding a frame: the complete videos
+of a real build in ``DIR`` are copied until there are N, each copy under a new content hash (its clip
+ids, rows, parts, work tars and their member names follow), with random frame-signature hashes and
+random embeddings (so no copy is a near-duplicate of another: the search does its full work and keeps
+every clip), then the finish runs on it as with ``--refilter``:
+
+    .venv/bin/python bench/bench_scale.py --clone-from /tmp/reelforge-bench-scale/out-1000 --n 10000
+
 Each video is two 1.5-s shots with a hard cut (128x128, 12 fps, about 10 KB): two clips. Videos differ in
 seed, colours and motion, so no two are exact duplicates. The driver's RSS is sampled every 0.2 s by a
 thread of the bench process (the build runs in it, as ``reelforge build`` does).
@@ -127,6 +135,92 @@ def refilter(n: int, root: Path, overrides: list[str]) -> dict:
             "publish_unchanged": summary["publish"]["unchanged"]}
 
 
+def clone_dataset(src: Path, dst: Path, n: int, seed: int = 0) -> int:
+    """Copy the complete videos of the build in ``src`` into a new dataset ``dst`` until it has ``n``
+    videos (see the module docstring); returns the number of clips. ``dst`` is replaced."""
+    import hashlib
+    import io
+    import shutil
+    import tarfile
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reelforge.curate.manifest import Manifest, rows_to_table
+    from reelforge.curate.stages.signature import TICK_DTYPE, _HEADER
+
+    rng = np.random.default_rng(seed)
+    shutil.rmtree(dst, ignore_errors=True)
+    man = Manifest(src)
+    seeds = [v for v in man.load_videos().values() if v.get("status") == "ok" and v.get("sha256")
+             and man.is_complete(v["sha256"])]
+    if not seeds:
+        raise SystemExit(f"{src}: no complete video to copy")
+    (dst / "_work" / "videos").mkdir(parents=True)
+    (dst / "_work" / "shards").mkdir()
+    shutil.copy(src / "_work" / "build.json", dst / "_work" / "build.json")
+
+    def new_signature(data):
+        if data is None:
+            return None
+        ticks = np.frombuffer(data[_HEADER.itemsize:], TICK_DTYPE).copy()
+        ticks["hash"] = rng.integers(0, 2**63, ticks["hash"].shape, dtype=np.int64).view(np.uint64)
+        return data[:_HEADER.itemsize] + ticks.tobytes()
+
+    cache: dict[str, tuple] = {}   # a seed's complete.json, parts (rows) and work tars (members), read once
+
+    def seed(v):
+        old_key = v["sha256"][:20]
+        if old_key not in cache:
+            d = src / "_work" / "clips" / old_key
+            tars = []
+            for tar in sorted((src / "_work" / "shards").glob(f"work-{old_key}-*.tar")):
+                with tarfile.open(tar) as fin:
+                    tars.append((tar.name, [(m, fin.extractfile(m).read()) for m in fin.getmembers()]))
+            cache[old_key] = (json.loads((d / "complete.json").read_text()),
+                              [(p.name, pq.read_table(p).to_pylist()) for p in sorted(d.glob("*.parquet"))], tars)
+        return cache[old_key]
+
+    videos, clips = [], 0
+    for i in range(n):
+        v = seeds[i % len(seeds)]
+        old_key = v["sha256"][:20]
+        complete, parts, tars = seed(v)
+        sha = hashlib.sha256(f"{v['sha256']}-{i}".encode()).hexdigest()
+        key = sha[:20]
+        videos.append(dict(v, path=f"{Path(v['path']).parent}/copy{i:06d}/{Path(v['path']).name}", sha256=sha))
+        dst_dir = dst / "_work" / "clips" / key
+        dst_dir.mkdir(parents=True)
+        (dst_dir / "complete.json").write_text(json.dumps(dict(complete, sha256=sha)))
+        for name, rows in parts:
+            rows = [dict(r) for r in rows]
+            for r in rows:
+                r["clip_id"] = r["clip_id"].replace(old_key, key)
+                r["video_sha256"], r["video_path"] = sha, videos[-1]["path"]
+                if r.get("work_shard"):
+                    r["work_shard"] = r["work_shard"].replace(old_key, key)
+                if r.get("frame_signature") is not None:
+                    r["frame_signature"] = new_signature(r["frame_signature"])
+                if r.get("clip_embedding") is not None:
+                    e = rng.standard_normal(len(r["clip_embedding"])).astype(np.float32)
+                    r["clip_embedding"] = (e / np.linalg.norm(e)).tolist()
+            clips += len(rows)
+            table = rows_to_table(rows)
+            if "frame_signature" in table.column_names:
+                table = table.set_column(table.column_names.index("frame_signature"), "frame_signature",
+                                         pa.array([r.get("frame_signature") for r in rows], pa.binary()))
+            pq.write_table(table, dst_dir / name.replace(old_key, key))
+        for name, members in tars:
+            with tarfile.open(dst / "_work" / "shards" / name.replace(old_key, key), "w",
+                              format=tarfile.USTAR_FORMAT) as fout:
+                for m, data in members:
+                    m = m.replace(name=m.name.replace(old_key, key))
+                    fout.addfile(m, io.BytesIO(data))
+    pq.write_table(rows_to_table(videos), dst / "_work" / "videos" / "part-000000.parquet")
+    return clips
+
+
 def bench(n: int, root: Path, overrides: list[str], workers: int) -> dict:
     from reelforge.config import load_config
     from reelforge.curate.pipeline import BuildConfig, run_build
@@ -165,10 +259,25 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering videos")
     p.add_argument("--json", help="append each result as a JSON line to this file")
     p.add_argument("--refilter", action="store_true", help="only the finish, on out-N of an earlier run")
+    p.add_argument("--clone-from", help="a built dataset whose complete videos are copied to N (then --refilter)")
     args = p.parse_args(argv)
     root = Path(args.root)
     for n in args.n or [1000]:
-        result = refilter(n, root, args.overrides) if args.refilter else bench(n, root, args.overrides, args.workers)
+        if args.clone_from:
+            t0 = time.time()
+            clips = clone_dataset(Path(args.clone_from), root / f"out-{n}", n)
+            from reelforge.config import load_config
+            from reelforge.curate import buildstate
+            from reelforge.curate.pipeline import BuildConfig
+
+            # the copies count as made with this config's settings (they are what the finish reads, not redone)
+            buildstate.save_state(root / f"out-{n}" / "_work",
+                                  buildstate.work_settings(load_config(BuildConfig, None, args.overrides).curate))
+            print(f"cloned {n} videos, {clips} clips in {time.time() - t0:.0f} s", flush=True)
+        if args.refilter or args.clone_from:
+            result = refilter(n, root, args.overrides)
+        else:
+            result = bench(n, root, args.overrides, args.workers)
         print(json.dumps(result), flush=True)
         if args.json:
             with open(args.json, "a") as f:
