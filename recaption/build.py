@@ -12,12 +12,10 @@ embedding); an unscored clip is never filtered.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from reelforge import storage
 from reelforge.cluster import RayConfig
@@ -32,13 +30,13 @@ def caption_build(out: str | Path, cfg: RecaptionConfig, match_cfg, ray_cfg: Ray
     """Caption the index's ok clips (the build's kept clips) and score caption_match; returns a summary.
     ``match_cfg`` is the build's ``CaptionMatchConfig`` (curate.filters.caption_match)."""
     from reelforge.shards.index import select
-    out = Path(out)
-    kept = set(select(out).column("clip_id").to_pylist()) if (out / "index.parquet").exists() else set()
+    out = storage.as_path_or_url(out)   # a local dir or a URL (s3://…)
+    kept = set(select(out).column("clip_id").to_pylist()) if storage.exists(storage.join(out, "index.parquet")) else set()
     captions = caption_dataset(out, cfg, ray_cfg, clip_ids=kept)
     return {"captions": captions, "caption_match": score_caption_match(out, captions["version"], kept, match_cfg)}
 
 
-def score_caption_match(out: Path, version: str, clip_ids: set[str], cfg) -> dict:
+def score_caption_match(out: Path | str, version: str, clip_ids: set[str], cfg) -> dict:
     """CLIP text-frame similarity of ``version``'s captions for ``clip_ids`` -> ``DIR/caption_match.parquet``."""
     from reelforge.shards.captions import captions_for
     caps = captions_for(out, version)
@@ -54,16 +52,13 @@ def score_caption_match(out: Path, version: str, clip_ids: set[str], cfg) -> dic
         scores, reasons = _score(out, ids, caps, cfg)
     rows = [{"clip_id": cid, "caption_version": version, "caption_match": scores.get(cid),
              "caption_match_reason": reasons.get(cid)} for cid in ids]
-    path = out / SCORES_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=_SCHEMA), tmp)
-    os.replace(tmp, path)
+    storage.write_parquet(pa.Table.from_pylist(rows, schema=_SCHEMA), storage.join(out, SCORES_FILE))
     scored = sum(r["caption_match"] is not None for r in rows)
     reasons_seen = sorted({r["caption_match_reason"] for r in rows if r["caption_match_reason"]})
     return {"version": version, "clips": len(rows), "scored": scored, "reasons": reasons_seen[:5]}
 
 
-def _score(out: Path, ids: list[str], caps: dict[str, str], cfg) -> tuple[dict, dict]:
+def _score(out: Path | str, ids: list[str], caps: dict[str, str], cfg) -> tuple[dict, dict]:
     """Scores through ``CaptionMatchStage``: the stored CLIP clip embeddings stand in for frames (the
     same embedding space as the aesthetic stage); clips without one are decoded from the shards."""
     from reelforge.curate.stages.caption_match import CaptionMatchStage
@@ -72,9 +67,10 @@ def _score(out: Path, ids: list[str], caps: dict[str, str], cfg) -> tuple[dict, 
 
     stage = CaptionMatchStage(cfg)
     emb: dict[str, np.ndarray] = {}
-    if (out / "embeddings.parquet").exists():
+    if storage.exists(storage.join(out, "embeddings.parquet")):
         from reelforge.curate.dedup import read_embeddings
-        e_ids, e = read_embeddings(out / "embeddings.parquet")
+        with storage.local_source(storage.join(out, "embeddings.parquet")) as local:
+            e_ids, e = read_embeddings(local)
         emb = dict(zip(e_ids, e))
     index_rows = {r["clip_id"]: r for r in select(out).to_pylist()}
     scores, reasons = {}, {}

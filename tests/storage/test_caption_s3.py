@@ -91,3 +91,18 @@ def test_caption_job_on_a_url_that_cannot_work_stops_before_ray(monkeypatch):
     for bad, words in (("https://example.com/ds", "read-only"), ("nosuch://b/ds", "unknown URL scheme")):
         with pytest.raises(StorageError, match=words):
             job.caption_dataset(bad, RecaptionConfig())
+
+
+def test_build_caption_scores_go_into_the_bucket(s3, bucket):
+    """The build's captioning step writes caption_match.parquet beside the dataset on s3, and the finish
+    reads it back into the clip rows."""
+    from types import SimpleNamespace
+
+    from reelforge.recaption.build import SCORES_FILE, add_caption_scores, score_caption_match
+
+    url = f"s3://{bucket}/ds"
+    summary = score_caption_match(url, "v1", {"a", "b"}, SimpleNamespace(enabled=False))
+    assert summary["clips"] == 2 and storage.exists(f"{url}/{SCORES_FILE}")
+    rows = add_caption_scores(url, [{"clip_id": "a"}, {"clip_id": "z"}])
+    assert rows[0]["caption_version"] == "v1" and "disabled" in rows[0]["caption_match_reason"]
+    assert "caption_version" not in rows[1]
