@@ -69,6 +69,23 @@ def clips_done(out: Path) -> tuple[int, float]:
     return n, end
 
 
+def read_position(root: psutil.Process, video: Path) -> float:
+    """How far into ``video`` (0-1) the furthest reader of it in the tree is: the file offset of its open
+    descriptor. Progress through the shot split, where no clip is committed yet; the probe's hash reads
+    the whole file first, so the first minute of a run can show the whole input read."""
+    target, best = str(video.resolve()), 0
+    try:
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        try:
+            best = max([best] + [f.position for f in p.open_files() if f.path == target])
+        except (psutil.Error, AttributeError):
+            continue
+    return best / max(1, video.stat().st_size)
+
+
 class Sampler(threading.Thread):
     """Samples the tree under ``pid`` every ``every`` seconds until ``stop()``; keeps the peaks. With
     ``log``, appends one JSON line per sample (wall seconds, RSS and PSS summed, processes, the largest
@@ -76,19 +93,20 @@ class Sampler(threading.Thread):
     the input they reach), so a run that is cut still gives memory against minutes of input processed."""
 
     def __init__(self, pid: int, every: float, log: Path | None = None, out: Path | None = None,
-                 progress_every: int = 30):
+                 progress_every: int = 30, video: Path | None = None, minutes: float = 0.0):
         super().__init__(daemon=True)
         self.root, self.every = psutil.Process(pid), every
         self.peak_rss = self.peak_pss = self.procs_at_peak = self.samples = 0
         self.at_peak: dict[str, int] = {}
         self._done = threading.Event()
         self.log, self.out, self.progress_every = log, out, progress_every
+        self.video, self.minutes = video, minutes
         self.t0 = time.time()
 
     def run(self) -> None:
         import json
 
-        progress = (0, 0.0)
+        progress, read = (0, 0.0), 0.0
         while not self._done.is_set():
             rss, pss, n, names = tree_memory(self.root)
             self.samples += 1
@@ -98,12 +116,13 @@ class Sampler(threading.Thread):
             if self.log is not None:
                 if self.out is not None and self.samples % self.progress_every == 1:
                     progress = clips_done(self.out)
+                    read = read_position(self.root, self.video) * self.minutes if self.video else 0.0
                 top = max(names.items(), key=lambda kv: kv[1], default=("", 0))
                 with open(self.log, "a") as f:
                     f.write(json.dumps({"t": round(time.time() - self.t0, 1), "rss_mib": rss >> 20,
                                         "pss_mib": pss >> 20, "procs": n, "top": top[0],
                                         "top_pss_mib": top[1] >> 20, "clips": progress[0],
-                                        "input_min": round(progress[1] / 60, 2),
+                                        "input_min": round(progress[1] / 60, 2), "read_min": round(read, 2),
                                         "load1": round(psutil.getloadavg()[0], 1)}) + "\n")
             self._done.wait(self.every)
 
@@ -274,13 +293,15 @@ def main() -> None:
     (work / "in").mkdir()
     (work / "in" / video.name).symlink_to(video.resolve())
     cmd = [str(Path(sys.executable).with_name("reelforge")), "build", args.config, "--input", str(work / "in"),
-           "--output", str(work / "out"), "--set", "ray.dashboard=false"]
+           "--output", str(work / "out",
+                      video=work / "in" / video.name, minutes=args.minutes), "--set", "ray.dashboard=false"]
     for s in args.set:
         cmd += ["--set", s]
     print("running: " + " ".join(cmd), flush=True)
     w0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = Sampler(proc.pid, args.every, Path(args.log) if args.log else None, work / "out")
+    sampler = Sampler(proc.pid, args.every, Path(args.log) if args.log else None, work / "out",
+                      video=work / "in" / video.name, minutes=args.minutes)
     sampler.start()
     tail = []
     for line in proc.stdout:
