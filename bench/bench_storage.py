@@ -9,6 +9,9 @@ writes ``--clips`` small H.264 clips as a local dataset, uploads it, then times 
   stream   StreamLoader, one pass: local files vs whole-shard streams (s3fs)
 and prints the GETs the server answered for each reader. moto on the loopback has no network latency
 worth the name; a real bucket adds its round trip to every ranged GET (hide it with loader workers).
+Then the tools that write (issue 16's second part), each local -> local (the baseline) and s3 -> s3:
+  report   write_report (tables, thumbnails from the shards, report.html + report.json)
+  export   export_shards of every clip into a new dataset (ranged GETs in, one PUT per shard out)
 """
 from __future__ import annotations
 
@@ -43,8 +46,8 @@ def start_moto(log_path: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"moto_server did not start: {log_path.read_text()[-2000:]}")
 
 
-def gets(log_path: Path) -> int:
-    return len(re.findall(r'"(?:\x1b\[[0-9;]*m)*GET /bench/', log_path.read_text(errors="replace")))
+def gets(log_path: Path, method: str = "GET") -> int:
+    return len(re.findall(rf'"(?:\x1b\[[0-9;]*m)*{method} /bench/', log_path.read_text(errors="replace")))
 
 
 def main() -> None:
@@ -82,6 +85,17 @@ def main() -> None:
         g0, t0 = gets(log), time.time()
         build_index(remote, TEST_BUCKETS)
         print(f"index    s3: {time.time() - t0:6.2f} s, {gets(log) - g0} GETs")
+
+        from reelforge.curate.report import write_report
+        from reelforge.shards.export import export_shards
+
+        for name, work in (("report", lambda ds, out: write_report(ds)),
+                           ("export", lambda ds, out: export_shards(ds, out, buckets=TEST_BUCKETS))):
+            for where, ds, out in (("local", local, tmp / "exported"), ("s3", remote, "s3://bench/exported")):
+                g0, p0, t0 = gets(log), gets(log, "PUT"), time.time()
+                work(ds, out)
+                print(f"{name:8s} {where:5s}: {time.time() - t0:6.2f} s"
+                      + (f", {gets(log) - g0} GETs, {gets(log, 'PUT') - p0} PUTs" if where == "s3" else ""))
 
         def run(name, make):
             for where, ds in (("local", str(local)), ("s3", remote)):
