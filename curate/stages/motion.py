@@ -124,9 +124,13 @@ def split_camera_object(flow: np.ndarray, textured: np.ndarray) -> tuple[np.ndar
     if model is None:
         return np.zeros_like(flow), zero
     model = model.astype(np.float32)
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-    pts = np.stack([gx, gy, np.ones_like(gx)], axis=-1)  # (h, w, 3)
-    camera = pts @ model.T - pts[..., :2]  # (h, w, 2)
+    # camera(x, y) = model @ (x, y, 1) - (x, y), by broadcasting a row and a column of coordinates:
+    # the same values as a (h, w, 3) @ (3, 2) product, without building the (h, w, 3) grid per pair
+    gx = np.arange(w, dtype=np.float32)[None, :]  # (1, w)
+    gy = np.arange(h, dtype=np.float32)[:, None]  # (h, 1)
+    camera = np.empty((h, w, 2), np.float32)
+    camera[..., 0] = (model[0, 0] - 1.0) * gx + model[0, 1] * gy + model[0, 2]
+    camera[..., 1] = model[1, 0] * gx + (model[1, 1] - 1.0) * gy + model[1, 2]
     centre = np.array([w / 2.0, h / 2.0, 1.0], dtype=np.float32)
     return camera, centre @ model.T - centre[:2]  # shift of the frame centre
 
