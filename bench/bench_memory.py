@@ -252,6 +252,10 @@ def run_task_here(video: Path, args) -> None:
         return out
 
     runner.StageChain._apply = watched
+    if args.no_heap_bound:  # the control: glibc's defaults, as before curate/malloc.py
+        from reelforge.curate import malloc
+
+        malloc.bound_heap = malloc.release = lambda: None
     out = Path(tempfile.mkdtemp(prefix="bench-memory-task-"))
     manifest = Manifest(out)
     task = VideoTask(str(manifest.work), stage_specs(cfg.curate, "video"), stage_specs(cfg.curate, "clip"),
@@ -280,6 +284,8 @@ def main() -> None:
                     "no driver) and print its RSS after every stage call: where the memory goes")
     ap.add_argument("--census", type=int, default=10, help="with --task-only: count live objects every N "
                     "clip batches (gc walk: slow on a big heap)")
+    ap.add_argument("--no-heap-bound", action="store_true", help="with --task-only: leave glibc's malloc "
+                    "at its defaults (no curate/malloc.py bound_heap/release): the control")
     args = ap.parse_args()
     from bench_scenes import long_1080p
 
