@@ -299,8 +299,7 @@ def main() -> None:
     (work / "in").mkdir()
     (work / "in" / video.name).symlink_to(video.resolve())
     cmd = [str(Path(sys.executable).with_name("reelforge")), "build", args.config, "--input", str(work / "in"),
-           "--output", str(work / "out",
-                      video=work / "in" / video.name, minutes=args.minutes), "--set", "ray.dashboard=false"]
+           "--output", str(work / "out"), "--set", "ray.dashboard=false"]
     for s in args.set:
         cmd += ["--set", s]
     print("running: " + " ".join(cmd), flush=True)
