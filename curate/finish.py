@@ -46,7 +46,7 @@ from reelforge.curate.video_task import sample_json, spans_of
 from reelforge.shards import publish as publishing
 
 # clip rows decided, published and written per step: the finish's working set (a few MB of rows)
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 1024
 SCRATCH = "finish.tmp"   # under _work for a local output (a disk sized for the dataset, not /tmp)
 CLIPS_FILE = "clips.parquet"
 NEAR_COLUMNS = {"near_dup_of": pa.string(), "near_dup_hamming": pa.float64(), "near_dup_overlap": pa.float64()}
