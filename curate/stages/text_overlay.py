@@ -17,9 +17,9 @@ cost almost nothing more. Score columns, all fractions of the (cropped) frame:
 Persistence: text that matters for a training clip (subtitles, titles, captions, watermarks, burnt-in
 UI) stays on screen for a second or more; texture misread as text flickers. So a box counts only where
 read text is found at the same place (``same_place``) in at least ``persist_frames`` frames of the
-clip. Scoring 4 of the K sampled frames spaces them up to 3 s apart in a long clip, too far to see a
-1-s subtitle twice, so a place seen in too few scored frames is looked for in the sampled frames next
-to them (the K frames, 0.6 s apart in a 4-s clip at K = 8): those extra frames go through the network
+clip. The 4 scored frames of the K = 8 sampled are 1.1-1.7 s apart in a 4-s clip (2.9-4.3 s in a 10-s
+one), too far to see a 1-s subtitle twice, so a place seen in too few scored frames is looked for in
+the sampled frames next to them (0.57 s apart in a 4-s clip): those extra frames go through the network
 only for such clips, which are few (a text-free clip mostly has no box at all). Why: one DB-net box in
 the first frame of a 320x180 Sintel shot of city ruins, read as "MM" at 0.55, dropped the clip
 (``text_area`` 0.023); no other frame of the shot has a box, and none has text (BENCHMARKS.md).
