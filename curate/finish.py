@@ -99,8 +99,9 @@ def content_rows(manifest: Manifest, video: dict) -> pa.Table | None:
     return table.sort_by("start_frame") if "start_frame" in table.column_names else table
 
 
-def chunks(manifest: Manifest, videos: list[dict], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-    """The current clip rows, in ``videos``' order (sorted by path), about ``rows`` at a time."""
+def chunks(manifest: Manifest, videos: list[dict], rows: int | None = None) -> Iterator[pa.Table]:
+    """The current clip rows, in ``videos``' order (sorted by path), about ``rows`` (``CHUNK_ROWS``) at a time."""
+    rows = rows or CHUNK_ROWS
     buf, n = [], 0
     for v in videos:
         if v.get("status") != "ok" or not v.get("sha256"):
