@@ -13,6 +13,9 @@ ratios ours / PySceneDetect. Then accuracy: exact cuts on the generated clip, re
     .venv/bin/python bench/bench_scenes.py [--repeats 5] [VIDEO ...]
     .venv/bin/python bench/bench_scenes.py --long 20 [--keep DIR]
 
+With ``--processes`` it runs whole processes instead (``reelforge scenes`` against a process running
+PySceneDetect's ``detect()``, start-up included), by default on footage like issue 12's (``issue_like``:
+real shots of 1-9 s, x264 with its defaults, 2 minutes, 1080p and 720p).
 With VIDEO paths it times those instead (your own footage), without the accuracy lines. With
 ``--long MINUTES`` it measures memory instead: sintel_trailer_30s re-encoded once at 1080p, looped
 by stream copy to that length, and ``reelforge scenes`` run on it as a process: its peak RSS, CPU
@@ -24,6 +27,7 @@ import argparse
 import json
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -80,16 +84,9 @@ def generated_1080p(out_dir: Path) -> str:
 VERIFIED_OUTSIDE_UNION = {"sintel_trailer_30s.mp4": [356]}
 
 
-def long_1080p(out_dir: Path, minutes: float, height: int = 1080) -> str:
-    """sintel_trailer_30s at 1920x1080 (or 16:9 at ``height``; x264 superfast, crf 23, encoded once),
-    its packets copied again and again with shifted timestamps to ``minutes`` of video: a long real
-    input for the cost of a 30 s encode."""
-    from bench_build import sintel_1080p  # same folder: the one 1080p re-encode both benches use
-
-    out = out_dir / f"sintel_{height}p_{minutes:g}min.mp4"
-    if out.exists():
-        return str(out)
-    one = sintel_1080p(out_dir, crf=23, height=height)
+def loop_packets(one: Path, out: Path, minutes: float) -> Path:
+    """``one``'s video packets copied again and again with shifted timestamps to ``minutes`` of
+    video (each loop starts at a keyframe, so the copy decodes like one long encode)."""
     with av.open(str(one)) as inp:
         ist = inp.streams.video[0]
         packets = [p for p in inp.demux(ist) if p.size]
@@ -103,7 +100,55 @@ def long_1080p(out_dir: Path, minutes: float, height: int = 1080) -> str:
                     q.pts, q.dts, q.is_keyframe = p.pts + i * span, p.dts + i * span, p.is_keyframe
                     q.time_base, q.stream = ist.time_base, ost
                     o.mux(q)
-    return str(out)
+    return out
+
+
+def long_1080p(out_dir: Path, minutes: float, height: int = 1080) -> str:
+    """sintel_trailer_30s at 1920x1080 (or 16:9 at ``height``; x264 superfast, crf 23, encoded once),
+    looped by stream copy to ``minutes`` of video: a long real input for the cost of a 30 s encode."""
+    from bench_build import sintel_1080p  # same folder: the one 1080p re-encode both benches use
+
+    out = out_dir / f"sintel_{height}p_{minutes:g}min.mp4"
+    if out.exists():
+        return str(out)
+    return str(loop_packets(sintel_1080p(out_dir, crf=23, height=height), out, minutes))
+
+
+# issue 12's footage: ~2 minutes of real shots several seconds long, H.264 with x264's defaults
+# (preset medium, crf 23, keyint 250, scene-cut keyframes, 3 B-frames). Which sources, in order, one
+# encode at 24 fps (psd_testvideo's 29.97 fps frames are shown at 24: the pictures, not their
+# timing, are what a shot detector reads)
+ISSUE_LIKE = {
+    "psd": ["psd_testvideo.mp4"],  # shots of 1-9 s (cuts at 30, 180, 394 + soft ones), ~16 frames of motion
+    "mix": ["psd_testvideo.mp4", "sintel_trailer_30s.mp4"],  # half long shots, half sintel's ~2 s ones
+}
+
+
+def issue_like(out_dir: Path, kind: str, height: int = 1080, minutes: float = 2.0) -> str:
+    """The ``ISSUE_LIKE[kind]`` sources scaled to 16:9 at ``height``, encoded once in a row by
+    libx264 with its defaults, then looped by stream copy to ``minutes``."""
+    out = out_dir / f"issue_{kind}_{height}p_{minutes:g}min.mp4"
+    if out.exists():
+        return str(out)
+    width = height * 16 // 9 // 2 * 2
+    one = out_dir / f"issue_{kind}_{height}p_once.mp4"
+    if not one.exists():
+        rate = 24
+        with av.open(str(one.with_suffix(".tmp.mp4")), "w") as o:
+            st = o.add_stream("libx264", rate=rate)
+            st.width, st.height, st.pix_fmt, st.time_base = width, height, "yuv420p", Fraction(1, rate)
+            n = 0
+            for name in ISSUE_LIKE[kind]:
+                with av.open(str(SHARED / name)) as inp:
+                    for f in inp.decode(inp.streams.video[0]):
+                        f = f.reformat(width=width, height=height, format="yuv420p")
+                        f.pts, f.time_base = n, Fraction(1, rate)
+                        f.pict_type = av.video.frame.PictureType.NONE  # x264 picks its frame types
+                        o.mux(st.encode(f))
+                        n += 1
+            o.mux(st.encode())
+        one.with_suffix(".tmp.mp4").rename(one)
+    return str(loop_packets(one, out, minutes))
 
 
 def memory(minutes: float, keep: str | None) -> None:
@@ -184,7 +229,9 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="--long, --processes: build (or reuse) the inputs in DIR")
     ap.add_argument("--processes", action="store_true",
                     help="whole processes instead: `reelforge scenes` vs PySceneDetect's detect(), start-up "
-                         "included, on sintel at 1080p looped to 2 minutes, psd_testvideo (720p) and VIDEOs")
+                         "included, on issue 12's kind of footage (ISSUE_LIKE at 1080p and 720p, x264 defaults, "
+                         "2 minutes; encoded once into --keep DIR: ~10 CPU minutes), sintel at 1080p and 720p "
+                         "looped to 2 minutes and psd_testvideo (720p); or on VIDEOs")
     args = ap.parse_args()
     if args.long:
         memory(args.long, args.keep)
@@ -193,6 +240,10 @@ def main() -> None:
         keep = Path(args.keep or tempfile.mkdtemp(prefix="bench-scenes-proc-"))
         keep.mkdir(parents=True, exist_ok=True)
         files = [(Path(v).name, v) for v in args.videos] or [
+            ("psd_testvideo 1080p, 2 min (x264 defaults)", issue_like(keep, "psd", 1080)),
+            ("psd_testvideo 720p, 2 min (x264 defaults)", issue_like(keep, "psd", 720)),
+            ("psd + sintel 1080p, 2 min (x264 defaults)", issue_like(keep, "mix", 1080)),
+            ("psd + sintel 720p, 2 min (x264 defaults)", issue_like(keep, "mix", 720)),
             ("sintel 1080p, 2 min (crf 23)", long_1080p(keep, 2)),
             ("sintel 720p, 2 min (crf 23)", long_1080p(keep, 2, height=720)),
             ("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4"))]

@@ -148,10 +148,19 @@ def _output_error(exc: OSError, output: str | None) -> str:
     return msg + "; free space or fix permissions and run the same command again to resume"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from reelforge.curate.buildstate import BuildStateError  # light: no torch, no ray
-    from reelforge.storage import StorageError  # light: fsspec only
+def _storage_error():
+    from reelforge.storage import StorageError  # fsspec: ~0.15 s of every command's start-up otherwise
 
+    return StorageError
+
+
+def _build_state_error():
+    from reelforge.curate.buildstate import BuildStateError  # imports fsspec too
+
+    return BuildStateError
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"reelforge: config error: {exc}", file=sys.stderr)
         return 2
-    except StorageError as exc:  # an input or output URL that cannot work, found before any work
+    except _storage_error() as exc:  # an input or output URL that cannot work, found before any work
+        # (an except clause's class is evaluated only when an exception reaches it: no import otherwise)
         print(f"reelforge: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reelforge: {_output_error(exc, getattr(args, 'output', None))}", file=sys.stderr)
         return 3
-    except BuildStateError as exc:  # raised before any work: the output is untouched
+    except _build_state_error() as exc:  # raised before any work: the output is untouched
         print(f"reelforge: {exc}", file=sys.stderr)
         return 2
 
