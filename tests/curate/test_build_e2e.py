@@ -129,6 +129,30 @@ def test_rerun_is_idempotent(built, raw, tiny_clip_overrides):
     assert again["clips"] == summary["clips"]
 
 
+def test_the_finish_decides_the_same_a_video_at_a_time(built, tiny_clip_overrides, tmp_path, monkeypatch):
+    """The streamed finish (curate/finish.py) with one video's clips per chunk: every cross-chunk step
+    (schemas, the publish digest, the record's clip table read back in step, near-duplicates) as in one."""
+    from reelforge.curate import finish
+    from reelforge.curate.pipeline import run_refilter
+
+    out = tmp_path / "ds"
+    shutil.copytree(built[0], out)
+    reference = pq.read_table(built[0] / "clips.parquet")
+    monkeypatch.setattr(finish, "CHUNK_ROWS", 1)
+    again = run_refilter(out, _cfg(tiny_clip_overrides))  # same decision: the publish is found unchanged
+    assert again["publish"]["unchanged"] and again["funnel"] == built[1]["funnel"]
+    assert pq.read_table(out / "clips.parquet").equals(reference)
+    assert pq.read_metadata(out / "clips.parquet").num_row_groups == len(set(reference["video_path"].to_pylist()))
+    (out / "_work" / "published.json").unlink()  # published again, a clip at a time
+    again = run_refilter(out, _cfg(tiny_clip_overrides))
+    assert not again["publish"]["unchanged"]
+    clips = pq.read_table(out / "clips.parquet")
+    assert clips.drop_columns(["shard"]).equals(reference.drop_columns(["shard"]))
+    keys = {s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in (out / "shards").glob("*.tar")),
+                                                  shardshuffle=False)}
+    assert keys == {c["clip_id"] for c in clips.to_pylist() if c["status"] == "ok"}
+
+
 def test_killed_build_resumes_without_loss_or_duplicates(ray_local, raw, built, tiny_clip_overrides, tmp_path, monkeypatch):
     reference = {c["clip_id"]: c for c in pq.read_table(built[0] / "clips.parquet").to_pylist()}
     from reelforge.curate import pipeline as pipeline_mod
