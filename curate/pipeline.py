@@ -39,7 +39,7 @@ from reelforge.curate.discover import DiscoverConfig, discover_inputs
 from reelforge.curate.filters import FiltersConfig
 from reelforge.curate.finish import decide_and_publish, mark_exact_duplicates, video_rows  # noqa: F401
 from reelforge.curate.manifest import Manifest, rows_to_table, write_parquet_atomic
-from reelforge.curate.runner import StageSpec, missing_rows, run_tasks
+from reelforge.curate.runner import StageSpec, missing_rows, run_tasks, task_slots
 from reelforge.curate.scenes import SceneConfig
 from reelforge.curate.stage import CPU_PREFIX
 from reelforge.curate.stage_list import check_columns, runnable, skipped, stage_args
@@ -219,7 +219,9 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
                                       stage_specs(cfg.curate, "clip"), cfg.shards))
     unsaved, last_save, returned = list(skipped_inputs), time.time(), set()
     bar = progress.bar(total=len(todo), desc="videos", unit="video")
-    tasks = run_tasks(group_items(iter(todo), cfg.group), task, VideoGroupTask.resources(*task.args))
+    resources = VideoGroupTask.resources(*task.args)
+    groups = group_items(iter(todo), cfg.group, count=len(todo), slots=task_slots(resources))
+    tasks = run_tasks(groups, task, resources)
     try:
         for group in tasks:
             stats = group.pop(STATS, None) or {}

@@ -343,6 +343,14 @@ TASK_ISOLATED_RETRIES = 3
 _TASKS: dict[str, Any] = {}   # per worker process: the StageSpec and policy -> the task object built from them
 
 
+def task_slots(resources: Resources) -> int:
+    """How many tasks asking for ``resources`` the cluster runs at once (by CPUs; at least 1)."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    return max(1, int(cpus / max(resources.num_cpus, 1e-3)))
+
+
 def run_tasks(items: Iterator[dict] | list[dict], spec: StageSpec, resources: Resources,
               errors: str | None = None, max_in_flight: int | None = None) -> Iterator[dict]:
     """Stream ``spec.cls(*spec.args, policy)(item, isolate)`` for each item, in completion order.

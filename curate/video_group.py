@@ -59,14 +59,22 @@ def _size(path: str) -> int:
         return 0
 
 
-def group_items(todo: Iterable[dict], cfg: GroupConfig) -> Iterator[dict]:
+def group_items(todo: Iterable[dict], cfg: GroupConfig, count: int | None = None, slots: int = 1
+                ) -> Iterator[dict]:
     """``{"path": first path, GROUP: [video rows]}`` items, packed in order, pulled lazily (the runner asks
-    for the next one only when a slot frees up, so a remote input's size is read then)."""
+    for the next one only when a slot frees up, so a remote input's size is read then).
+
+    ``count`` inputs on a cluster that runs ``slots`` tasks at once: a group holds at most
+    ``ceil(count / slots)`` videos, so grouping never leaves a slot idle (six videos on three one-CPU
+    nodes stay six tasks; grouping pays where the videos far outnumber the slots)."""
+    most = cfg.max_videos
+    if count is not None:
+        most = max(1, min(most, -(-count // max(1, slots))))
     group: list[dict] = []
     total = 0
     for row in todo:
-        size = _size(row["path"]) if cfg.max_videos > 1 else cfg.max_bytes
-        if group and (len(group) >= cfg.max_videos or total + size > cfg.max_bytes):
+        size = _size(row["path"]) if most > 1 else cfg.max_bytes
+        if group and (len(group) >= most or total + size > cfg.max_bytes):
             yield {"path": group[0]["path"], GROUP: group}
             group, total = [], 0
         group.append(row)

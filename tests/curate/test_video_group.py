@@ -112,3 +112,14 @@ def test_a_group_that_failed_as_a_whole_fails_each_of_its_videos():
     item = {"path": "a", GROUP: [{"path": "a"}, {"path": "b"}], "status": "failed", "reason": "video: worker died"}
     assert [(r["path"], r["status"], r["reason"]) for r in video_rows(item)] == \
         [("a", "failed", "video: worker died"), ("b", "failed", "video: worker died")]
+
+
+def test_grouping_never_leaves_a_slot_idle(tmp_path):
+    rows = []
+    for i in range(6):
+        (tmp_path / f"v{i}").write_bytes(b"x" * 10)
+        rows.append({"path": str(tmp_path / f"v{i}")})
+    sizes = lambda count, slots: [len(g[GROUP]) for g in group_items(rows, GroupConfig(), count=count, slots=slots)]
+    assert sizes(6, 3) == [2, 2, 2]     # six videos, three slots: three tasks, not one
+    assert sizes(6, 8) == [1] * 6       # more slots than videos: one video a task
+    assert sizes(6, 1) == [6]           # one slot: one group (max_videos 32)
