@@ -31,7 +31,7 @@ from reelforge import storage
 from reelforge.curate.manifest import BULK_COLUMNS, CONTENT_KEY_LEN, ContentWork
 from reelforge.curate.runner import StageError
 from reelforge.curate.stage import DATA_ERRORS, Resources, rows_to_batch
-from reelforge.curate.video_task import STATS, VideoTask, _checked, plan_clip_rows, sample_json, spans_of
+from reelforge.curate.video_task import STATS, VideoTask, _checked, plan_clip_rows, sample_members, spans_of
 from reelforge.shards.writer import ShardWriteError, ShardWriter, ShardWriterConfig
 
 GROUP = "_rf_group"   # a group item's (and its returned row's) video rows
@@ -213,11 +213,7 @@ class VideoGroupTask:
         todo = [r for r in planned if r["status"] == "ok"]
         for i in range(0, len(todo), vt.batch):
             for row in _checked(vt.clips.run(rows_to_batch(todo[i:i + vt.batch]))):
-                members = None
-                if row.get("status") != "failed" and row.get("mp4"):
-                    members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
-                    if row.get("caption"):
-                        members["txt"] = row["caption"].encode("utf-8")
+                members = sample_members(row)
                 row["work_shard"] = writer.current_name() if members else None
                 row["mp4_bytes"] = len(members["mp4"]) if members else 0
                 # joins the content's pending rows before the write: a write that fills the shard commits

@@ -73,6 +73,16 @@ def plan_clip_rows(video: dict) -> list[dict]:
     return rows
 
 
+def sample_members(row: dict) -> dict[str, bytes] | None:
+    """A clip row's work-shard members (mp4, json, and txt when captioned); None for a row with no media."""
+    if row.get("status") == "failed" or not row.get("mp4"):
+        return None
+    members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
+    if row.get("caption"):
+        members["txt"] = row["caption"].encode("utf-8")
+    return members
+
+
 def sample_json(row: dict) -> bytes:
     """The ``<clip_id>.json`` member: every scalar column of the row plus the format id. Published shards
     get it from the clip's final clips.parquet row, so its ``status``/``reason`` are the final ones."""
@@ -199,11 +209,7 @@ class VideoTask:
                 if isolate:
                     write_json_atomic({"clip_id": batch[0]["clip_id"]}, suspect)
                 for row in _checked(self.clips.run(rows_to_batch(batch))):
-                    members = None
-                    if row.get("status") != "failed" and row.get("mp4"):
-                        members = {"mp4": bytes(row["mp4"]), "json": sample_json(row)}
-                        if row.get("caption"):
-                            members["txt"] = row["caption"].encode("utf-8")
+                    members = sample_members(row)
                     row["work_shard"] = writer.current_name() if members else None
                     row["mp4_bytes"] = len(members["mp4"]) if members else 0
                     # the row joins `pending` before the write: a write that fills the shard commits it
