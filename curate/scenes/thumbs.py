@@ -1,8 +1,9 @@
 """Frame thumbnails and the distances the content detector compares them with."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import av
-import cv2
 import numpy as np
 
 THUMB_W, THUMB_H = 64, 36  # luma thumbnail; chroma thumbnails are half that each way
@@ -13,31 +14,57 @@ _PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj44
 def thumbnail(frame: av.VideoFrame) -> np.ndarray:
     """(THUMB_DIM,) uint8 thumbnail of Y, U and V, area-averaged from the decoder's own planes.
 
-    uint8, as INTER_AREA gives it: the detector keeps one per decoded frame for the whole video
-    (3.4 KB; float32 was 13.8 KB, ~2.4 GB for a two-hour film at 24 fps)."""
+    uint8: the detector keeps one per decoded frame for the whole video (3.4 KB; float32 was
+    13.8 KB, ~2.4 GB for a two-hour film at 24 fps). Numpy only: OpenCV's INTER_AREA gave the same
+    bytes (this is its arithmetic, rounding half to even) but importing cv2 cost ~0.14 s of each
+    ``reelforge scenes`` process (BENCHMARKS.md, issue 12)."""
     if frame.format.name not in _PLANAR_8BIT:  # 10-bit, nv12, rgb…: convert (slower, rare)
         frame = frame.reformat(format="yuv420p")
     parts = []
     for plane, (w, h) in zip(frame.planes, [(THUMB_W, THUMB_H)] + [(THUMB_W // 2, THUMB_H // 2)] * 2):
         img = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        # point-sample to ~4x the target first: INTER_AREA over a full 1080p plane costs ~2 ms
-        img = _sample(_sample(img, 4 * h, 0), 4 * w, 1)
-        parts.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).ravel())
+        if img.shape[0] >= 4 * h and img.shape[1] >= 4 * w:
+            # point-sample 4 rows/columns per output pixel, evenly spread, and average those 4x4:
+            # averaging a full 1080p plane costs ~2 ms, this ~0.1
+            s = _sum4(_sum4(img, h, 0), w, 1)  # (h, w) uint16 sums of 16 pixels
+            parts.append(((s + 7 + ((s >> 4) & 1)) >> 4).astype(np.uint8).ravel())  # s / 16, half to even
+        else:  # a small video (under 256x144): an area average over fractional pixels, cheap here
+            if img.shape[0] >= 4 * h:  # the long side point-sampled to 4x as above
+                img = img[np.arange(4 * h) * img.shape[0] // (4 * h)]
+            if img.shape[1] >= 4 * w:
+                img = img[:, np.arange(4 * w) * img.shape[1] // (4 * w)]
+            s = _area_weights(img.shape[0], h) @ img @ _area_weights(img.shape[1], w).T  # (h, w)
+            parts.append(np.rint(s).astype(np.uint8).ravel())
     return np.concatenate(parts)
 
 
-def _sample(img: np.ndarray, n: int, axis: int) -> np.ndarray:
-    """Every k-th row (axis 0) or column (axis 1) of ``img``: exactly ``n`` of them, evenly spread,
-    when the size is a multiple of ``n`` or not a whole stride apart (1080 = 7.5 x 144), so INTER_AREA
-    then averages whole 4x4 blocks: its fractional-ratio path costs 10x more (~0.3 ms a 1080p
-    plane, most of a thumbnail). Sizes under 4x the target are left for INTER_AREA as they are."""
-    size = img.shape[axis]
-    if size < n:
-        return img
-    if size % n == 0:
-        return img[:: size // n] if axis == 0 else img[:, :: size // n]
-    idx = np.arange(n) * size // n
-    return img[idx] if axis == 0 else img[:, idx]  # (n, W) or (H, n)
+def _sum4(img: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Sums of 4 rows (axis 0) or columns (axis 1) per output row/column: ``n`` sums of rows
+    ``i * size // (4 n)`` for 4 consecutive i, evenly spread over the plane. Strided views when the
+    size is a multiple of 4 n, else one gather of the 4 n rows/columns. → uint16"""
+    size, m = img.shape[axis], 4 * n
+    if size % m == 0:
+        st = size // m
+        views = [img[k * st::4 * st] if axis == 0 else img[:, k * st::4 * st] for k in range(4)]
+    else:
+        idx = np.arange(m) * size // m
+        g = img[idx] if axis == 0 else img[:, idx]
+        views = [g[k::4] if axis == 0 else g[:, k::4] for k in range(4)]
+    s = np.add(views[0], views[1], dtype=np.uint16)
+    s += views[2]
+    s += views[3]
+    return s
+
+
+@lru_cache(maxsize=32)
+def _area_weights(size: int, n: int) -> np.ndarray:
+    """(n, size) float64: output pixel i averages source pixels over [i s, (i + 1) s), s = size / n,
+    each weighted by its overlap (an area resize along one axis; rows sum to 1)."""
+    s = size / n
+    edges = np.arange(n + 1) * s  # (n + 1,)
+    lo, hi = edges[:-1, None], edges[1:, None]  # (n, 1)
+    j = np.arange(size)[None, :]  # (1, size)
+    return np.clip(np.minimum(j + 1, hi) - np.maximum(j, lo), 0, None) / s
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

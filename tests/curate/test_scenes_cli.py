@@ -20,15 +20,15 @@ def test_cli_json_one_object_per_video_and_failures_continue(tmp_path, capsys):
 
 def test_scenes_process_imports_only_what_detection_needs(tmp_path):
     """`reelforge scenes` is compared with PySceneDetect as a whole process (issue 12), so its
-    start-up counts: no torch or Ray, and not fsspec (~0.15 s of CPU), which only the build's
-    error handling and URL inputs need."""
+    start-up counts: no torch or Ray, not fsspec (~0.15 s of CPU), which only the build's error
+    handling and URL inputs need, and not OpenCV (~0.14 s: thumbnails are numpy)."""
     import subprocess
     import sys
 
     spec = VideoSpec("one", [ShotSpec(12, "stripes", (200, 40, 40))], width=64, height=48, fps=25)
     video = str(render_video(spec, tmp_path))
     probe = ("import sys\nfrom reelforge.cli import main\nrc = main(['scenes', '--json', sys.argv[1]])\n"
-             "print('LOADED', *[m for m in ('torch', 'ray', 'fsspec', 'transformers') if m in sys.modules])\n"
+             "print('LOADED', *[m for m in ('torch', 'ray', 'fsspec', 'transformers', 'cv2') if m in sys.modules])\n"
              "sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", probe, video], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
