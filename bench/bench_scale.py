@@ -37,6 +37,7 @@ from pathlib import Path
 
 import psutil
 
+VIDEO_PART_ROWS = 250   # video rows per manifest part in a cloned dataset
 COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "cyan", "pink")
 DIRECTIONS = ("left", "right", "up", "down")
 
@@ -87,7 +88,8 @@ class RssSampler(threading.Thread):
 
 
 def _phases(sampler: RssSampler):
-    """Attribute the finish, and the index it ends with, to their own phases while the ``with`` runs."""
+    """Attribute the finish, and the index it ends with, to their own phases while the ``with`` runs
+    (patched by name, so the same bench measures an older checkout put first on ``PYTHONPATH``)."""
     from reelforge.curate import pipeline
     from reelforge.shards import index
 
@@ -98,7 +100,7 @@ def _phases(sampler: RssSampler):
         return real_finish(*a, **k)
 
     def build_index(*a, **k):
-        sampler.phase = "finish_index"
+        sampler.phase = "index"
         try:
             return real_index(*a, **k)
         finally:
@@ -113,26 +115,38 @@ def _phases(sampler: RssSampler):
     return Phases()
 
 
-def refilter(n: int, root: Path, overrides: list[str]) -> dict:
+def refilter(n: int, root: Path, overrides: list[str], republish: bool = False) -> dict:
+    """The finish alone (``run_refilter``) on out-N; phases: ``prepare`` (imports done: the lock, the
+    recovery and, before issue 16's streamed video rows, loading every video row), ``finish``, ``index``.
+    ``republish``: forget what DIR/shards was published from, so the publish copies every kept clip."""
+    import resource
+
     from reelforge.config import load_config
     from reelforge.curate.pipeline import BuildConfig, run_refilter
 
     out = root / f"out-{n}"
+    if republish:
+        for p in (out / "_work").glob("published*"):
+            p.unlink()
     cfg = load_config(BuildConfig, None, ["report=false"] + overrides)
     sampler = RssSampler()
     sampler.start()
     before = sampler.proc.memory_info().rss
-    t0 = time.time()
+    sampler.phase = "prepare"
+    t0, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
     try:
         with _phases(sampler):
             summary = run_refilter(out, cfg)
     finally:
         sampler.stop.set()
         sampler.join()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     mb = {k: round(v / 2**20, 1) for k, v in sampler.peak.items()}
     return {"videos": n, "clips": summary["clips"], "clips_ok": summary["clips_ok"], "refilter_s": round(time.time() - t0, 1),
+            "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
             "rss_before_mb": round(before / 2**20, 1), "driver_peak_rss_mb": mb,
-            "publish_unchanged": summary["publish"]["unchanged"]}
+            "publish_unchanged": summary["publish"]["unchanged"], "loadavg": [round(x, 1) for x in os.getloadavg()],
+            "code": sys.modules["reelforge"].__file__}
 
 
 def clone_dataset(src: Path, dst: Path, n: int, seed: int = 0) -> int:
@@ -217,7 +231,10 @@ def clone_dataset(src: Path, dst: Path, n: int, seed: int = 0) -> int:
                 for m, data in members:
                     m = m.replace(name=m.name.replace(old_key, key))
                     fout.addfile(m, io.BytesIO(data))
-    pq.write_table(rows_to_table(videos), dst / "_work" / "videos" / "part-000000.parquet")
+    # saved a few hundred at a time, as a build's driver saves them (every shards.max_open_seconds)
+    for k in range(0, len(videos), VIDEO_PART_ROWS):
+        pq.write_table(rows_to_table(videos[k:k + VIDEO_PART_ROWS]),
+                       dst / "_work" / "videos" / f"part-{k // VIDEO_PART_ROWS:06d}.parquet")
     return clips
 
 
@@ -260,6 +277,9 @@ def main(argv=None):
     p.add_argument("--json", help="append each result as a JSON line to this file")
     p.add_argument("--refilter", action="store_true", help="only the finish, on out-N of an earlier run")
     p.add_argument("--clone-from", help="a built dataset whose complete videos are copied to N (then --refilter)")
+    p.add_argument("--clone-only", action="store_true", help="with --clone-from: make the dataset, run nothing")
+    p.add_argument("--republish", action="store_true",
+                   help="with --refilter: remove _work/published*, so the publish copies every kept clip")
     args = p.parse_args(argv)
     root = Path(args.root)
     for n in args.n or [1000]:
@@ -274,8 +294,10 @@ def main(argv=None):
             buildstate.save_state(root / f"out-{n}" / "_work",
                                   buildstate.work_settings(load_config(BuildConfig, None, args.overrides).curate))
             print(f"cloned {n} videos, {clips} clips in {time.time() - t0:.0f} s", flush=True)
+            if args.clone_only:
+                continue
         if args.refilter or args.clone_from:
-            result = refilter(n, root, args.overrides)
+            result = refilter(n, root, args.overrides, args.republish)
         else:
             result = bench(n, root, args.overrides, args.workers)
         print(json.dumps(result), flush=True)

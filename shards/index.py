@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,6 +34,16 @@ log = logging.getLogger(__name__)
 OWN_COLUMNS = {"key", "shard", "kind", "bucket", "caption_versions", "has_caption"} | {
     f"{member_column(e)}_{s}" for e in INDEXED_EXTS for s in ("offset", "size")}
 _IGNORED_JSON = {"status", "reason", "error_message", "format", CAPTIONS_FIELD}
+# the columns every sample has before its JSON fields, typed the same in every batch
+_BASE = ["key", "shard", "kind", "has_caption", "caption_versions"] + [
+    f"{member_column(e)}_{s}" for e in INDEXED_EXTS for s in ("offset", "size")]
+_SCAN_SCHEMA = pa.schema([(c, pa.bool_() if c == "has_caption" else pa.int64() if c.endswith(("_offset", "_size"))
+                           else pa.string()) for c in _BASE] + [
+    ("_status", pa.string()), ("_reason", pa.string()), ("_json", pa.string())])
+_FRONT = ["clip_id", "key", "shard", "kind", "status", "reason", "bucket"]
+# samples per batch: the index build's working set, and one row group of index.parquet (read when called,
+# so a test can make it small)
+BATCH_ROWS = 4096
 
 
 def resolve_index(path: str | Path) -> Path | str:
@@ -53,14 +67,41 @@ def shard_path(index_path: str | Path, shard: str) -> Path | str:
     return storage.join(root, SHARDS_SUBDIR, shard) if isinstance(root, str) else root / SHARDS_SUBDIR / shard
 
 
-def _column(values: list) -> pa.Array:
-    """JSON values of one field across samples -> one typed column (mixed types become JSON text)."""
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
+def _kind(v) -> str | None:
+    """The ``_column`` kind of one JSON value (None for a null)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    return "text"
+
+
+def _merge(a: str | None, b: str | None) -> str | None:
+    """The kind of a column holding values of kinds ``a`` and ``b``: the same rule ``_column`` applies to
+    all of them at once, so a dataset's kinds can be merged a batch at a time."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    return "float" if {a, b} == {"int", "float"} else "text"
+
+
+def _column(values: list, kind: str | None = None) -> pa.Array:
+    """JSON values of one field across samples -> one typed column: all bools -> bool, all integers ->
+    int64, numbers -> float64, anything else (mixed) -> text with non-strings as JSON. ``kind`` (from
+    ``_merge`` over the whole dataset) overrides what these values alone would give."""
+    if kind is None:
+        for v in values:
+            kind = _merge(kind, _kind(v))
+    if kind == "bool":
         return pa.array(values, pa.bool_())
-    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+    if kind == "int":
         return pa.array(values, pa.int64())
-    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+    if kind == "float":
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
     return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
                     pa.string())
@@ -93,37 +134,40 @@ def _sample_row(f, shard: str, sample) -> dict:
     return row
 
 
-def _scan_rows(shard_files: list[Path | str]) -> tuple[list[dict], list[str]]:
-    """Rows of every sample in ``shard_files`` (paths, or URLs: each remote tar is fetched once to scan)."""
-    rows, errors = [], []
-    for shard in shard_files:
-        name = storage.basename(shard)
-        with storage.local_source(shard) as local:
-            scan = scan_tar(local)
-            with open(local, "rb") as f:
-                shard_rows = [_sample_row(f, name, s) for s in scan.samples]
-        for row, sample in zip(shard_rows, scan.samples):
-            if sample.error:  # a refused, repeated or truncated member: pinned on its own sample by the scan
-                row["_status"], row["_reason"] = "failed", sample.error[:500]
+def _shard_rows(shard: Path | str) -> Iterator[list[dict]]:
+    """The rows of one tar's samples, ``BATCH_ROWS`` at a time (a remote tar is fetched once to scan)."""
+    name = storage.basename(shard)
+    with storage.local_source(shard) as local:
+        scan = scan_tar(local)
         if scan.error:
-            errors.append(f"{name}: {scan.error}")
             log.warning("%s: %s", name, scan.error)
-            if shard_rows and not scan.samples[-1].error:  # the tar broke off after it: it may lack members
-                shard_rows[-1]["_status"], shard_rows[-1]["_reason"] = "failed", f"shard error: {scan.error}"
-        rows.extend(shard_rows)
-    return rows, errors
+        with open(local, "rb") as f:
+            for lo in range(0, len(scan.samples), BATCH_ROWS):
+                samples = scan.samples[lo:lo + BATCH_ROWS]
+                rows = [_sample_row(f, name, s) for s in samples]
+                for row, sample in zip(rows, samples):
+                    if sample.error:  # a refused, repeated or truncated member: pinned on its own sample by the scan
+                        row["_status"], row["_reason"] = "failed", sample.error[:500]
+                last = lo + BATCH_ROWS >= len(scan.samples)
+                if last and scan.error and not samples[-1].error:  # the tar broke off after it: it may lack members
+                    rows[-1]["_status"], rows[-1]["_reason"] = "failed", f"shard error: {scan.error}"
+                yield rows
 
 
-def _rows_to_table(rows: list[dict]) -> pa.Table:
-    json_keys: list[str] = []
-    for r in rows:
-        json_keys.extend(k for k in r["_json"] if k not in json_keys)
+def _rows_to_table(rows: list[dict], json_keys: list[str] | None = None,
+                   kinds: dict[str, str | None] | None = None) -> pa.Table:
+    """Rows -> the index's columns before the join. ``json_keys``/``kinds``: the JSON fields of the whole
+    dataset in first-seen order and their kinds, so every batch gets the same columns and types."""
+    if json_keys is None:
+        json_keys = []
+        for r in rows:
+            json_keys.extend(k for k in r["_json"] if k not in json_keys)
+    kinds = kinds or {}
     cols = {}
-    for name in ["key", "shard", "kind", "has_caption", "caption_versions"] + [
-            f"{member_column(e)}_{s}" for e in INDEXED_EXTS for s in ("offset", "size")]:
+    for name in _BASE:  # typed alike in every batch (an all-null offset column is cast below)
         cols[name] = _column([r[name] for r in rows]) if rows else pa.array([], pa.string())
     for k in json_keys:
-        cols[k] = _column([r["_json"].get(k) for r in rows])
+        cols[k] = _column([r["_json"].get(k) for r in rows], kinds.get(k))
     cols["_status"] = pa.array([r["_status"] for r in rows], pa.string())
     cols["_reason"] = pa.array([r["_reason"] for r in rows], pa.string())
     table = pa.table(cols)
@@ -139,51 +183,200 @@ def _rows_to_table(rows: list[dict]) -> pa.Table:
     return table
 
 
-def _join_clips(table: pa.Table, clips: pa.Table) -> pa.Table:
-    """Left-join clips.parquet; clips columns win where both have a value.
+# ---------------------------------------------------------------------------------------------- streaming
+# The index is built in three passes over bounded batches, so the process holds one batch of rows, not the
+# dataset (issue 16): 1. scan the tars into a scratch file (each sample's JSON fields kept as JSON text,
+# their kinds merged), 2. type each batch with the dataset's kinds (and learn which JSON columns clips.parquet
+# can coalesce into, and which clip ids repeat), 3. join clips.parquet, decide statuses and buckets, and
+# write index.parquet a row group per batch. What stays whole: 16 bytes per clips.parquet row (a sorted
+# 64-bit hash of its join key and its row number) and 8 bytes per sample (its clip id's hash) while the
+# repeated ids are found.
+
+class _Scan:
+    """Pass 1's result: the scratch file of raw rows, the JSON fields in first-seen order and their kinds."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.json_keys: dict[str, str | None] = {}   # insertion order = first seen
+        self.rows = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, rows: list[dict]) -> None:
+        for r in rows:
+            for k, v in r["_json"].items():
+                self.json_keys[k] = _merge(self.json_keys.get(k), _kind(v))
+        cols = {name: pa.array([r[name] for r in rows], _SCAN_SCHEMA.field(name).type) for name in _BASE}
+        cols["_status"] = pa.array([r["_status"] for r in rows], pa.string())
+        cols["_reason"] = pa.array([r["_reason"] for r in rows], pa.string())
+        # JSON text round-trips every value exactly (ints stay ints, 1.0 stays a float) and keeps key order
+        cols["_json"] = pa.array([json.dumps(r["_json"]) for r in rows], pa.string())
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(str(self.path), _SCAN_SCHEMA)
+        self.writer.write_table(pa.table(cols, schema=_SCAN_SCHEMA))
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def batches(self) -> Iterator[list[dict]]:
+        if not self.rows:
+            return
+        f = pq.ParquetFile(str(self.path))
+        for g in range(f.num_row_groups):
+            rows = f.read_row_group(g).to_pylist()
+            for r in rows:
+                r["_json"] = json.loads(r["_json"])
+            yield rows
+
+
+def _scan(shard_files: list[Path | str], path: Path) -> _Scan:
+    scan, buf = _Scan(path), []
+    try:
+        for shard in shard_files:
+            for rows in _shard_rows(shard):
+                buf.extend(rows)
+                if len(buf) >= BATCH_ROWS:
+                    scan.add(buf)
+                    buf = []
+        if buf:
+            scan.add(buf)
+    finally:
+        scan.close()
+    return scan
+
+
+def _hashes(values: Iterable) -> np.ndarray:
+    """Python's hash of each value (stable within this process, which is all the passes need)."""
+    return np.fromiter((hash(v) for v in values), np.int64)
+
+
+class _Clips:
+    """clips.parquet, looked up by join key without holding it: each row's key hash and row number, sorted
+    (16 bytes a row); the rows a batch needs are read a row group at a time (kept while the next batch
+    wants the same group: a built dataset's shards follow clips.parquet's order).
 
     The join is on ``clip_id``, or on (``shard``, ``key``) when clips.parquet has a ``key`` column
-    (imported shards, whose tar keys need not be unique across shards); then its clip_id wins too.
-    Done with ``take`` rather than a hash join so columns of any type (lists, binary) come along.
+    (imported shards, whose tar keys need not be unique across shards); then its clip_id wins too. A key
+    listed twice: the first row counts.
     """
-    by_member = "key" in clips.column_names and "shard" in clips.column_names
-    keys = ["shard", "key"] if by_member else ["clip_id"]
-    clips = clips.drop_columns([c for c in clips.column_names if c in OWN_COLUMNS and c not in keys])
-    first: dict[tuple, int] = {}
-    for i, k in enumerate(zip(*[clips[c].cast(pa.string()).to_pylist() for c in keys])):
-        first.setdefault(k, i)  # a clip listed twice: the first row counts
-    take = [first.get(k) for k in zip(*[table[c].to_pylist() for c in keys])]
-    matched = clips.drop_columns([c for c in keys if c != "clip_id"]).take(pa.array(take, pa.int64()))
+
+    def __init__(self, path: str | Path):
+        self.file = storage.open_file(path) if storage.is_remote(path) else None
+        self.pf = pq.ParquetFile(self.file if self.file is not None else storage.local_path(path))
+        names = self.pf.schema_arrow.names
+        self.by_member = "key" in names and "shard" in names
+        self.keys = ["shard", "key"] if self.by_member else ["clip_id"]
+        if "clip_id" not in names and not self.by_member:
+            raise ValueError(f"{path}: clips.parquet has no clip_id column (nor shard and key)")
+        # the columns the index takes: not the ones it owns, nor the member keys (clip_id does come along)
+        self.columns = [c for c in names if not (c in OWN_COLUMNS and c not in self.keys)
+                        and not (c in self.keys and c != "clip_id")]
+        self.types = {c: self.pf.schema_arrow.field(c).type for c in self.columns}
+        sizes = [self.pf.metadata.row_group(g).num_rows for g in range(self.pf.num_row_groups)]
+        self.starts = np.cumsum([0] + sizes)
+        h = np.concatenate([_hashes(self._key_tuples(self.pf.read_row_group(g, columns=self.keys)))
+                            for g in range(self.pf.num_row_groups)] or [np.zeros(0, np.int64)])
+        order = np.argsort(h, kind="stable")   # equal hashes stay in row order: the first row comes first
+        self.hash, self.row = h[order], order
+        del h, order
+        # hashes shared by several rows (a key listed twice, or two keys colliding): their exact keys
+        repeated = np.unique(self.hash[1:][self.hash[1:] == self.hash[:-1]])
+        self.repeated: dict[int, list[tuple[tuple, int]]] = {}
+        if repeated.size:
+            for g in range(self.pf.num_row_groups):
+                keys = self._key_tuples(self.pf.read_row_group(g, columns=self.keys))
+                hit = np.isin(_hashes(keys), repeated)
+                for i in np.flatnonzero(hit):
+                    self.repeated.setdefault(hash(keys[i]), []).append((keys[i], int(self.starts[g] + i)))
+        self._group: tuple[int, pa.Table] | None = None
+
+    def _key_tuples(self, t: pa.Table) -> list[tuple]:
+        return list(zip(*[t.column(c).cast(pa.string()).to_pylist() for c in self.keys]))
+
+    def _read(self, g: int) -> pa.Table:
+        if self._group is None or self._group[0] != g:
+            self._group = (g, self.pf.read_row_group(g, columns=self.columns + [c for c in self.keys
+                                                                                 if c not in self.columns]))
+        return self._group[1]
+
+    def match(self, table: pa.Table) -> tuple[pa.Table, list[bool]]:
+        """clips.parquet's row for each row of ``table`` (nulls where none) and whether there was one."""
+        keys = list(zip(*[table.column(c).to_pylist() for c in self.keys]))
+        h = _hashes(keys)
+        pos = np.minimum(np.searchsorted(self.hash, h), max(len(self.hash) - 1, 0))
+        found = (self.hash[pos] == h) if len(self.hash) else np.zeros(len(h), bool)
+        want = np.where(found, self.row[pos] if len(self.hash) else 0, -1)
+        for i in np.flatnonzero(found):
+            if int(h[i]) in self.repeated:
+                want[i] = next((r for k, r in self.repeated[int(h[i])] if k == keys[i]), -1)
+        rows = np.unique(want[want >= 0])
+        parts = []
+        for g in np.unique(np.searchsorted(self.starts, rows, side="right") - 1):
+            local = rows[(rows >= self.starts[g]) & (rows < self.starts[g + 1])] - self.starts[g]
+            parts.append(self._read(int(g)).take(pa.array(local, pa.int64())))
+        fetched = (pa.concat_tables(parts) if parts else
+                   pa.schema([(c, self.pf.schema_arrow.field(c).type) for c in self.columns + [
+                       k for k in self.keys if k not in self.columns]]).empty_table())
+        at = {int(r): i for i, r in enumerate(rows)}
+        got = self._key_tuples(fetched)
+        take = []
+        for i, r in enumerate(want):
+            j = at.get(int(r)) if r >= 0 else None
+            take.append(j if j is not None and got[j] == keys[i] else None)  # a hash collision is no match
+        matched = fetched.select(self.columns).take(pa.array(take, pa.int64()))
+        return matched, [t is not None for t in take]
+
+    def close(self) -> None:
+        self._group = None
+        if self.file is not None:
+            self.file.close()
+
+
+def _merge_clips(table: pa.Table, matched: pa.Table, in_clips: list[bool], no_coalesce: set[str]) -> pa.Table:
+    """clips.parquet's columns onto ``table``; clips columns win where both have a value. ``no_coalesce``:
+    the index columns that cannot be cast to the clips column's type anywhere in the dataset (then the
+    clips column alone is taken, for every batch alike)."""
     out = table
     for name in matched.column_names:
         col = matched[name]
         if pa.types.is_null(col.type):
             continue
         if name in out.column_names:
-            try:
-                col = pc.coalesce(col, out[name].cast(col.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                pass  # types disagree: clips.parquet is authoritative
+            if name not in no_coalesce:
+                try:
+                    col = pc.coalesce(col, out[name].cast(col.type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    pass  # types disagree: clips.parquet is authoritative
             out = out.set_column(out.column_names.index(name), name, col)
         else:
             out = out.append_column(name, col)
-    return out.append_column("_in_clips", pa.array([t is not None for t in take], pa.bool_()))
+    return out.append_column("_in_clips", pa.array(in_clips, pa.bool_()))
 
 
-def _finish_status(table: pa.Table, has_clips: bool) -> pa.Table:
+def _finish_status(table: pa.Table, has_clips: bool, repeated: np.ndarray | None = None,
+                   seen: dict[str, str] | None = None) -> pa.Table:
+    """Each row's final status and reason. A clip id seen before (in scan order) is a duplicate:
+    ``repeated`` holds the hashes of the ids that occur more than once in the dataset, and ``seen`` (kept
+    across batches) where each of those was first, so only repeated ids are remembered."""
     n = table.num_rows
     status = table["status"].to_pylist() if "status" in table.column_names else ["ok"] * n
     reason = table["reason"].to_pylist() if "reason" in table.column_names else [None] * n
     in_clips = table["_in_clips"].to_pylist() if "_in_clips" in table.column_names else [True] * n
     own_s, own_r = table["_status"].to_pylist(), table["_reason"].to_pylist()
-    seen: dict[str, str] = {}
-    for i, (cid, shard) in enumerate(zip(table["clip_id"].to_pylist(), table["shard"].to_pylist())):
+    ids = table["clip_id"].to_pylist()
+    maybe = np.isin(_hashes(ids), repeated) if repeated is not None else np.ones(n, bool)
+    seen = {} if seen is None else seen
+    for i, (cid, shard) in enumerate(zip(ids, table["shard"].to_pylist())):
         if own_s[i] != "ok":  # the shard itself is broken for this sample
             status[i], reason[i] = own_s[i], own_r[i]
         elif has_clips and not in_clips[i]:
             status[i], reason[i] = "filtered", "not in clips.parquet"
         elif status[i] is None:
             status[i] = "ok"
+        if not maybe[i]:  # the only row with this id
+            continue
         if cid in seen and status[i] == "ok":
             status[i], reason[i] = "filtered", f"duplicate clip_id (first in {seen[cid]})"
         seen.setdefault(cid, shard)
@@ -199,38 +392,103 @@ def assign_buckets(table: pa.Table, buckets: BucketTable) -> pa.Array:
         col("kind"), col("width"), col("height"), col("num_frames"), col("fps"))], pa.string())
 
 
+def _index_meta(buckets: BucketTable, meta: dict | None = None) -> dict:
+    meta = dict(meta or {})
+    meta.update({b"reelforge.format": INDEX_FORMAT_ID.encode(), b"reelforge.buckets": json.dumps(buckets.to_dict()).encode()})
+    return meta
+
+
 def write_index(table: pa.Table, path: str | Path, buckets: BucketTable) -> Path:
     """Write atomically with the format id and bucket table in the parquet metadata."""
-    meta = dict(table.schema.metadata or {})
-    meta.update({b"reelforge.format": INDEX_FORMAT_ID.encode(), b"reelforge.buckets": json.dumps(buckets.to_dict()).encode()})
     with storage.staged_write(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
+        pq.write_table(table.replace_schema_metadata(_index_meta(buckets, table.schema.metadata)), tmp)
     return storage.as_path_or_url(path)
 
 
 def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> Path | str:
     """Scan ``DIR/shards/*.tar`` + join ``DIR/clips.parquet`` (when present) -> ``DIR/index.parquet``.
 
-    Every sample found in a tar gets a row. ``status`` is "failed" for samples the shard cannot serve
-    (bad JSON, no media member, truncated tar), otherwise clips.parquet's status ("filtered" for samples
-    not listed there), or "ok" when there is no clips.parquet (imported shards).
+    Every sample found in a tar gets a row, in tar order. ``status`` is "failed" for samples the shard
+    cannot serve (bad JSON, no media member, truncated tar), otherwise clips.parquet's status ("filtered"
+    for samples not listed there), or "ok" when there is no clips.parquet (imported shards).
+
+    Streamed (see above): index.parquet is written a row group of ``BATCH_ROWS`` samples at a time, through
+    a temporary file committed when complete, with the same columns, types and rows as one table of the
+    whole dataset would have.
     """
     root = str(dataset_dir)
     buckets = buckets or BucketTable()
     shard_files = storage.glob(storage.join(root, SHARDS_SUBDIR, "*.tar"))
     if not shard_files:
         raise FileNotFoundError(f"no shards under {storage.join(root, SHARDS_SUBDIR)}")
-    rows, _ = _scan_rows(shard_files)
-    table = _rows_to_table(rows)
     clips_path = storage.join(root, CLIPS_FILE)
     has_clips = storage.exists(clips_path)
-    if has_clips:
-        table = _join_clips(table, storage.read_parquet(clips_path))
-    table = _finish_status(table, has_clips)
-    table = table.append_column("bucket", assign_buckets(table, buckets))
-    front = ["clip_id", "key", "shard", "kind", "status", "reason", "bucket"]
-    table = table.select(front + [c for c in table.column_names if c not in front])
-    return write_index(table, storage.join(root, INDEX_FILE), buckets)
+    scratch = Path(tempfile.mkdtemp(prefix="reelforge-index-"))
+    clips = None
+    try:
+        scan = _scan(shard_files, scratch / "scan.parquet")                                   # pass 1
+        clips = _Clips(clips_path) if has_clips else None
+        keys, kinds = list(scan.json_keys), scan.json_keys
+        typed, no_coalesce, ids = scratch / "typed.parquet", set(), []
+        writer = None
+        try:
+            for rows in scan.batches():                                                      # pass 2
+                t = _rows_to_table(rows, keys, kinds)
+                del rows
+                if writer is None:
+                    writer = pq.ParquetWriter(str(typed), t.schema)
+                writer.write_table(t)
+                ids.append(_hashes(t["clip_id"].to_pylist()))
+                for name, typ in (clips.types.items() if clips else ()):
+                    if name in t.column_names and name not in no_coalesce and not pa.types.is_null(typ):
+                        try:
+                            t[name].cast(typ)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                            no_coalesce.add(name)   # as one table: clips.parquet's column alone, everywhere
+        finally:
+            if writer is not None:
+                writer.close()
+        def joined(t: pa.Table) -> pa.Table:
+            return _merge_clips(t, *clips.match(t), no_coalesce) if clips is not None else t
+
+        def typed_batches() -> Iterator[pa.Table]:
+            if not scan.rows:  # no sample at all: the empty table (typed as one table of no rows is)
+                yield _rows_to_table([])
+                return
+            f = pq.ParquetFile(str(typed))
+            for g in range(f.num_row_groups):
+                yield f.read_row_group(g)
+
+        if clips is not None and "clip_id" in clips.types and (
+                clips.by_member or clips.types["clip_id"] != pa.string()):
+            # clips.parquet's clip_id wins (or changes type): the ids that repeat are the joined ones
+            ids = [_hashes(joined(t)["clip_id"].to_pylist()) for t in typed_batches()]
+        h = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+        del ids
+        repeated = np.unique(h[1:][h[1:] == h[:-1]])
+        del h
+        seen: dict[str, str] = {}
+        path = storage.join(root, INDEX_FILE)
+        with storage.staged_write(path) as tmp:
+            out = None
+            try:
+                for t in typed_batches():                                                    # pass 3
+                    t = _finish_status(joined(t), has_clips, repeated, seen)
+                    t = t.append_column("bucket", assign_buckets(t, buckets))
+                    t = t.select(_FRONT + [c for c in t.column_names if c not in _FRONT])
+                    if out is None:
+                        out = pq.ParquetWriter(tmp, t.schema.with_metadata(_index_meta(buckets)))
+                    elif not t.schema.equals(out.schema):
+                        t = t.cast(out.schema)  # the same types by construction; a cast, were one to drift
+                    out.write_table(t)
+            finally:
+                if out is not None:
+                    out.close()
+        return storage.as_path_or_url(path)
+    finally:
+        if clips is not None:
+            clips.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def read_index(index_path: str | Path) -> pa.Table:
