@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from reelforge import storage
+from reelforge.curate import malloc
 from reelforge.curate.manifest import BULK_COLUMNS, CONTENT_KEY_LEN, ContentWork
 from reelforge.curate.runner import StageError
 from reelforge.curate.stage import DATA_ERRORS, Resources, rows_to_batch
@@ -183,6 +184,7 @@ class VideoGroupTask:
                     row.update({k: prior.get(k) for k in vt.split_outputs})
                 else:
                     row = vt._one(vt.split, row)
+                    malloc.release()  # the shot detector's thumbnails and decoder pools are gone
             row["clip_spans"] = spans_of(row)
             if row.get("status") == "ok":
                 work = vt._content(row)
@@ -227,3 +229,6 @@ class VideoGroupTask:
                 elif time.time() - state["last"] > self.shards.max_open_seconds:
                     if writer.flush() is None:  # rows without media are committed on time too
                         commit(None)
+            # this batch's decoders, encoders, frames and mp4 bytes are freed: give their pages back (a group
+            # runs up to max_videos videos in one worker, so what one batch leaves in glibc's heaps adds up)
+            malloc.release()

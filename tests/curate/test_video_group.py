@@ -123,3 +123,17 @@ def test_grouping_never_leaves_a_slot_idle(tmp_path):
     assert sizes(6, 3) == [2, 2, 2]     # six videos, three slots: three tasks, not one
     assert sizes(6, 8) == [1] * 6       # more slots than videos: one video a task
     assert sizes(6, 1) == [6]           # one slot: one group (max_videos 32)
+
+
+def test_a_group_gives_freed_heap_back_after_each_split_and_clip_batch(videos, tmp_path, monkeypatch):
+    """A group runs up to max_videos videos in one worker: like the single-video task it returns freed
+    heap pages after each shot split and each clip batch (curate/malloc.py), not once at the end."""
+    from reelforge.curate import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "release", lambda: calls.append(1))
+    task = _task(tmp_path / "ds")
+    got = task(_item(videos))
+    assert got[STATS]["written"] == 6
+    # 3 splits + at least one clip batch per video (2 clips each, batch 4: one batch a video)
+    assert len(calls) == 3 + 3
