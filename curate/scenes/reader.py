@@ -246,9 +246,21 @@ class FastReader:
             self.decode_gaps(packets, wanted)
 
     def decode_gaps(self, packets: list, wanted: set[int]) -> None:
-        """Decode ``packets`` from the keyframe up to the last one in ``wanted``, keeping those."""
-        last = max(i for i, p in enumerate(packets) if p.pts in wanted)
-        self._decode(packets[:last + 1], wanted, self.coarse_skip)
+        """Decode ``packets`` from the last keyframe before the first one in ``wanted`` up to the
+        last one in ``wanted``, keeping those.
+
+        Not from the chunk's first keyframe: a chunk holds several GOPs where they are short
+        (scene-cut keyframes), and what a refinement wants is mostly near a cut at the chunk's end,
+        so the P chain of the GOPs before it was decoded again for nothing (BENCHMARKS.md, issue
+        12). A later keyframe is taken only when no wanted frame is shown before it (an open GOP's
+        leading frames need the GOP before): decoding from it is then what the reader does at
+        every chunk start."""
+        idx = [i for i, p in enumerate(packets) if p.pts in wanted]
+        first, last = idx[0], idx[-1]
+        shown = min(wanted)
+        start = max((i for i in range(first + 1) if packets[i].is_keyframe and packets[i].pts <= shown),
+                    default=0)
+        self._decode(packets[start:last + 1], wanted, self.coarse_skip)
         if any(p not in self.thumbs for p in wanted):
             raise FastPathUnsupported  # e.g. open-GOP leading frames that need the previous chunk
 
