@@ -30,7 +30,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,7 @@ from reelforge.shards import publish as publishing
 
 # clip rows decided, published and written per step: the finish's working set (a few MB of rows)
 CHUNK_ROWS = 1024
+VIDEO_CHUNK = 1024   # video rows read back, marked and written per step
 SCRATCH = "finish.tmp"   # under _work for a local output (a disk sized for the dataset, not /tmp)
 CLIPS_FILE = "clips.parquet"
 NEAR_COLUMNS = {"near_dup_of": pa.string(), "near_dup_hamming": pa.float64(), "near_dup_overlap": pa.float64()}
@@ -65,17 +66,43 @@ def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
     from the inputs makes the copy the original next time.
     """
     first: dict[str, str] = {}
-    out = []
-    for v in sorted(videos, key=lambda v: v["path"]):
-        sha = v.get("sha256")
-        if v.get("status") == "ok" and sha:
-            if sha in first:
-                v = dict(v, status="filtered", duplicate_of=first[sha],
-                         reason=f"duplicate: same bytes as {first[sha]} (sha256 {sha[:16]}...)")
-            else:
-                first[sha] = v["path"]
-        out.append(v)
-    return out
+    return [_mark_duplicate(v, first) for v in sorted(videos, key=lambda v: v["path"])]
+
+
+def _mark_duplicate(v: dict, first: dict[str, str]) -> dict:
+    """``mark_exact_duplicates`` on one row, rows coming in path order; ``first``: sha256 -> original path."""
+    sha = v.get("sha256")
+    if v.get("status") == "ok" and sha:
+        if sha in first:
+            return dict(v, status="filtered", duplicate_of=first[sha],
+                        reason=f"duplicate: same bytes as {first[sha]} (sha256 {sha[:16]}...)")
+        first[sha] = v["path"]
+    return v
+
+
+class Videos:
+    """The current video rows, read back from the manifest's parts a chunk at a time in path order, exact
+    copies marked as ``mark_exact_duplicates`` does; iterable again (the finish reads them twice).
+
+    Held for the whole finish: each current path and where its row lives (``Manifest.video_places``,
+    ~250 bytes a video), and while iterating, each original's sha256 (~200 bytes an ``ok`` video); the
+    rows themselves (~7 KB a video as dicts) only ``VIDEO_CHUNK`` at a time.
+    """
+
+    def __init__(self, manifest: Manifest, current: set[str] | None = None):
+        self.manifest = manifest
+        self.parts, self.places = manifest.video_places(current)
+        self.paths = sorted(self.places)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[dict]:
+        first: dict[str, str] = {}
+        for lo in range(0, len(self.paths), VIDEO_CHUNK):
+            places = [self.places[p] for p in self.paths[lo:lo + VIDEO_CHUNK]]
+            for v in self.manifest.read_videos(self.parts, places):
+                yield _mark_duplicate(v, first)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -399,9 +426,12 @@ class Totals:
                 self.cpu[name] = self.cpu.get(name, 0.0) + float(_floats(table, name).sum())
 
 
-def decide_and_publish(out, cfg, manifest: Manifest, videos: list[dict]) -> tuple[Totals, publishing.PublishResult]:
-    """Steps 1-3 for the current ``videos`` (sorted by path, exact copies marked): writes embeddings.parquet,
-    signatures.parquet, DIR/shards and clips.parquet; returns the counts and the publish's result."""
+def decide_and_publish(out, cfg, manifest: Manifest, videos: Iterable[dict], check=lambda: None
+                       ) -> tuple[Totals, publishing.PublishResult]:
+    """Steps 1-3 for the current ``videos`` (sorted by path, exact copies marked: ``Videos``): writes
+    embeddings.parquet, signatures.parquet, DIR/shards and clips.parquet; returns the counts and the
+    publish's result. ``check`` runs before the side tables are committed and before the publish (it
+    raises to stop: the output lock lost)."""
     filters = cfg.curate.filters
     remote = storage.is_remote(out)
     scratch = Path(tempfile.mkdtemp(prefix="reelforge-finish-")) if remote else Path(storage.join(manifest.work, SCRATCH))
@@ -419,6 +449,7 @@ def decide_and_publish(out, cfg, manifest: Manifest, videos: list[dict]) -> tupl
         finally:
             tables.close()
         del captions
+        check()
         for name, n in (("embeddings", d.embeddings), ("signatures", d.signatures)):
             if n:  # read again by every decision: a refilter, the report, `reelforge dedup`
                 storage.commit_file(side[name], storage.join(out, f"{name}.parquet"))
@@ -446,12 +477,13 @@ def decide_and_publish(out, cfg, manifest: Manifest, videos: list[dict]) -> tupl
         same = publishing.unchanged(out, manifest.work, digest)
         if same is not None:
             try:
-                return _write(out, final(), schema, publishing.RecordedClips(manifest.work, same), same)
+                return _write(out, final(), schema, publishing.RecordedClips(manifest.work, same), same,
+                              check=check)
             except publishing.RecordMismatch:
                 pass  # the record's clip table was edited by hand: publish again
         pub = publishing.Publication(out, manifest.work_shards, cfg.shards, manifest.work)
         try:
-            return _write(out, final(), schema, pub, None, digest)
+            return _write(out, final(), schema, pub, None, digest, check)
         except BaseException:
             pub.abort()
             raise
@@ -460,7 +492,7 @@ def decide_and_publish(out, cfg, manifest: Manifest, videos: list[dict]) -> tupl
 
 
 def _write(out, final, schema: pa.Schema, placer, same: publishing.PublishResult | None,
-           digest: str | None = None) -> tuple[Totals, publishing.PublishResult]:
+           digest: str | None = None, check=lambda: None) -> tuple[Totals, publishing.PublishResult]:
     """Step 3's second read: each chunk's kept clips published (or found in the record), its rows written
     to clips.parquet as one row group. clips.parquet appears after the shards it names."""
     totals = Totals()
@@ -485,22 +517,88 @@ def _write(out, final, schema: pa.Schema, placer, same: publishing.PublishResult
                 totals.add(t)
         finally:
             writer.close()
+        check()  # the last moment before DIR/shards and clips.parquet are replaced
         result = same if same is not None else placer.commit(digest)
     return totals, result
 
 
+def video_row(v: dict, totals: Totals) -> dict:
+    """videos.parquet's row of one video: its clip counts; an ``ok`` video without a clip is ``filtered``
+    with why."""
+    v = {k: val for k, val in v.items() if k != "clip_spans"}
+    v["num_clips"] = totals.per_video.get(v["path"], 0)
+    v["num_clips_ok"] = totals.kept.get(v["path"], 0)
+    if v["status"] == "ok" and v["num_clips"] == 0:
+        # decodable, but every frame lies in a transition or a cut margin: nothing to train on
+        v["status"] = "filtered"
+        v["reason"] = (f"split: no shot outside transitions and cut margins "
+                       f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
+    return v
+
+
 def video_rows(videos: list[dict], totals: Totals) -> list[dict]:
-    """videos.parquet's rows: each video with its clip counts; an ``ok`` video without a clip is
-    ``filtered`` with why."""
-    vrows = []
-    for v in videos:
-        v = {k: val for k, val in v.items() if k != "clip_spans"}
-        v["num_clips"] = totals.per_video.get(v["path"], 0)
-        v["num_clips_ok"] = totals.kept.get(v["path"], 0)
-        if v["status"] == "ok" and v["num_clips"] == 0:
-            # decodable, but every frame lies in a transition or a cut margin: nothing to train on
-            v["status"] = "filtered"
-            v["reason"] = (f"split: no shot outside transitions and cut margins "
-                           f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
-        vrows.append(v)
-    return vrows
+    """videos.parquet's rows (``video_row`` of each)."""
+    return [video_row(v, totals) for v in videos]
+
+
+@dataclass
+class VideoCounts:
+    """What the summary says about the videos, counted as videos.parquet is written."""
+    inputs: int = 0
+    ok: int = 0
+    filtered: int = 0      # no usable shot (exact copies apart)
+    duplicate: int = 0
+    failed: int = 0
+    failed_by_reason: Counter = field(default_factory=Counter)
+    source_seconds: float = 0.0
+    cpu: dict = field(default_factory=dict)   # cpu_s_<stage> of the video stages, summed
+
+    def add(self, v: dict) -> None:
+        self.inputs += 1
+        status = v["status"]
+        self.ok += status == "ok"
+        self.filtered += status == "filtered" and not v.get("duplicate_of")
+        self.duplicate += bool(v.get("duplicate_of"))
+        if status == "failed":
+            # group failures by what went wrong, not by which file: the path is replaced in the reason
+            self.failed += 1
+            self.failed_by_reason[(v["reason"] or "").replace(v["path"], "<file>")[:90]] += 1
+        if status == "ok":
+            self.source_seconds += float(v.get("duration_s") or 0)
+        for k, val in v.items():
+            if k.startswith(CPU_PREFIX):
+                self.cpu[k] = self.cpu.get(k, 0.0) + float(val or 0.0)
+
+
+def write_videos(path, videos: Iterable[dict], totals: Totals) -> VideoCounts:
+    """videos.parquet from ``videos`` (``video_row`` of each), ``VIDEO_CHUNK`` rows a row group, committed
+    when complete; returns the counts. Chunks are spilled first, so every row group gets the one schema
+    of all of them (as ``unify`` makes it for clips.parquet)."""
+    counts = VideoCounts()
+    scratch = Path(tempfile.mkdtemp(prefix="reelforge-videos-"))
+    try:
+        spilled, schemas, buf = [], [], []
+
+        def spill():
+            t = rows_to_table(buf)
+            spilled.append(scratch / f"videos-{len(spilled):06d}.parquet")
+            pq.write_table(t, spilled[-1])
+            schemas.append(t.schema)
+            buf.clear()
+
+        for v in videos:
+            v = video_row(v, totals)
+            counts.add(v)
+            buf.append(v)
+            if len(buf) >= VIDEO_CHUNK:
+                spill()
+        if buf or not spilled:
+            spill()
+        schema = unify(schemas)
+        with storage.staged_write(path) as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for p in spilled:
+                    writer.write_table(conform(pq.read_table(p), schema))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return counts

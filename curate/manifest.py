@@ -168,11 +168,40 @@ class Manifest:
 
     # ---- videos ----------------------------------------------------------------------------------
     def load_videos(self) -> dict[str, dict]:
-        """path -> its latest saved row."""
+        """path -> its latest saved row, every row in memory (~7 KB a video as dicts): for small jobs and
+        tools. The build reads them through :meth:`video_places` and :meth:`read_videos`."""
         rows: dict[str, dict] = {}
         for part in self._glob(self.videos_dir, "part-*.parquet"):  # sorted: later parts win
             for r in storage.read_parquet(part).to_pylist():
                 rows[r["path"]] = r
+        return rows
+
+    def video_places(self, current: set[str] | None = None, columns: tuple[str, ...] = ()
+                     ) -> tuple[list, dict[str, tuple]]:
+        """Where each path's latest saved row lives, without reading the rows: the parts, and path ->
+        (part number, row number, *the values of ``columns``), for the ``current`` paths only when given.
+        Reads the ``path`` column (and ``columns``) of each part: ~250 bytes held a video, not its row."""
+        parts = self._glob(self.videos_dir, "part-*.parquet")  # sorted: later parts win
+        places: dict[str, tuple] = {}
+        for i, part in enumerate(parts):
+            names = set(storage.read_parquet_schema(part).names)
+            t = storage.read_parquet(part, columns=["path"] + [c for c in columns if c in names])
+            cols = [t.column(c).to_pylist() if c in names else [None] * t.num_rows for c in columns]
+            for j, path in enumerate(t.column("path").to_pylist()):
+                if current is None or path in current:
+                    places[path] = (i, j, *(c[j] for c in cols))
+        return parts, places
+
+    def read_videos(self, parts: list, places: list[tuple]) -> list[dict]:
+        """The saved rows at ``places`` (from :meth:`video_places`), in that order; each part read once."""
+        want: dict[int, list[int]] = {}
+        for k, (part, row, *_) in enumerate(places):
+            want.setdefault(part, []).append(k)
+        rows: list[dict | None] = [None] * len(places)
+        for part, ks in want.items():
+            t = storage.read_parquet(parts[part]).take(pa.array([places[k][1] for k in ks], pa.int64()))
+            for k, r in zip(ks, t.to_pylist()):
+                rows[k] = r
         return rows
 
     def save_videos(self, rows: list[dict]) -> None:

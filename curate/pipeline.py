@@ -37,7 +37,7 @@ from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
 from reelforge.curate.discover import DiscoverConfig, discover_inputs
 from reelforge.curate.filters import FiltersConfig
-from reelforge.curate.finish import decide_and_publish, mark_exact_duplicates, video_rows  # noqa: F401
+from reelforge.curate.finish import Videos, decide_and_publish, mark_exact_duplicates, video_rows, write_videos  # noqa: F401
 from reelforge.curate.manifest import Manifest, rows_to_table, write_parquet_atomic
 from reelforge.curate.runner import StageSpec, missing_rows, run_tasks, task_slots
 from reelforge.curate.scenes import SceneConfig
@@ -91,7 +91,7 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
     storage.check_output_url(out_dir)  # an output that cannot work: one line, before any input is read
     out = storage.as_path_or_url(out_dir)
     check_columns(cfg.curate)
-    with OutputLock(out):  # first: a second build stops at once, before listing a large input
+    with OutputLock(out) as lock:  # first: a second build stops at once, before listing a large input
         found = discover_inputs(inputs, cfg.curate.discover)  # input files + named entries skipped, with why
         paths = found.paths
         publishing.recover(out)
@@ -102,19 +102,19 @@ def run_build(inputs: list[str], out_dir: str | Path, cfg: BuildConfig, refresh:
         counts = _build_phase(manifest, paths, cfg, refresh, found.skipped)
         t_build = time.time()
         # the final tables are a dataset-wide decision: read back from storage, not kept from the tasks
-        current = set(paths) | {s["path"] for s in found.skipped}
-        videos = [v for p, v in manifest.load_videos().items() if p in current]
-        summary = finish(out, cfg, manifest, videos)
+        videos = Videos(manifest, set(paths) | {s["path"] for s in found.skipped})
+        summary = finish(out, cfg, manifest, videos, lock.check)
         if cfg.recaption.enabled:  # kept clips get captions; their caption_match scores re-decide the statuses
             from reelforge.recaption.build import caption_build
             recaption = caption_build(out, cfg.recaption, cfg.curate.filters.caption_match, cfg.ray)
             if recaption["caption_match"]["scored"]:
-                summary = finish(out, cfg, manifest, videos)
+                summary = finish(out, cfg, manifest, videos, lock.check)
             summary["recaption"] = recaption
         summary["phase_s"] = {"build": round(t_build - t0, 2), "finish": round(time.time() - t_build, 2)}
         summary["build_tasks"] = counts
         summary["wall_s"] = round(time.time() - t0, 2)
         summary["source_seconds_per_s"] = round(summary["source_seconds"] / max(summary["wall_s"], 1e-9), 3)
+        lock.check()
         write_outputs(out, cfg, summary)
     return summary
 
@@ -132,7 +132,7 @@ def run_refilter(out_dir: str | Path, cfg: BuildConfig) -> dict:
     check_columns(cfg.curate)
     if not storage.isdir(out):
         raise FileNotFoundError(f"no dataset at {out}")
-    with OutputLock(out):
+    with OutputLock(out) as lock:
         publishing.recover(out)
         state = buildstate.load_state(storage.join(out, "_work"))
         if state is None:
@@ -147,12 +147,13 @@ def run_refilter(out_dir: str | Path, cfg: BuildConfig) -> dict:
                 f"{buildstate.describe_changes(changes)}. Run `reelforge build CONFIG --input ... --output {out} "
                 f"--rebuild` to redo that work")
         manifest = Manifest(out)
-        summary = finish(out, cfg, manifest, list(manifest.load_videos().values()))
+        summary = finish(out, cfg, manifest, Videos(manifest), lock.check)
         previous = _read_summary(out)
         for key in ("phase_s", "wall_s", "source_seconds_per_s"):  # the build's timings still describe the build
             if key in previous:
                 summary[key] = previous[key]
         summary["refilter_s"] = round(time.time() - t0, 2)
+        lock.check()
         write_outputs(out, cfg, summary)
     return summary
 
@@ -201,17 +202,21 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
     so a resumed video is not probed or split again. ``skipped_inputs`` (named entries that are no input
     file: failed rows saying why) are saved with the others, so a refilter still lists them.
     """
-    known = {} if refresh else manifest.load_videos()
-    # a saved skip is re-decided by discover on every run (a broken link may have been fixed)
-    known = {p: r for p, r in known.items() if not str(r.get("reason") or "").startswith("discover:")}
+    # where each saved row is, with what deciding needs (not the rows: ~7 KB a video)
+    parts, known = ([], {}) if refresh else manifest.video_places(set(paths), ("status", "sha256", "reason"))
     removed = manifest.recover()  # before any task starts: no writer of an earlier run is alive
-    todo = []
+    todo, resume = [], []
     for p in paths:
-        row = known.get(p)
-        if row is None:
+        place = known.get(p)
+        # a saved skip is re-decided by discover on every run (a broken link may have been fixed)
+        if place is None or str(place[4] or "").startswith("discover:"):
             todo.append({"path": p, "status": "ok", "reason": ""})
-        elif row.get("status") == "ok" and row.get("sha256") and not manifest.is_complete(row["sha256"]):
-            todo.append(row)  # probed and split; some of its clips are not committed yet
+        elif place[2] == "ok" and place[3] and not manifest.is_complete(place[3]):
+            todo.append(None)  # probed and split; some of its clips are not committed yet: its row, below
+            resume.append((len(todo) - 1, place))
+    del known
+    for (i, _), row in zip(resume, manifest.read_videos(parts, [place for _, place in resume])):
+        todo[i] = row
     counts = Counter(videos=len(paths), todo=len(todo), resumed=sum("sha256" in t for t in todo),
                      uncommitted_removed=removed)
     # small inputs go several to a task, with one work shard series (curate/video_group.py)
@@ -261,31 +266,34 @@ def _save_videos(manifest: Manifest, rows: list[dict], counts: Counter) -> None:
                               counts["clips_written"]) from exc
 
 
-def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) -> dict:
+def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: Videos, check=lambda: None) -> dict:
     """Decide, publish and write every table from one decision; returns the summary (not yet written).
-    Streamed over the manifest's parts (``curate/finish.py``): the driver's memory does not grow with
-    the clips, only the near-duplicate search's signatures do."""
+    Streamed over the manifest's parts (``curate/finish.py``; the video rows too, ``Videos``) and the
+    shards (the index): the driver's memory does not grow with the clips, only the near-duplicate
+    search's signatures do (and a few hundred bytes a video: its path, where its row is).
+
+    ``check`` (the output lock's ``check``) runs before each step that replaces what readers see (the
+    side tables, the publish, videos.parquet, the index): a build whose lease on object storage was lost
+    stops there, before it overwrites another build's output, not at its next renewal."""
     from reelforge.shards.index import build_index
 
-    videos = mark_exact_duplicates(videos)
-    totals, published = decide_and_publish(out, cfg, manifest, videos)
-    vrows = video_rows(videos, totals)
-    write_parquet_atomic(rows_to_table(vrows), storage.join(out, "videos.parquet"))
+    totals, published = decide_and_publish(out, cfg, manifest, videos, check)
+    check()
+    counts = write_videos(storage.join(out, "videos.parquet"), videos, totals)
+    check()
     if published.shards:
         build_index(out)
     else:  # nothing kept: no stale index may keep serving the previous set
         storage.remove(storage.join(out, INDEX_FILE))
 
-    # group failures by what went wrong, not by which file: the path is replaced in the reason
-    failed = Counter((v["reason"] or "").replace(v["path"], "<file>")[:90] for v in vrows if v["status"] == "failed")
     work_tars = {n: b for n, b in storage.file_sizes(manifest.work_shards).items() if n.endswith(".tar")}
     return {
-        "inputs": len(vrows),
-        "videos_ok": sum(v["status"] == "ok" for v in vrows),
-        "videos_filtered": sum(v["status"] == "filtered" and not v.get("duplicate_of") for v in vrows),
-        "videos_duplicate": sum(bool(v.get("duplicate_of")) for v in vrows),
-        "videos_failed": sum(v["status"] == "failed" for v in vrows),
-        "failed_by_reason": dict(failed),
+        "inputs": counts.inputs,
+        "videos_ok": counts.ok,
+        "videos_filtered": counts.filtered,
+        "videos_duplicate": counts.duplicate,
+        "videos_failed": counts.failed,
+        "failed_by_reason": dict(counts.failed_by_reason),
         "clips": totals.clips,
         "clips_ok": totals.ok,
         "funnel": totals.funnel,
@@ -295,18 +303,17 @@ def finish(out: Path, cfg: BuildConfig, manifest: Manifest, videos: list[dict]) 
         "publish": {"seconds": published.seconds, "bytes": published.bytes, "unchanged": published.skipped},
         "work_shards": len(work_tars),
         "work_shard_bytes": sum(work_tars.values()),
-        "source_seconds": round(sum(float(v.get("duration_s") or 0) for v in vrows if v["status"] == "ok"), 3),
-        "cpu_s_per_clip": cpu_per_clip(vrows, totals.clips, totals.cpu),
+        "source_seconds": round(counts.source_seconds, 3),
+        "cpu_s_per_clip": cpu_per_clip(counts.cpu, totals.clips, totals.cpu),
     }
 
 
-def cpu_per_clip(videos: list[dict], clips: int, clip_cpu: dict[str, float]) -> dict[str, float]:
+def cpu_per_clip(video_cpu: dict[str, float], clips: int, clip_cpu: dict[str, float]) -> dict[str, float]:
     """Process CPU seconds per planned clip, by stage (``cpu_s_<stage>`` of each row: ``curate/stage.py``);
-    a video stage's seconds are spread over the ``clips`` of the whole build; ``clip_cpu``: the clip
-    rows' ``cpu_s_<stage>`` summed. Work reused from an earlier run counts with the seconds it took then."""
+    ``video_cpu``: the video rows' ``cpu_s_<stage>`` summed, spread over the ``clips`` of the whole build;
+    ``clip_cpu``: the clip rows' summed. Work reused from an earlier run counts with the seconds it took then."""
     n = max(clips, 1)
-    totals = {k: sum(float(r.get(k) or 0.0) for r in videos)
-              for k in sorted({k for r in videos for k in r if k.startswith(CPU_PREFIX)})}
+    totals = {k: video_cpu[k] for k in sorted(video_cpu)}
     totals.update({k: clip_cpu[k] for k in sorted(clip_cpu)})
     return {k[len(CPU_PREFIX):]: round(v / n, 4) for k, v in totals.items()}
 
