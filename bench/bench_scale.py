@@ -4,7 +4,7 @@ driver's peak RSS in the build phase (the video tasks) and in the finish (the da
 The claim it checks: the driver's memory does not grow with the number of clips, in the build phase
 (rows and media stay on the workers and in the manifest parts; the driver holds the tasks in flight and
 counts) and in the finish (streamed over the parts: ``curate/finish.py``). The finish's peak is reported
-apart, and the index it ends with (``shards/index.py``) apart again (``finish_index``).
+apart, and the index it ends with (``shards/index.py``) apart again (``index``).
 
     .venv/bin/python bench/bench_scale.py --n 1000 --n 10000 [--set ray.num_cpus=16]
     .venv/bin/python bench/bench_scale.py --n 1000 --refilter    # the finish alone, on out-1000 as built
@@ -16,9 +16,14 @@ this bench built, in a process that never started Ray: the finish's own memory, 
 of a real build in ``DIR`` are copied until there are N, each copy under a new content hash (its clip
 ids, rows, parts, work tars and their member names follow), with random frame-signature hashes and
 random embeddings (so no copy is a near-duplicate of another: the search does its full work and keeps
-every clip), then the finish runs on it as with ``--refilter``:
+every clip; the video rows saved in parts of 250, as a build's driver saves them a minute at a time), then
+the finish runs on it as with ``--refilter``:
 
     .venv/bin/python bench/bench_scale.py --clone-from /tmp/reelforge-bench-scale/out-1000 --n 10000
+    .venv/bin/python bench/bench_scale.py --refilter --republish --n 10000   # again; publish every clip anew
+
+An older checkout measured by the same bench (its modules first on ``PYTHONPATH``, run from outside the
+repository) is how BENCHMARKS.md compares code before and after a change on the same datasets.
 
 Each video is two 1.5-s shots with a hard cut (128x128, 12 fps, about 10 KB): two clips. Videos differ in
 seed, colours and motion, so no two are exact duplicates. The driver's RSS is sampled every 0.2 s by a
