@@ -43,7 +43,7 @@ _SCAN_SCHEMA = pa.schema([(c, pa.bool_() if c == "has_caption" else pa.int64() i
 _FRONT = ["clip_id", "key", "shard", "kind", "status", "reason", "bucket"]
 # samples per batch: the index build's working set, and one row group of index.parquet (read when called,
 # so a test can make it small)
-BATCH_ROWS = 4096
+BATCH_ROWS = 1024
 
 
 def resolve_index(path: str | Path) -> Path | str:
