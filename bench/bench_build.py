@@ -224,6 +224,14 @@ def report_run(video: Path, run: dict, tc) -> None:
     print(f"build / bare transcode of the transcoded spans, CPU: {run['cpu'] / max(base, 1e-9):.2f}x "
           f"(bar {BAR}x; the stages alone {run['stages'] / max(base, 1e-9):.2f}x; CPU that is no stage's "
           f"{run['cpu'] - run['stages']:.1f} s)")
+    # the ratio taken apart, in units of the bare transcode: what each stage adds, and the CPU that is no
+    # stage's by process kind (a task worker's own: imports, model loads, the clip plan, shard writes, Ray's
+    # core-worker threads outside a stage call); the parts sum to the build / bare ratio
+    parts = {k: t for per in run["stage_cpu"].values() for k, (t, _) in per.items() if t >= 0.005}
+    kinds = dict(run["kinds"])
+    kinds["task workers"] = kinds.get("task workers", 0.0) - run["stages"]
+    print("build / bare by part: " + ", ".join(f"{k} {v / max(base, 1e-9):.2f}" for k, v in
+                                               [*parts.items(), *((f"{k} (no stage)", v) for k, v in kinds.items())]))
     failed = [r["reason"] for r in clips if r["status"] == "failed"]
     if failed:
         print(f"failed clips: {len(failed)}: {sorted(set(failed))[:3]}")

@@ -161,13 +161,24 @@ class TextDetector:
         ``clips`` (N,) names the clip of each frame: a box read in one frame of a clip settles the boxes
         at the same place in its other frames (burnt-in text stays put; so does a rock in a still shot),
         so static text is read once per clip, not once per frame. None: every frame is its own clip."""
+        return self.confirm(frames, self.candidates(frames), clips)
+
+    def candidates(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(N, H, W, 3) uint8 RGB frames of one size -> per frame the boxes found at ``box_thresh``
+        ((n, 4, 2) float32 in frame pixels) and their scores, before any is read: the network's part."""
         h, w = frames.shape[1:3]
         probs = self.probability(frames)
         sy, sx = h / probs.shape[1], w / probs.shape[2]
-        found = []  # per frame: boxes in frame pixels, scores
+        found = []
         for prob in probs:
             boxes, scores = boxes_from_map(prob, **self.post)
             found.append((boxes * np.array([sx, sy], np.float32), scores))
+        return found
+
+    def confirm(self, frames: np.ndarray, found: list, clips: list | None = None) -> list[FrameText]:
+        """``candidates(frames)`` -> the text in each frame (boxes the reader confirms); ``clips`` as in
+        ``detect``."""
+        h, w = frames.shape[1:3]
         if self.reader is not None:
             found = self._confirm(frames, found, list(range(len(frames))) if clips is None else list(clips))
         return [frame_text(boxes, scores, h, w) for boxes, scores in found]

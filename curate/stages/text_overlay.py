@@ -74,6 +74,10 @@ class TextOverlayConfig:
     # overlays persist, misread texture flickers (see the module docstring). 1 = any single read box
     # counts (the rule before); a clip with fewer sampled frames needs text in all of them
     persist_frames: int = 2
+    # detect every other scored frame first (the 1st and 3rd of 4) and the others only in clips where
+    # those have a candidate box: most clips have none, and the network is the stage's cost. Off: text
+    # seen only between the screen frames is lost (a 1-s subtitle: 1 of 12 held-out drops; BENCHMARKS.md)
+    screen: bool = False
     prepass: bool = False          # hand-written detector as a gate: no stroke found -> skip the model
     model_path: str = ""           # empty: the PP-OCRv4 det file inside the rapidocr-onnxruntime wheel
     rec_model_path: str = ""       # empty: the PP-OCRv4 rec file inside the same wheel
@@ -197,6 +201,7 @@ class TextOverlayStage(Stage):
                                      device=self.cfg.device)
         self.skipped = 0  # clips the prepass let skip the model (the bench reads it)
         self.extra_frames = 0  # neighbour frames detected to check persistence (the bench reads it)
+        self.screened = 0  # clips whose other scored frames the screen let skip (the bench reads it)
 
     @classmethod
     def resources(cls, cfg: TextOverlayConfig | None = None) -> Resources:
@@ -237,7 +242,7 @@ class TextOverlayStage(Stage):
     def _score(self, todo: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, dict]:
         """Rows' (K frames, scored indices) -> their score columns: the scored frames of all rows through
         the detector together, then the neighbour frames of places seen too rarely, together."""
-        found = self._detect({i: pick for i, (_, pick) in todo.items()}, todo)
+        found = self._scored(todo)
         more: dict[int, list[int]] = {}  # row -> neighbour frames to look at
         for i, (frames, pick) in todo.items():
             need = min(self.cfg.persist_frames, len(frames))
@@ -253,19 +258,65 @@ class TextOverlayStage(Stage):
             out[i] = clip_scores(kept, found[i])
         return out
 
+    def _scored(self, todo: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, list]:
+        """Each row's FrameText on its scored frames. With ``screen``, every other scored frame (the 1st
+        and 3rd of 4) goes through the network first, and the rest only for rows with a candidate box in
+        one of those; a row without one scores its other frames as text-free (``screened`` counts them)."""
+        from reelforge.curate.text_detector import frame_text
+
+        picks = {i: pick for i, (_, pick) in todo.items()}
+        if not self.cfg.screen:
+            return self._detect(picks, todo)
+        first = self._candidates({i: pick[::2] for i, pick in picks.items()}, todo)
+        go = [i for i in picks if any(len(boxes) for boxes, _ in first[i])]
+        rest = self._candidates({i: picks[i][1::2] for i in go if len(picks[i]) > 1}, todo)
+        cands = {}
+        for i in go:  # every scored frame's candidates, in pick order: read together, as without screening
+            c: list = [None] * len(picks[i])
+            c[::2], c[1::2] = first[i], rest.get(i, [])
+            cands[i] = c
+        out = self._confirmed({i: picks[i] for i in go}, cands, todo)
+        for i in picks.keys() - set(go):
+            h, w = todo[i][0].shape[1:3]
+            out[i] = [frame_text(np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32), h, w)] * len(picks[i])
+        self.screened += len(picks) - len(go)
+        return out
+
     def _detect(self, which: dict[int, np.ndarray], todo: dict) -> dict[int, list]:
-        """{row: frame indices} -> {row: FrameText per frame}; one network call per frame size (clips of
-        one source share it), not one per clip."""
-        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i in which:
-            by_size[todo[i][0].shape[1:3]].append(i)
+        """{row: frame indices} -> {row: FrameText per frame}."""
+        return self._confirmed(which, self._candidates(which, todo), todo)
+
+    def _candidates(self, which: dict[int, np.ndarray], todo: dict) -> dict[int, list]:
+        """{row: frame indices} -> {row: (boxes, scores) per frame, before reading}; one network call per
+        frame size (clips of one source share it), not one per clip."""
         out = {}
-        for idx in by_size.values():
+        for idx in _by_size(which, todo):
             frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
-            found = self.detector.detect(frames, clips=[i for i in idx for _ in which[i]])
+            found = self.detector.candidates(frames)
             bounds = np.cumsum([0] + [len(which[i]) for i in idx])
             out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
         return out
+
+    def _confirmed(self, which: dict[int, np.ndarray], cands: dict[int, list], todo: dict) -> dict[int, list]:
+        """{row: frame indices}, their candidates -> {row: FrameText per frame}: the boxes of all rows of
+        one frame size read together (a box at the place of one read in the same clip takes its verdict)."""
+        out = {}
+        for idx in _by_size(which, todo):
+            frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
+            found = self.detector.confirm(frames, [c for i in idx for c in cands[i]],
+                                          clips=[i for i in idx for _ in which[i]])
+            bounds = np.cumsum([0] + [len(which[i]) for i in idx])
+            out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
+        return out
+
+
+def _by_size(which: dict[int, np.ndarray], todo: dict) -> list[list[int]]:
+    """The rows of ``which`` grouped by their frames' size (rows with no frame to look at left out)."""
+    by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, js in which.items():
+        if len(js):
+            by_size[todo[i][0].shape[1:3]].append(i)
+    return list(by_size.values())
 
 
 def _strokes_found(frames: np.ndarray) -> bool:

@@ -7,8 +7,8 @@ import pytest
 from filter_rows import make_row
 
 from reelforge.curate.stage import rows_to_batch
-from reelforge.curate.stages.text_overlay import (TextOverlayConfig, TextOverlayStage, neighbours, picked,
-                                                  places, same_place)
+from reelforge.curate.stages.text_overlay import (SCORES, TextOverlayConfig, TextOverlayStage, neighbours,
+                                                  picked, places, same_place)
 from reelforge.curate.text_detector import frame_text
 
 H, W, K = 90, 160, 8
@@ -25,19 +25,27 @@ class ScriptedDetector:
         self.script, self.shown = script, []
 
     def detect(self, frames, clips=None):
+        return self.confirm(frames, self.candidates(frames), clips)
+
+    def candidates(self, frames):
         out = []
         for f in frames:
             j = int(f[0, 0, 0])
             self.shown.append(j)
             boxes = np.array(self.script.get(j, []), np.float32).reshape(-1, 4, 2)
-            out.append(frame_text(boxes, np.full(len(boxes), 0.9, np.float32), *f.shape[:2]))
+            out.append((boxes, np.full(len(boxes), 0.9, np.float32)))
         return out
+
+    def confirm(self, frames, found, clips=None):
+        return [frame_text(boxes, scores, *f.shape[:2]) for f, (boxes, scores) in zip(frames, found)]
 
 
 def _stage(script, **cfg) -> TextOverlayStage:
+    """The stage on a scripted detector; the rule's tests look at every scored frame (``screen`` off),
+    the screen has its own tests below."""
     stage = TextOverlayStage.__new__(TextOverlayStage)  # no model files: the detector is scripted
-    stage.cfg, stage.detector = TextOverlayConfig(**cfg), ScriptedDetector(script)
-    stage.skipped = stage.extra_frames = 0
+    stage.cfg, stage.detector = TextOverlayConfig(**{"screen": False, **cfg}), ScriptedDetector(script)
+    stage.skipped = stage.extra_frames = stage.screened = 0
     return stage
 
 
@@ -112,12 +120,45 @@ def test_places_neighbours_and_picked():
         TextOverlayConfig(persist_frames=0)
 
 
+def test_the_screen_looks_at_the_other_scored_frames_only_where_a_candidate_box_is():
+    """screen: the 1st and 3rd scored frames (sampled 0 and 5 of 8) go first; a clip with no box in
+    them skips the 2nd and 4th and scores 0; one with a box is scored on every frame as without it."""
+    clean = _stage({}, screen=True)
+    row = _scores(clean)
+    assert clean.detector.shown == [0, 5] and clean.screened == 1
+    assert row["text_area"] == 0.0 and row["text_area_all"] == 0.0 and row["text_boxes"] == 0
+    area = frame_text(SUB[None], np.ones(1), H, W).area
+    for script in ({5: [SUB], 7: [SUB]}, {0: [TOWER]}, {j: [SUB] for j in range(K)}):
+        screened, plain = _stage(script, screen=True), _stage(script)
+        a, b = _scores(screened), _scores(plain)
+        assert {k: a[k] for k in SCORES} == {k: b[k] for k in SCORES} and screened.screened == 0
+        assert sorted(screened.detector.shown) == sorted(plain.detector.shown)
+    assert _scores(_stage({5: [SUB], 7: [SUB]}, screen=True))["text_area"] == pytest.approx(area / 2)
+    # rows of one batch: the clean one is screened, the other scored in full
+    stage = _stage({}, screen=True)
+    stage.detector.script = {0: [SUB], 2: [SUB]}
+    other = _row()
+    other["frames"] = other["frames"].copy()
+    other["frames"][:, 0, 0, 0] += K   # its frames are 8..15: no script, no box
+    out = stage(rows_to_batch([_row(), other]))
+    assert out["text_area"][0] == pytest.approx(area / 2) and out["text_area"][1] == 0.0 and stage.screened == 1
+
+
+def test_the_screens_price_text_seen_only_between_its_frames():
+    """What the screen gives up, by construction: a 1-s subtitle seen in the 2nd scored frame (and its
+    neighbour) and in no screen frame is not looked for (the held-out measurement is in BENCHMARKS.md)."""
+    script = {2: [SUB], 3: [SHORT_SUB]}
+    assert _scores(_stage(script))["text_area"] > 0
+    assert _scores(_stage(script, screen=True))["text_area"] == 0.0
+
+
 def test_persist_frames_is_work_not_a_threshold():
     """Changing it changes the scores, so a build records it as clip work (``--rebuild`` redoes the
     scoring) rather than re-judging stored scores with ``--refilter``."""
     from reelforge.curate.buildstate import _decision_fields
 
     assert "persist_frames" not in _decision_fields(TextOverlayConfig())
+    assert "screen" not in _decision_fields(TextOverlayConfig())
     assert "max_text_area" in _decision_fields(TextOverlayConfig())
 
 
