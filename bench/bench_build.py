@@ -6,7 +6,7 @@ process: decode each ok clip's span, scale to ``max_side`` px, encode H.264 (``p
 2 threads), as the transcode stage's settings say. Prints both in wall and CPU seconds (the build's
 CPU summed over the driver and every Ray worker process), their ratio, and the build's phases.
 
-    .venv/bin/python bench/bench_build.py [--keep DIR] [--repeats N] [--loop-minutes M] [--set key=value …] [VIDEO …]
+    .venv/bin/python bench/bench_build.py [--keep DIR] [--repeats N] [--loop-minutes M] [--warm] [--set key=value …] [VIDEO …]
 
 Inputs by default: ``sintel_trailer_30s.mp4`` (854x480, as shipped) and the same trailer at
 1920x1080 (x264 superfast, crf 18, encoded once into --keep or a temp folder): the only native
@@ -166,8 +166,9 @@ def self_timed_sampler(pid: int):
     return Sampler(pid)
 
 
-def build_once(video: Path, cfg, tc) -> dict:
-    """One build of ``video`` alone and the bare transcode of the spans it transcoded, back to back."""
+def build_once(video: Path, cfg, tc, bare_too: bool = True) -> dict:
+    """One build of ``video`` alone and (``bare_too``) the bare transcode of the spans it transcoded, back
+    to back."""
     import pyarrow.parquet as pq
 
     from reelforge.curate.pipeline import run_build
@@ -198,7 +199,8 @@ def build_once(video: Path, cfg, tc) -> dict:
     # and publishes the ok ones: the bar is against the transcoded spans; the ok ones are shown too
     transcoded = CPU_PREFIX + "transcode"
     bare = {}
-    for label, keep in (("transcoded", lambda r: r[transcoded] is not None), ("ok", lambda r: r["status"] == "ok")):
+    for label, keep in (("transcoded", lambda r: r[transcoded] is not None), ("ok", lambda r: r["status"] == "ok"))[
+            :2 if bare_too else 0]:
         spans = sorted((r["start_s"], r["end_s"]) for r in clips if keep(r))
         bare[label] = dict(bare_transcode(video, spans, tc.max_side, tc.preset, tc.crf), spans=len(spans),
                            seconds=sum(b - a for a, b in spans))
@@ -254,6 +256,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="builds per input; medians are printed")
     ap.add_argument("--loop-minutes", type=float, default=0.0,
                     help="also the 1080p trailer looped by stream copy to this many minutes")
+    ap.add_argument("--warm", action="store_true",
+                    help="build the first input once, untimed, before the timed builds: the task worker is then "
+                         "started, its modules imported and its models loaded, as on a cluster that has run a "
+                         "build before (the per-build start-up, ~2-3 s of CPU, is then left out of every ratio)")
     args = ap.parse_args()
     from reelforge.cli import _load_build_config
     from reelforge.cluster import init_ray
@@ -269,6 +275,9 @@ def main() -> None:
     tc = cfg.curate.transcode
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     init_ray(cfg.ray)  # start Ray before timing: a cluster is already up in production
+    if args.warm:
+        warm = build_once(videos[0], cfg, tc, bare_too=False)
+        print(f"warm-up build of {videos[0].name} (not counted): CPU {warm['cpu']:.1f} s, stages {warm['stages']:.1f} s")
     results: dict[str, list[dict]] = {}
     for rep in range(args.repeats):
         for video in videos:
