@@ -24,6 +24,14 @@ only for such clips, which are few (a text-free clip mostly has no box at all). 
 the first frame of a 320x180 Sintel shot of city ruins, read as "MM" at 0.55, dropped the clip
 (``text_area`` 0.023); no other frame of the shot has a box, and none has text (BENCHMARKS.md).
 
+The network is the stage's cost (~50 ms a 256x448 frame; reading the few boxes found is small), so
+``screen: true`` runs it on every other scored frame first (the 1st and 3rd of 4) and on the others only
+in clips where those have a candidate box. On held-out footage that cut the stage from 0.30 to 0.19 CPU
+s a clip with the labelled set unchanged, but text seen only between the screen frames is not looked for:
+one 1-s subtitle of 12 held-out ones was no longer dropped. So it is off by default (BENCHMARKS.md, issue
+12). A low-resolution screen over all 4 frames was measured and rejected: at a 192-px short side it
+already misses the Sintel title cards.
+
 Why not the hand-written stroke detector this stage used before (``curate/text_classic.py``): dense
 man-made texture (city aerials, shelves, machinery) reads as text to it, and it dropped good footage
 (issue 11). ``prepass`` runs it first, as a cheap gate in front of the model: a clip where it flags no
