@@ -121,22 +121,27 @@ def long_1080p(out_dir: Path, minutes: float, height: int = 1080) -> str:
 ISSUE_LIKE = {
     "psd": ["psd_testvideo.mp4"],  # shots of 1-9 s (cuts at 30, 180, 394 + soft ones), ~16 frames of motion
     "mix": ["psd_testvideo.mp4", "sintel_trailer_30s.mp4"],  # half long shots, half sintel's ~2 s ones
+    "sintel": ["sintel_trailer_30s.mp4"],  # ~2 s shots, fast action: cuts every ~50 frames
 }
 
 
-def issue_like(out_dir: Path, kind: str, height: int = 1080, minutes: float = 2.0) -> str:
+def issue_like(out_dir: Path, kind: str, height: int = 1080, minutes: float = 2.0, scenecut: bool = True) -> str:
     """The ``ISSUE_LIKE[kind]`` sources scaled to 16:9 at ``height``, encoded once in a row by
-    libx264 with its defaults, then looped by stream copy to ``minutes``."""
-    out = out_dir / f"issue_{kind}_{height}p_{minutes:g}min.mp4"
+    libx264 with its defaults (``scenecut=False``: no keyframes at cuts, one every 250 frames),
+    then looped by stream copy to ``minutes``."""
+    tag = kind if scenecut else f"{kind}_nosc"
+    out = out_dir / f"issue_{tag}_{height}p_{minutes:g}min.mp4"
     if out.exists():
         return str(out)
     width = height * 16 // 9 // 2 * 2
-    one = out_dir / f"issue_{kind}_{height}p_once.mp4"
+    one = out_dir / f"issue_{tag}_{height}p_once.mp4"
     if not one.exists():
         rate = 24
         with av.open(str(one.with_suffix(".tmp.mp4")), "w") as o:
             st = o.add_stream("libx264", rate=rate)
             st.width, st.height, st.pix_fmt, st.time_base = width, height, "yuv420p", Fraction(1, rate)
+            if not scenecut:
+                st.options = {"sc_threshold": "0"}
             n = 0
             for name in ISSUE_LIKE[kind]:
                 with av.open(str(SHARED / name)) as inp:
@@ -149,6 +154,23 @@ def issue_like(out_dir: Path, kind: str, height: int = 1080, minutes: float = 2.
             o.mux(st.encode())
         one.with_suffix(".tmp.mp4").rename(one)
     return str(loop_packets(one, out, minutes))
+
+
+def three_frames(out_dir: Path) -> str:
+    """A 3-frame 1080p H.264 file: what a whole process costs with next to nothing to detect."""
+    out = out_dir / "three_frames_1080p.mp4"
+    if not out.exists():
+        import numpy as np
+
+        with av.open(str(out), "w") as o:
+            st = o.add_stream("libx264", rate=24)
+            st.width, st.height, st.pix_fmt = 1920, 1080, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((1080, 1920, 3), 60 * i, np.uint8), format="rgb24")
+                f.pts = i
+                o.mux(st.encode(f))
+            o.mux(st.encode())
+    return str(out)
 
 
 def memory(minutes: float, keep: str | None) -> None:
@@ -230,8 +252,8 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true",
                     help="whole processes instead: `reelforge scenes` vs PySceneDetect's detect(), start-up "
                          "included, on issue 12's kind of footage (ISSUE_LIKE at 1080p and 720p, x264 defaults, "
-                         "2 minutes; encoded once into --keep DIR: ~10 CPU minutes), sintel at 1080p and 720p "
-                         "looped to 2 minutes and psd_testvideo (720p); or on VIDEOs")
+                         "2 minutes; encoded once into --keep DIR: ~15 CPU minutes), psd_testvideo without "
+                         "scene-cut keyframes (GOP 250) and psd_testvideo.mp4 itself (720p); or on VIDEOs")
     args = ap.parse_args()
     if args.long:
         memory(args.long, args.keep)
@@ -244,9 +266,12 @@ def main() -> None:
             ("psd_testvideo 720p, 2 min (x264 defaults)", issue_like(keep, "psd", 720)),
             ("psd + sintel 1080p, 2 min (x264 defaults)", issue_like(keep, "mix", 1080)),
             ("psd + sintel 720p, 2 min (x264 defaults)", issue_like(keep, "mix", 720)),
-            ("sintel 1080p, 2 min (crf 23)", long_1080p(keep, 2)),
-            ("sintel 720p, 2 min (crf 23)", long_1080p(keep, 2, height=720)),
-            ("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4"))]
+            ("sintel 1080p, 2 min (x264 defaults)", issue_like(keep, "sintel", 1080)),
+            ("sintel 720p, 2 min (x264 defaults)", issue_like(keep, "sintel", 720)),
+            ("psd_testvideo 1080p, 2 min (GOP 250, no scene-cut)", issue_like(keep, "psd", 1080, scenecut=False)),
+            ("psd_testvideo 720p, 2 min (GOP 250, no scene-cut)", issue_like(keep, "psd", 720, scenecut=False)),
+            ("psd_testvideo.mp4", str(SHARED / "psd_testvideo.mp4")),
+            ("3 frames 1080p (start-up)", three_frames(keep))]
         processes(files, args.repeats)
         return
     if args.videos:
