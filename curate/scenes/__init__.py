@@ -1,6 +1,6 @@
 """Shot detection: a fast content detector (default) and TransNetV2, both behind ``detect_scenes``.
 
-The detector's modules (PyAV, OpenCV) are imported on first use of a name below, so that importing
+The detector's modules (PyAV, numpy) are imported on first use of a name below, so that importing
 ``reelforge.curate.scenes.cli`` or ``.config`` (the CLI's parser, a build's config) stays light."""
 from .config import SceneConfig
 

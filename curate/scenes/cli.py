@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .detect import detect_scenes  # PyAV, OpenCV, numpy: not for `reelforge --help`
+    from .detect import detect_scenes  # PyAV, numpy: not for `reelforge --help`
     from .result import SceneDetectionError
 
     cfg = SceneConfig(detector=args.detector, device=args.device, min_shot_frames=args.min_shot_frames)

@@ -49,13 +49,15 @@ from .decoders import DecoderPool, Paused
 from .features import Features, FastPathUnsupported, fps_of, open_video, read_exact, stream_rate
 from .policy import needed, relative_gaps
 from .result import SceneDetectionError
-from .schedule import run_windows
+from .schedule import release_free_memory, run_windows
 from .thumbs import THUMB_DIM, distance, thumbnail
 
 # B-frames a gap inside a run of spikes must hold to be left to the refinement: one B-frame between
 # two P-frames costs little, and coarse steps there cut short the dissolves the detector finds
 _MIN_RUN_GAP = 2
 _MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now
+# thumbnails moved into the final array between two returns of freed heap memory (below)
+_TRIM_ROWS = 2048
 
 
 def read_features(path: str, cfg: SceneConfig) -> Features:
@@ -305,10 +307,15 @@ class FastReader:
             raise FastPathUnsupported  # decoder invented timestamps the packets do not have
         order = ipts.tolist()
         known = np.fromiter((p in self.thumbs for p in order), bool, len(order))
-        # rows for the decoded frames only, moved out of the dict one by one (never two copies)
+        # rows for the decoded frames only, moved out of the dict one by one, the heap pages they
+        # leave returned as they go: glibc keeps freed memory, and the whole video's thumbnails twice
+        # over (dict and array) were the split's peak on long inputs (+~300 MB on two hours of
+        # 1080p; BENCHMARKS.md, issue 12)
         stacked = np.empty((int(known.sum()), THUMB_DIM), np.uint8)
         for r, p in enumerate([p for p in order if p in self.thumbs]):
             stacked[r] = self.thumbs.pop(p)
+            if r % _TRIM_ROWS == _TRIM_ROWS - 1:
+                release_free_memory()
         # exactly PyAV's frame.time: float(pts * time_base) on Fractions, i.e. the correctly rounded
         # quotient of two integers, which float64 division gives too while both are exact (< 2**53)
         num, den = tb.numerator, tb.denominator

@@ -24,11 +24,11 @@ WINDOW_BYTES = 64 << 20  # the packets held in memory: ~2 minutes of 1080p at 6 
 # chunks per worker decoded ahead of the in-order check (fewer left a worker idle behind a costly
 # chunk; BENCHMARKS.md)
 _AHEAD_PER_WORKER = 3
-# chunks between two returns of freed heap memory to the system (see _release_free_memory)
+# chunks between two returns of freed heap memory to the system (see release_free_memory)
 _TRIM_EVERY = 4
 
 
-def _release_free_memory() -> None:
+def release_free_memory() -> None:
     """Give the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
 
     The decoders free and allocate multi-megabyte frame and packet buffers on several threads; glibc
@@ -128,7 +128,7 @@ def _run_window(reader, executor, first: list, source) -> tuple[list[list], list
             state = running[i].result()
             start(i + ahead)
             if i % _TRIM_EVERY == _TRIM_EVERY - 1:
-                _release_free_memory()
+                release_free_memory()
             if state != "done":
                 before, after = reader.edge(chunks[i], last=True), first_frame(i + 1)
                 if before is None or after is None or distance(before, after) > cfg.refine_threshold:
