@@ -333,6 +333,7 @@ def decide(table: pa.Table, filters: FiltersConfig, captions: pa.Table | None, d
     pq.write_table(table, path)
     d.chunks.append(path)
     d.schemas.append(table.schema)
+    pa.default_memory_pool().release_unused()   # the chunk's Arrow memory: the pool would keep it
 
 
 # ---------------------------------------------------------------------------------------------- 2. pairs
@@ -515,6 +516,7 @@ def _write(out, final, schema: pa.Schema, placer, same: publishing.PublishResult
                 t = conform(t, schema)
                 writer.write_table(t)
                 totals.add(t)
+                pa.default_memory_pool().release_unused()
         finally:
             writer.close()
         check()  # the last moment before DIR/shards and clips.parquet are replaced
