@@ -12,8 +12,9 @@ The stages and their order are ``curate/stage_list.py``'s flat list. Read top to
 2. finish  — thresholds (and dataset-wide dedup) decide each clip's status; the kept clips are published
              as ``DIR/shards`` (members copied, final JSON); clips.parquet, videos.parquet, the index, the
              resolved config, the summary and the report are written from the same decision. Streamed
-             over the manifest's parts (``curate/finish.py``), so it does not grow with the clips.
-             ``--refilter`` runs only this step.
+             over the manifest's parts (``curate/finish.py``; the video rows too, and the index over the
+             shards: ``shards/index.py``), so it does not grow with the clips; the output lock is checked
+             before each commit. ``--refilter`` runs only this step.
 
 Exact duplicates (same bytes under two names) are decided at the finish from the video rows; a copy
 whose content another task already made reuses that split and those clips.
