@@ -209,10 +209,11 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
     todo, resume = [], []
     for p in paths:
         place = known.get(p)
+        _, _, status, sha256, reason = place or (None,) * 5
         # a saved skip is re-decided by discover on every run (a broken link may have been fixed)
-        if place is None or str(place[4] or "").startswith("discover:"):
+        if place is None or str(reason or "").startswith("discover:"):
             todo.append({"path": p, "status": "ok", "reason": ""})
-        elif place[2] == "ok" and place[3] and not manifest.is_complete(place[3]):
+        elif status == "ok" and sha256 and not manifest.is_complete(sha256):
             todo.append(None)  # probed and split; some of its clips are not committed yet: its row, below
             resume.append((len(todo) - 1, place))
     del known
