@@ -99,3 +99,18 @@ def standard_clips() -> tuple[list[dict], list[dict]]:
     clips += [clip_row(f"wd{i:02d}", 64, 40, 12, 16) for i in range(9)]
     images = [{"clip_id": f"im{i:02d}", "width": 40, "height": 40, "caption_source": "alt"} for i in range(8)]
     return clips, images
+
+
+def write_captioned_dataset(root: Path, squares: int, wides: int, shard_sizes: list[int]) -> Path:
+    """``squares`` 40x40 and ``wides`` 64x40 clips in shards of ``shard_sizes``, indexed, each with a stored
+    caption "stored <clip_id>" (version v1) merged into captions.parquet: the dataset the S3 tests upload."""
+    from reelforge.shards.captions import caption_row, merge, write_part
+    from reelforge.shards.index import build_index
+
+    clips = [clip_row(f"sq{i:02d}", 40, 40, 12, 8) for i in range(squares)] + [
+        clip_row(f"wd{i}", 64, 40, 12, 16) for i in range(wides)]
+    root = write_dataset(root, clips, shard_sizes=shard_sizes)
+    build_index(root, TEST_BUCKETS)
+    write_part(root, "v1", [caption_row(c["clip_id"], "v1", f"stored {c['clip_id']}") for c in clips])
+    merge(root)
+    return root

@@ -9,24 +9,18 @@ import pytest
 import torch
 
 from reelforge import storage
-from reelforge.shards.captions import caption_row, merge, write_part
 from reelforge.shards.index import build_index, read_index
 from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
 from reelforge.shards.stream import StreamConfig, StreamLoader, stream_dataset
 from reelforge.shards.verify import verify_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shards"))
-from shard_fixtures import TEST_BUCKETS, clip_row, write_dataset  # noqa: E402
+from shard_fixtures import TEST_BUCKETS, write_captioned_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def local_ds(tmp_path_factory) -> Path:
-    clips = [clip_row(f"sq{i:02d}", 40, 40, 12, 8) for i in range(6)] + [clip_row(f"wd{i}", 64, 40, 12, 16) for i in range(3)]
-    root = write_dataset(tmp_path_factory.mktemp("ds") / "d", clips, shard_sizes=[4, 3, 2])
-    build_index(root, TEST_BUCKETS)
-    write_part(root, "v1", [caption_row(c["clip_id"], "v1", f"stored {c['clip_id']}") for c in clips])
-    merge(root)
-    return root
+    return write_captioned_dataset(tmp_path_factory.mktemp("ds") / "d", 6, 3, [4, 3, 2])
 
 
 @pytest.fixture

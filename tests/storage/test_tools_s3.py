@@ -14,26 +14,20 @@ import yaml
 
 from reelforge import storage
 from reelforge.cli import main
-from reelforge.shards.captions import caption_row, merge, write_part
-from reelforge.shards.index import build_index, read_index
+from reelforge.shards.index import read_index
 from reelforge.shards.reader import ReaderConfig, ShardLoader, VideoShardDataset
 from reelforge.shards.verify import verify_dataset
 from reelforge.storage import StorageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shards"))
-from shard_fixtures import TEST_BUCKETS, clip_row, write_dataset  # noqa: E402
+from shard_fixtures import TEST_BUCKETS, write_captioned_dataset  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
 def local_ds(tmp_path_factory) -> Path:
-    clips = [clip_row(f"sq{i:02d}", 40, 40, 12, 8) for i in range(4)] + [clip_row(f"wd{i}", 64, 40, 12, 16) for i in range(2)]
-    root = write_dataset(tmp_path_factory.mktemp("ds") / "d", clips, shard_sizes=[3, 3])
-    build_index(root, TEST_BUCKETS)
-    write_part(root, "v1", [caption_row(c["clip_id"], "v1", f"stored {c['clip_id']}") for c in clips])
-    merge(root)
-    return root
+    return write_captioned_dataset(tmp_path_factory.mktemp("ds") / "d", 4, 2, [3, 3])
 
 
 @pytest.fixture
