@@ -39,7 +39,10 @@ def _glibc():
     global _libc
     if _libc is None:
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            try:  # the usual name first: ctypes.util.find_library runs ldconfig (a process start-up cost)
+                lib = ctypes.CDLL("libc.so.6")
+            except OSError:
+                lib = ctypes.CDLL(ctypes.util.find_library("c"))
             _libc = lib if hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") else False
         except OSError:
             _libc = False

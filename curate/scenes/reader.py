@@ -43,13 +43,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from reelforge.curate import malloc
+
 from . import packets as pk
 from .config import SceneConfig
 from .decoders import DecoderPool, Paused
 from .features import Features, FastPathUnsupported, fps_of, open_video, read_exact, stream_rate
 from .policy import needed, relative_gaps
 from .result import SceneDetectionError
-from .schedule import release_free_memory, run_windows
+from .schedule import run_windows
 from .thumbs import THUMB_DIM, distance, thumbnail
 
 # B-frames a gap inside a run of spikes must hold to be left to the refinement: one B-frame between
@@ -315,7 +317,7 @@ class FastReader:
         for r, p in enumerate([p for p in order if p in self.thumbs]):
             stacked[r] = self.thumbs.pop(p)
             if r % _TRIM_ROWS == _TRIM_ROWS - 1:
-                release_free_memory()
+                malloc.release()
         # exactly PyAV's frame.time: float(pts * time_base) on Fractions, i.e. the correctly rounded
         # quotient of two integers, which float64 division gives too while both are exact (< 2**53)
         num, den = tb.numerator, tb.denominator

@@ -9,8 +9,9 @@ detector still needs across its chunks (``policy.needed``) is decoded.
 """
 from __future__ import annotations
 
-import ctypes
 import threading
+
+from reelforge.curate import malloc
 
 from .decoders import Paused
 from .policy import needed
@@ -24,29 +25,11 @@ WINDOW_BYTES = 64 << 20  # the packets held in memory: ~2 minutes of 1080p at 6 
 # chunks per worker decoded ahead of the in-order check (fewer left a worker idle behind a costly
 # chunk; BENCHMARKS.md)
 _AHEAD_PER_WORKER = 3
-# chunks between two returns of freed heap memory to the system (see release_free_memory)
+# chunks between two returns of freed heap memory to the system: the decoders free and allocate
+# multi-megabyte frame and packet buffers on several threads, glibc keeps what is freed, and that grew
+# with the video's length (`reelforge scenes` peaked at 479 MB on 5 minutes of 1080p and 645 MB on 10
+# with ~130 MB in use; BENCHMARKS.md, issue 12)
 _TRIM_EVERY = 4
-
-
-def release_free_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
-
-    The decoders free and allocate multi-megabyte frame and packet buffers on several threads; glibc
-    keeps what is freed inside its heaps for reuse, and with buffers of changing sizes that kept memory
-    grew with the video's length: ``reelforge scenes`` peaked at 479 MB on 5 minutes of 1080p and
-    645 MB on 10 with ~130 MB in use (BENCHMARKS.md, issue 12)."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL("libc.so.6")  # not ctypes.util.find_library: it runs ldconfig
-            _libc.malloc_trim  # raises AttributeError where the C library has none (musl, macOS)
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
-
-
-_libc = None
 
 
 def run_windows(reader, executor, source) -> None:
@@ -128,7 +111,7 @@ def _run_window(reader, executor, first: list, source) -> tuple[list[list], list
             state = running[i].result()
             start(i + ahead)
             if i % _TRIM_EVERY == _TRIM_EVERY - 1:
-                release_free_memory()
+                malloc.release()
             if state != "done":
                 before, after = reader.edge(chunks[i], last=True), first_frame(i + 1)
                 if before is None or after is None or distance(before, after) > cfg.refine_threshold:
