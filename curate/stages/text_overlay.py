@@ -291,31 +291,31 @@ class TextOverlayStage(Stage):
         return out
 
     def _detect(self, which: dict[int, np.ndarray], todo: dict) -> dict[int, list]:
-        """{row: frame indices} -> {row: FrameText per frame}."""
-        return self._confirmed(which, self._candidates(which, todo), todo)
+        """{row: frame indices} -> {row: FrameText per frame}: network and reading on one gathering of the
+        frames (``_candidates`` and ``_confirmed`` are the screen's two halves of it)."""
+        return _per_size(which, todo, lambda frames, clips: self.detector.detect(frames, clips=clips))
 
     def _candidates(self, which: dict[int, np.ndarray], todo: dict) -> dict[int, list]:
-        """{row: frame indices} -> {row: (boxes, scores) per frame, before reading}; one network call per
-        frame size (clips of one source share it), not one per clip."""
-        out = {}
-        for idx in _by_size(which, todo):
-            frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
-            found = self.detector.candidates(frames)
-            bounds = np.cumsum([0] + [len(which[i]) for i in idx])
-            out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
-        return out
+        """{row: frame indices} -> {row: (boxes, scores) per frame, before reading}."""
+        return _per_size(which, todo, lambda frames, clips: self.detector.candidates(frames))
 
     def _confirmed(self, which: dict[int, np.ndarray], cands: dict[int, list], todo: dict) -> dict[int, list]:
         """{row: frame indices}, their candidates -> {row: FrameText per frame}: the boxes of all rows of
         one frame size read together (a box at the place of one read in the same clip takes its verdict)."""
-        out = {}
-        for idx in _by_size(which, todo):
-            frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
-            found = self.detector.confirm(frames, [c for i in idx for c in cands[i]],
-                                          clips=[i for i in idx for _ in which[i]])
-            bounds = np.cumsum([0] + [len(which[i]) for i in idx])
-            out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
-        return out
+        return _per_size(which, todo, lambda frames, clips: self.detector.confirm(
+            frames, [c for i in dict.fromkeys(clips) for c in cands[i]], clips=clips))
+
+
+def _per_size(which: dict[int, np.ndarray], todo: dict, call) -> dict[int, list]:
+    """``call(frames, clips)`` once per frame size (clips of one source share it: one network call, not one
+    per clip) on the ``which`` frames of those rows, ``clips`` naming each frame's row -> {row: its results}."""
+    out = {}
+    for idx in _by_size(which, todo):
+        frames = np.concatenate([np.ascontiguousarray(todo[i][0][which[i]]) for i in idx])
+        found = call(frames, [i for i in idx for _ in which[i]])
+        bounds = np.cumsum([0] + [len(which[i]) for i in idx])
+        out.update({i: found[bounds[j]:bounds[j + 1]] for j, i in enumerate(idx)})
+    return out
 
 
 def _by_size(which: dict[int, np.ndarray], todo: dict) -> list[list[int]]:
