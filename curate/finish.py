@@ -57,20 +57,14 @@ LIVE_EMBEDDINGS = pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa
 NO_MEDIA = "transcode: no clip media was written for this clip"
 
 
-def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
-    """Same bytes under two names: the first path (sorted) is the original; each copy becomes
-    ``filtered`` with ``duplicate_of`` and a reason naming the original, and plans no clips. Returns the
-    rows sorted by path.
+def _mark_duplicate(v: dict, first: dict[str, str]) -> dict:
+    """Same bytes under two names: the first path (sorted) is the original; a copy becomes ``filtered``
+    with ``duplicate_of`` and a reason naming the original, and plans no clips. Rows come in path order;
+    ``first``: sha256 -> original path, so far.
 
     Decided on every run from the current inputs (never stored in ``_work``), so dropping the original
     from the inputs makes the copy the original next time.
     """
-    first: dict[str, str] = {}
-    return [_mark_duplicate(v, first) for v in sorted(videos, key=lambda v: v["path"])]
-
-
-def _mark_duplicate(v: dict, first: dict[str, str]) -> dict:
-    """``mark_exact_duplicates`` on one row, rows coming in path order; ``first``: sha256 -> original path."""
     sha = v.get("sha256")
     if v.get("status") == "ok" and sha:
         if sha in first:
@@ -82,7 +76,7 @@ def _mark_duplicate(v: dict, first: dict[str, str]) -> dict:
 
 class Videos:
     """The current video rows, read back from the manifest's parts a chunk at a time in path order, exact
-    copies marked as ``mark_exact_duplicates`` does; iterable again (the finish reads them twice).
+    copies marked (``_mark_duplicate``); iterable again (the finish reads them twice).
 
     Held for the whole finish: each current path and where its row lives (``Manifest.video_places``,
     ~250 bytes a video), and while iterating, each original's sha256 (~200 bytes an ``ok`` video); the
@@ -536,11 +530,6 @@ def video_row(v: dict, totals: Totals) -> dict:
         v["reason"] = (f"split: no shot outside transitions and cut margins "
                        f"({v.get('frames', 0)} frames, {len(json.loads(v.get('transitions') or '[]'))} transitions)")
     return v
-
-
-def video_rows(videos: list[dict], totals: Totals) -> list[dict]:
-    """videos.parquet's rows (``video_row`` of each)."""
-    return [video_row(v, totals) for v in videos]
 
 
 @dataclass

@@ -38,7 +38,7 @@ from reelforge.curate.buildstate import BuildStateError, OutputLock
 from reelforge.curate.clip_policy import ClipPolicyConfig
 from reelforge.curate.discover import DiscoverConfig, discover_inputs
 from reelforge.curate.filters import FiltersConfig
-from reelforge.curate.finish import Videos, decide_and_publish, mark_exact_duplicates, video_rows, write_videos  # noqa: F401
+from reelforge.curate.finish import Videos, decide_and_publish, write_videos
 from reelforge.curate.manifest import Manifest
 from reelforge.curate.runner import StageSpec, missing_rows, run_tasks, task_slots
 from reelforge.curate.scenes import SceneConfig

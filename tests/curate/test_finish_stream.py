@@ -12,7 +12,7 @@ import pytest
 from reelforge.config import load_config
 from reelforge.curate import finish as finish_mod
 from reelforge.curate.buildstate import BuildStateError, OutputLock
-from reelforge.curate.finish import Totals, Videos, mark_exact_duplicates, video_rows, write_videos
+from reelforge.curate.finish import Totals, Videos, video_row, write_videos
 from reelforge.curate.manifest import Manifest
 from reelforge.curate.pipeline import BuildConfig, run_build, run_refilter
 from reelforge.samples import PALETTE, ShotSpec, VideoSpec, render_video
@@ -20,6 +20,23 @@ from reelforge.samples import PALETTE, ShotSpec, VideoSpec, render_video
 OVERRIDES = ["ray.dashboard=false", "ray.progress_bars=false", "report=false",
              "curate.filters.motion.enabled=false", "curate.filters.exposure.enabled=false",
              "curate.filters.text_overlay.enabled=false", "curate.filters.nsfw.enabled=false"]
+
+
+def mark_exact_duplicates(videos: list[dict]) -> list[dict]:
+    """The rule on a whole list (the finish's before it streamed): sorted by path, the first path of each
+    sha256 the original, every later ``ok`` copy filtered naming it."""
+    first: dict[str, str] = {}
+    out = []
+    for v in sorted(videos, key=lambda v: v["path"]):
+        sha = v.get("sha256")
+        if v.get("status") == "ok" and sha:
+            if sha in first:
+                v = dict(v, status="filtered", duplicate_of=first[sha],
+                         reason=f"duplicate: same bytes as {first[sha]} (sha256 {sha[:16]}...)")
+            else:
+                first[sha] = v["path"]
+        out.append(v)
+    return out
 
 
 def saved_videos(manifest: Manifest, n: int, per_part: int) -> list[dict]:
@@ -51,7 +68,7 @@ def test_videos_stream_in_path_order_with_copies_marked(tmp_path, monkeypatch):
     totals.per_video.update({rows[1]["path"]: 3})
     totals.kept.update({rows[1]["path"]: 2})
     counts = write_videos(tmp_path / "videos.parquet", videos, totals)
-    whole = video_rows(expected, totals)
+    whole = [video_row(v, totals) for v in expected]
     table = pq.read_table(tmp_path / "videos.parquet")
     assert pq.ParquetFile(tmp_path / "videos.parquet").num_row_groups > 1
     assert table.to_pylist() == [{k: r.get(k) for k in table.column_names} for r in whole]
