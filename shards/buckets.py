@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from reelforge.shards.spec import KIND_IMAGE
 
 
@@ -118,3 +120,12 @@ class BucketTable:
     def to_dict(self) -> dict:
         return {"buckets": [vars(b).copy() for b in self.buckets], "fps": self.fps,
                 "max_upscale": self.max_upscale, "min_crop_keep": self.min_crop_keep}
+
+
+def assign_buckets(table: pa.Table, buckets: BucketTable) -> pa.Array:
+    """The bucket of each row of an index-like ``pyarrow.Table`` (``kind``, ``width``, ``height``,
+    ``num_frames``, ``fps``; a missing column counts as null) -> a string array, null where none fits."""
+    def col(name):
+        return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
+    return pa.array([buckets.assign(k, w, h, n, f) for k, w, h, n, f in zip(
+        col("kind"), col("width"), col("height"), col("num_frames"), col("fps"))], pa.string())

@@ -60,3 +60,8 @@ KIND_IMAGE = "image"
 def member_column(ext: str) -> str:
     """Index column prefix for a member extension: ``mp4`` -> ``mp4``, ``latent.npy`` -> ``latent``."""
     return ext.split(".")[0]
+
+
+# Columns the index owns; a JSON field or clips.parquet column of the same name never overrides them.
+OWN_COLUMNS = {"key", "shard", "kind", "bucket", "caption_versions", "has_caption"} | {
+    f"{member_column(e)}_{s}" for e in INDEXED_EXTS for s in ("offset", "size")}

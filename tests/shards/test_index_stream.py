@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reelforge.shards import index
+from reelforge.shards import index_build as index
 from reelforge.shards.index import build_index, read_index
 
 from shard_fixtures import TEST_BUCKETS
