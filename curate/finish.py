@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from reelforge import storage
 from reelforge.curate.filters import FiltersConfig, apply_filters, funnel
+from reelforge.curate.malloc import release_arrow
 from reelforge.curate.manifest import EMBEDDING_COLUMN, Manifest, clip_id_for, rows_to_table
 from reelforge.curate.near_dup import SIGNATURE_COLUMN, SIGNATURE_SCHEMA
 from reelforge.curate.stage import CPU_PREFIX
@@ -327,7 +328,7 @@ def decide(table: pa.Table, filters: FiltersConfig, captions: pa.Table | None, d
     pq.write_table(table, path)
     d.chunks.append(path)
     d.schemas.append(table.schema)
-    pa.default_memory_pool().release_unused()   # the chunk's Arrow memory: the pool would keep it
+    release_arrow()   # the chunk's Arrow memory: the pool would keep it
 
 
 # ---------------------------------------------------------------------------------------------- 2. pairs
@@ -510,7 +511,7 @@ def _write(out, final, schema: pa.Schema, placer, same: publishing.PublishResult
                 t = conform(t, schema)
                 writer.write_table(t)
                 totals.add(t)
-                pa.default_memory_pool().release_unused()
+                release_arrow()
         finally:
             writer.close()
         check()  # the last moment before DIR/shards and clips.parquet are replaced

@@ -70,3 +70,13 @@ def release() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def release_arrow() -> None:
+    """Give Arrow's freed buffers back to the OS (``default_memory_pool().release_unused()``): its pool
+    (mimalloc by default) keeps them otherwise, apart from glibc's heap, so :func:`release` cannot. Call
+    it where a batch or chunk of Arrow data was just dropped; the index build peaked ~30 MB higher
+    without it (BENCHMARKS.md, issue 16)."""
+    import pyarrow as pa  # here, not at the top: the shot reader imports this module and never needs Arrow
+
+    pa.default_memory_pool().release_unused()

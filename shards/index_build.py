@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reelforge import storage
+from reelforge.curate.malloc import release_arrow
 from reelforge.shards.buckets import BucketTable, assign_buckets
 from reelforge.shards.spec import (CAPTION_EXT, CAPTIONS_FIELD, CLIPS_FILE, IMAGE_EXT, INDEX_FILE, INDEX_FORMAT_ID,
                                    INDEXED_EXTS, KIND_IMAGE, KIND_VIDEO, META_EXT, OWN_COLUMNS, SHARDS_SUBDIR,
@@ -177,7 +178,7 @@ class _Scan:
         self.writer: pq.ParquetWriter | None = None
 
     def add(self, rows: list[dict]) -> None:
-        _release()
+        release_arrow()
         for r in rows:
             for k, v in r["_json"].items():
                 self.json_keys[k] = _merge(self.json_keys.get(k), _kind(v))
@@ -221,12 +222,6 @@ def _scan(shard_files: list[Path | str], path: Path) -> _Scan:
     finally:
         scan.close()
     return scan
-
-
-def _release() -> None:
-    """Hand Arrow's freed batch memory back to the OS between batches: the default pool (mimalloc) keeps
-    it otherwise, and the index's peak RSS was then ~30 MB higher at every size (BENCHMARKS.md, issue 16)."""
-    pa.default_memory_pool().release_unused()
 
 
 def _hashes(values: Iterable) -> np.ndarray:
@@ -410,7 +405,7 @@ def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> 
             for rows in scan.batches():                                                      # pass 2
                 t = _rows_to_table(rows, keys, kinds)
                 del rows
-                _release()
+                release_arrow()
                 if writer is None:
                     writer = pq.ParquetWriter(str(typed), t.schema)
                 writer.write_table(t)
@@ -457,7 +452,7 @@ def build_index(dataset_dir: str | Path, buckets: BucketTable | None = None) -> 
                     elif not t.schema.equals(out.schema):
                         t = t.cast(out.schema)  # the same types by construction; a cast, were one to drift
                     out.write_table(t)
-                    _release()
+                    release_arrow()
             finally:
                 if out is not None:
                     out.close()
