@@ -27,17 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reelforge import storage
-from reelforge.shards.access import ShardFiles, has_member, read_sample
+from reelforge.shards.access import ShardFiles, read_sample
 from reelforge.shards import captions as store
 from reelforge.shards.buckets import BucketTable
 from reelforge.shards.index import (OWN_COLUMNS, assign_buckets, build_index, dataset_root, index_buckets, resolve_index,
-                                   select, shard_path)
+                                   select)
 from reelforge.shards.spec import (CAPTION_EXT, CAPTION_SOURCE_FIELD, CAPTIONS_FIELD, CLIPS_FILE, DEFAULT_TARGET_BYTES,
-                                   FORMAT_ID, INDEXED_EXTS, META_EXT, SHARDS_SUBDIR, member_column)
+                                   FORMAT_ID, META_EXT, SHARDS_SUBDIR)
 from reelforge.shards.writer import ShardWriter, ShardWriterConfig
 
 _NOT_IN_JSON = OWN_COLUMNS | {"status", "reason", "source_status"}
-READ_BLOCK = 16 << 20   # bytes per ranged GET when a source tar on object storage is read front to back
 
 
 def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = None,
@@ -68,17 +67,17 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
     table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64())).sort_by(
         [("shard", "ascending"), ("_row", "ascending")]).drop_columns(["_row"])
     meta_cols = [c for c in table.column_names if c not in _NOT_IN_JSON]
-    out_rows, files, missing_caption = [], ShardFiles(), 0
+    # tars front to back: on object storage each is read through one file with read-ahead, a few large
+    # GETs per tar instead of one per sample
+    out_rows, files, missing_caption = [], ShardFiles(sequential=True), 0
     writers: dict[str, ShardWriter] = {}
-    tar = _RemoteTar()
     try:
         for row in table.to_pylist():
             bucket = row["bucket"]
             if bucket not in writers:
                 writers[bucket] = ShardWriter(storage.join(out, SHARDS_SUBDIR),
                                               ShardWriterConfig(target_bytes, prefix=bucket))
-            members = tar.read(shard_path(index_path, row["shard"]), row) if storage.is_remote(src) else \
-                read_sample(src, row, files=files)
+            members = read_sample(src, row, files=files)
             obj = json.loads(members[META_EXT]) if META_EXT in members else {}
             obj.update({c: row[c] for c in meta_cols if row[c] is not None})
             obj["format"] = FORMAT_ID
@@ -96,7 +95,6 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
             out_rows.append({**{c: row[c] for c in meta_cols}, "shard": shard, "status": "ok", "reason": None})
     finally:
         files.close()
-        tar.close()
     for w in writers.values():
         w.close()
     if not out_rows:
@@ -113,35 +111,6 @@ def export_shards(dataset: str | Path, out_dir: str | Path, where: str | None = 
             "shards": sum(len(w.committed) for w in writers.values()),
             "buckets": dict(Counter(r["bucket"] for r in table.to_pylist())), "index": str(index),
             "caption_version": caption_version, "missing_caption_version": missing_caption}
-
-
-class _RemoteTar:
-    """The members of samples of tars on object storage, read front to back through one open file per tar
-    (fsspec's read-ahead: a few large ranged GETs per tar, not one per sample)."""
-
-    def __init__(self):
-        self.url, self.f = None, None
-
-    def read(self, url: str, row: dict) -> dict[str, bytes]:
-        if url != self.url:
-            self.close()
-            fs, path = storage.filesystem(url)
-            self.url, self.f = url, fs.open(path, "rb", block_size=READ_BLOCK, cache_type="readahead")
-        out = {}
-        for ext in sorted((e for e in INDEXED_EXTS if has_member(row, e)),
-                          key=lambda e: row[f"{member_column(e)}_offset"]):
-            offset, size = int(row[f"{member_column(ext)}_offset"]), int(row[f"{member_column(ext)}_size"])
-            self.f.seek(offset)
-            data = self.f.read(size)
-            if len(data) != size:
-                raise OSError(f"{storage.basename(url)}: short read at {offset} ({len(data)} of {size} bytes)")
-            out[ext] = data
-        return {e: out[e] for e in INDEXED_EXTS if e in out}
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-        self.url, self.f = None, None
 
 
 def _own_captions(obj: dict, members: dict, row: dict) -> dict[str, str]:

@@ -98,6 +98,8 @@ class VideoShardDataset(EpochCursor, IterableDataset):
         self._by_bucket = {b: np.flatnonzero(buckets == b).tolist() for b in sorted(set(buckets))}
         self.epoch, self.position = 0, 0
         self._plans: dict[int, list[PlannedBatch]] = {}
+        # random access, not ShardFiles' sequential mode: the plan shuffles samples across tars, so a read-ahead
+        # would fetch blocks no batch uses (on object storage: one GET per sample, its members together)
         self._files = ShardFiles(self.cfg.max_open_shards)
         self.failed_samples = 0
         # the caption store (captions.parquet) serves the version when it has it; else the JSON member

@@ -46,3 +46,40 @@ def test_export_from_s3_gets_each_tar_once(s3, bucket, tmp_path):
     assert names == sorted(p.name for p in (out / "shards").glob("*.tar"))
     for name in names:
         assert members(out / "shards" / name) == members(ref / "shards" / name)
+
+
+def test_sequential_shard_files_read_a_tar_in_one_get_whatever_its_member_order(s3, bucket, tmp_path):
+    """Members are fetched in tar order: a tar another tool wrote JSON first still costs one GET, and the
+    sequential mode survives pickling into a worker."""
+    import io
+    import pickle
+
+    from reelforge.shards.access import ShardFiles, read_sample
+    from reelforge.shards.tarscan import scan_tar
+
+    members = [("json", b'{"clip_id": "a"}'), ("mp4", b"\1" * 3000), ("txt", b"a caption")]
+    tar = tmp_path / "shard-000000.tar"
+    with tarfile.open(tar, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for key in ("a", "b"):
+            for ext, data in members:
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    rows = []
+    for s in scan_tar(tar).samples:
+        row = {"shard": tar.name, "key": s.key}
+        for ext in ("mp4", "jpg", "json", "txt", "latent.npy"):
+            m = s.members.get(ext)
+            row[f"{ext.split('.')[0]}_offset"], row[f"{ext.split('.')[0]}_size"] = (m.offset, m.size) if m else (None, None)
+        rows.append(row)
+    storage.write_bytes_atomic(f"s3://{bucket}/ds/shards/{tar.name}", tar.read_bytes())
+    files = pickle.loads(pickle.dumps(ShardFiles(sequential=True)))
+    before = len(s3.requests())
+    try:
+        got = [read_sample(f"s3://{bucket}/ds", row, files=files) for row in rows]
+    finally:
+        files.close()
+    assert got == [{"mp4": b"\1" * 3000, "json": b'{"clip_id": "a"}', "txt": b"a caption"}] * 2
+    assert list(got[0]) == ["mp4", "json", "txt"]   # in the caller's order, whatever the tar's
+    gets = [p for m, p in s3.requests()[before:] if m == "GET"]
+    assert gets == [f"/{bucket}/ds/shards/{tar.name}"], gets
