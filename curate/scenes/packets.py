@@ -173,19 +173,46 @@ def prior_ref_bs(packets: list, decoded: set[int], refs: list[bool | None], in_r
     return out
 
 
-def demux_chunks(container, stream, all_pts: list[int]):
+def demux_chunks(container, stream, all_pts: list[int], hidden: set[int]):
     """The stream's packets, a chunk (list) at a time: whole GOPs, at least CHUNK_MIN_PACKETS
-    packets each; every packet's pts is appended to ``all_pts`` as it is read."""
+    packets each; every shown packet's pts is appended to ``all_pts`` as it is read, and the pts of
+    packets the container marks discarded (``hidden``) are not frames at all.
+
+    Discarded packets: an mp4 edit list that starts the video inside a GOP (a trim by stream copy,
+    what editors and phones write) keeps the GOP's packets before the edit, flagged discard: the
+    decoder needs them as references and then drops their pictures, so they are fed but never
+    counted, asked for or waited on.
+
+    Leading pictures: in an open GOP (x264 ``open_gop``, MPEG-2 and MPEG-4 Part 2 by default) the
+    packets right after a keyframe in decode order may be shown before it, and they predict from
+    the GOP before as well as from the keyframe: a decoder started at the keyframe drops them. So
+    they go with the chunk before, after a second copy of the keyframe (decoded in both chunks, an
+    intra picture each time; closed GOPs have no leading pictures and get no copy): every chunk
+    is then a run of presentation order that its own decoder can decode whole."""
     chunk: list = []
+    done: list | None = None  # a finished chunk, taking the next keyframe's leading pictures
+    first, leading = True, False  # the first chunk; ``done`` holds the keyframe's copy already
     for pkt in container.demux(stream):
         if pkt.size == 0:  # demuxer's end-of-stream marker
             continue
         if pkt.pts is None:
             raise FastPathUnsupported
+        (hidden.add if pkt.is_discard else all_pts.append)(pkt.pts)
+        if done is not None:
+            if pkt.pts < chunk[0].pts:  # shown before the chunk's keyframe: a leading picture
+                done += [pkt] if leading else [chunk[0], pkt]
+                leading = True
+                continue
+            yield done
+            done = None
         if pkt.is_keyframe and len(chunk) >= CHUNK_MIN_PACKETS:
-            yield chunk
-            chunk = []
+            if first and all(p.is_keyframe for p in chunk):
+                # all-intra (x264 keyint=1, codecs not flagged intra-only): the GOP-wise passes
+                # would decode every frame and more, so the caller reads it whole instead
+                raise FastPathUnsupported
+            done, chunk, first, leading = chunk, [], False, False
         chunk.append(pkt)
-        all_pts.append(pkt.pts)
+    if done is not None:
+        yield done
     if chunk:
         yield chunk

@@ -60,6 +60,10 @@ _MIN_RUN_GAP = 2
 _MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now
 # thumbnails moved into the final array between two returns of freed heap memory (below)
 _TRIM_ROWS = 2048
+# decoders that read skip_frame once, when they open (libdav1d sets dav1d's decode_frame_type from
+# it): a pass cannot decode one packet and skip the next, so a refinement on a decoder that skipped
+# non-reference frames once comes back without them. AV1 is read whole (BENCHMARKS.md, issue 17)
+_SKIP_FIXED_AT_OPEN = {"libdav1d"}
 
 
 def read_features(path: str, cfg: SceneConfig) -> Features:
@@ -95,6 +99,7 @@ class FastReader:
         self._in_runs: set[int] = set()
         self._runs_lock = threading.Lock()
         self._eager: set[int] = set()  # pts of B-frames decoded in the first pass (spikes', heads)
+        self.hidden: set[int] = set()  # pts of discarded packets: fed, never shown (packets.demux_chunks)
 
     # --- decoding
 
@@ -199,7 +204,8 @@ class FastReader:
         self._feed(cc, packets[:last + 1], after, self.coarse_skip, helpers)
         coarse = pk.coarse_mask(packets[:last + 1], refs, self.coarse_skip)
         expected = {p.pts for i, p in enumerate(packets[:last + 1])
-                    if coarse[i] or p.pts in after or (refs[i] and p.pts in self._in_runs)}
+                    if (coarse[i] or p.pts in after or (refs[i] and p.pts in self._in_runs))
+                    and p.pts not in self.hidden}
         j = last + 1
         while not expected <= self.thumbs.keys() and j < len(packets) and j - last <= 8:
             self._feed(cc, packets[j:j + 1], set(), self.coarse_skip, helpers)
@@ -223,7 +229,7 @@ class FastReader:
         """Whether the detector needs frames of the chunk's tail (``packets[j:]``) beside a possible
         cut among the frames decoded so far (a spike is the new shot's first frame): then it is
         decoded now, by the decoder that stands there, not again from the keyframe later."""
-        order = sorted(p.pts for p in packets)
+        order = self.order(packets)
         tail = {p.pts for p in packets[j:]}
         return not tail.isdisjoint(needed(order, self.thumbs, self.cfg))
 
@@ -238,7 +244,7 @@ class FastReader:
         """Decode again the skipped frames the refinement policy asks for (``policy.py``): gaps that
         stand out from their neighbours, and what the detector needs around a possible cut; not a
         paused chunk's tail (``open_end``): it waits for the check against the next chunk."""
-        order = sorted(p.pts for p in packets)
+        order = self.order(packets)
         wanted = relative_gaps(order, self.thumbs, self.cfg, self._in_runs, self._eager,
                                self.coarse_skip == "BIDIR", open_end)
         tail: set[int] = set()
@@ -268,6 +274,11 @@ class FastReader:
         if any(p not in self.thumbs for p in wanted):
             raise FastPathUnsupported  # e.g. open-GOP leading frames that need the previous chunk
 
+    def order(self, packets) -> list[int]:
+        """pts of the frames ``packets`` show, in presentation order (discarded packets show none;
+        a keyframe that ends one chunk and starts the next counts once)."""
+        return sorted({p.pts for p in packets} - self.hidden)
+
     def edge(self, packets: list, last: bool):
         """Thumbnail of the chunk's last (or first) decoded frame in presentation order."""
         order = sorted((p.pts for p in packets), reverse=last)
@@ -280,12 +291,20 @@ class FastReader:
         rate = stream_rate(stream)
         tb = stream.time_base
         self.codec = stream.codec_context.name
+        if self.codec in _SKIP_FIXED_AT_OPEN or stream.codec_context.codec.intra_only:
+            # all-intra codecs (ProRes, MJPEG, DNxHD): no frame is cheaper to skip than another, and
+            # the GOP-wise passes decoded 13-27% more than reading every frame once
+            container.close()
+            raise FastPathUnsupported
         self.nal_len = pk.nal_length_size(stream)
         # fast_decode: the coarse pass skips B-frames, reference B-frames included, where the NAL
         # headers tell references apart. In x264's B-pyramid, P-frames seldom predict from reference
         # B-frames, so the P chain stays nearly exact at up to a third less decoding; bit-exact
-        # decoding skips only non-references
-        self.coarse_skip = "BIDIR" if self.nal_len and self.cfg.fast_decode else "NONREF"
+        # decoding skips only non-references. Not HEVC: FFmpeg's decoder skips under BIDIR every
+        # picture with a B slice, and x265 codes its P-frames as B slices (generalised P/B), so the
+        # coarse pass lost its P chain and every refinement came back short (x265 with B-frames was
+        # read whole after a wasted fast pass; BENCHMARKS.md, issue 17)
+        self.coarse_skip = "BIDIR" if self.codec == "h264" and self.nal_len and self.cfg.fast_decode else "NONREF"
         self.pixels = stream.codec_context.width * stream.codec_context.height
         self.workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
         self.decoders = DecoderPool(self.path, stream, self.workers, self.cfg.decode_threads,
@@ -293,7 +312,7 @@ class FastReader:
         all_pts: list[int] = []
         try:
             with container, ThreadPoolExecutor(self.workers) as executor:
-                run_windows(self, executor, pk.demux_chunks(container, stream, all_pts))
+                run_windows(self, executor, pk.demux_chunks(container, stream, all_pts, self.hidden))
         except FastPathUnsupported:
             raise
         except Exception as exc:

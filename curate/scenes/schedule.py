@@ -140,7 +140,7 @@ def _context(reader, executor, chunks: list[list]) -> None:
     only its keyframe, or whose first gap skipped frames: a re-decode from the keyframe up to the
     gap's end, a few packets mostly."""
     while True:  # each round decodes frames not decoded before (or raises): it ends
-        order = sorted(p.pts for c in chunks for p in c)
+        order = reader.order(p for c in chunks for p in c)
         wanted = needed(order, reader.thumbs, reader.cfg)
         jobs = [(c, w) for c in chunks if (w := wanted & {p.pts for p in c})]
         if not jobs:
