@@ -7,13 +7,16 @@ CI, a pipe) a redrawn bar becomes one line per redraw, so it prints instead one 
 
     videos: 120/480 video, 2.31 video/s, 52s, ETA 2m36s, clips=1870
 
-A 20-second phase therefore logs one line, an hour-long phase about 240. Ray Data's own progress
+A 20-second phase therefore logs one line, an hour-long phase about 240. Both keep ticking while no item
+finishes (a background thread): small videos go 32 to a task and a long one is one item, so minutes can
+pass between updates, and a log that stops looks like a hung job. Ray Data's own progress
 output is switched off in ``reelforge.cluster.init_ray`` (``ray.progress_bars`` turns it back on).
 """
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Iterable, Iterator, TextIO
 
@@ -54,6 +57,10 @@ class LineProgress:
         self.postfix: dict = {}
         self.t0 = self.last = time.monotonic()
         self.closed = False
+        self._lock = threading.Lock()  # the heartbeat thread prints too
+        self._stop = threading.Event()
+        if self.interval > 0:
+            _heartbeat(self._stop, lambda: self.interval, self._beat)
 
     def line(self, now: float | None = None) -> str:
         """``desc: n/total unit, rate unit/s, elapsed, ETA`` (ETA only while a total is known and unmet)."""
@@ -69,21 +76,32 @@ class LineProgress:
         return ", ".join(parts)
 
     def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._print(now)
+        with self._lock:
+            self.n += n
+            now = time.monotonic()
+            if now - self.last >= self.interval:
+                self.last = now
+                self._print(now)
+
+    def _beat(self) -> None:
+        """A line when none was printed for ``interval`` (nothing finished): the elapsed time moves on."""
+        with self._lock:
+            now = time.monotonic()
+            if not self.closed and now - self.last >= self.interval:
+                self.last = now
+                self._print(now)
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs) -> None:
         """tqdm's ``set_postfix``: extra ``key=value`` fields shown on the next line."""
         self.postfix = {**(ordered_dict or {}), **kwargs}
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._print()
+        self._stop.set()
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._print()
 
     def _print(self, now: float | None = None) -> None:
         print(self.line(now), file=self.file, flush=True)
@@ -103,6 +121,15 @@ class LineProgress:
         self.close()
 
 
+def _heartbeat(stop: threading.Event, seconds, beat) -> None:
+    """Call ``beat()`` every ``seconds()`` until ``stop`` is set (a daemon thread: never holds up exit)."""
+    def loop():
+        while not stop.wait(max(seconds(), 0.05)):
+            beat()
+
+    threading.Thread(target=loop, name="progress-heartbeat", daemon=True).start()
+
+
 def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it",
         file: TextIO | None = None):
     """A progress bar for one phase: tqdm when ``file`` (default stderr) is a terminal, else a
@@ -111,5 +138,9 @@ def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = 
     if getattr(out, "isatty", lambda: False)():
         from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, unit=unit, file=out, dynamic_ncols=True)
+        t = tqdm(iterable, total=total, desc=desc, unit=unit, file=out, dynamic_ncols=True)
+        # tqdm redraws only on update: between items its elapsed time would stand still
+        stop = threading.Event()
+        _heartbeat(stop, lambda: 1.0, lambda: stop.set() if t.disable else t.refresh())
+        return t
     return LineProgress(iterable, total=total, desc=desc, unit=unit, file=out)

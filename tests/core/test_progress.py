@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from tqdm import tqdm
 
@@ -41,3 +42,26 @@ def test_iterating_prints_one_line_for_a_short_phase_even_when_empty(monkeypatch
     assert list(progress.bar([], desc="empty", file=out)) == []
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("videos: 5/5 video") and lines[1].startswith("empty: 0/0 it")
+
+
+def test_a_phase_with_no_item_done_still_prints_a_line_every_interval():
+    # one task of 32 small videos, or one long video, is minutes without an update: the log must tick
+    out = io.StringIO()
+    b = progress.LineProgress(total=3, desc="videos", unit="video", file=out, interval=0.05)
+    time.sleep(0.4)
+    ticking = out.getvalue().splitlines()
+    b.close()
+    time.sleep(0.15)
+    lines = out.getvalue().splitlines()
+    assert len(ticking) >= 3 and all(line.startswith("videos: 0/3 video") for line in ticking)
+    assert lines[-1].startswith("videos: 0/3 video") and lines[-1].endswith("done")
+    assert len(lines) == len(ticking) + 1  # closed: the heartbeat stops
+
+
+def test_terminal_bar_redraws_while_waiting():
+    out = _Tty()
+    t = progress.bar(total=2, desc="videos", unit="video", file=out)
+    before = out.getvalue()
+    time.sleep(2.3)  # the heartbeat redraws once a second
+    t.close()
+    assert out.getvalue().count("0/2") > before.count("0/2") + 1
