@@ -20,17 +20,20 @@ dies, so a killed build never leaves a stale lock. The file also says who holds 
 (flock works on local file systems; on NFS it depends on the mount.)
 
 On object storage (``OUT`` a URL) there is no process to die with the lock, so the lock is a lease: the
-object ``OUT/.lock`` says who holds it and until when (``expires``, the holder's wall clock, epoch
-seconds), and a daemon thread of the holder rewrites it every ``lease_s / 3`` with a later expiry. It is
-created with a conditional PUT (``If-None-Match: *``): of two builds starting together exactly one gets
-it. A build that finds a live lock stops at once, naming the holder and the time its lease has left;
-one that finds an expired lock (its driver was killed, or lost the store for a whole lease) takes it
-over with ``If-Match: <the ETag it read>``, so of two drivers racing for the take-over exactly one wins,
-and a renewal that finds the object replaced knows it lost the lock (the build then ends with an error
-rather than a silent second writer). Every rewrite is conditional on the ETag the holder wrote last.
-Expiry compares wall clocks of different machines: they must agree to well within ``lease_s`` (NTP).
-On a remote store without conditional writes (not ``s3://``) the lease is recorded and renewed, but an
-expired lock is not taken over: the message says to delete it.
+object ``OUT/.lock`` says who holds it and for how long (``lease_s``), and a daemon thread of the holder
+rewrites it every ``lease_s / 3``. The lease runs from the store's own stamp on the object (S3
+``LastModified``, GCS ``updated``, Azure ``last_modified``): a driver that finds the lock compares that
+stamp with "now" read off the same store (``reelforge/conditional.py`` ``store_time``), never with its
+own wall clock, so drivers whose clocks disagree by hours neither steal a live lease nor wait on a dead
+one; the holder times its own lease on its monotonic clock. It is created with a conditional write
+(``If-None-Match: *``): of two builds starting together exactly one gets it.
+A build that finds a live lock stops at once, naming the holder and the time its lease has left; one
+that finds an expired lock (its driver was killed, or lost the store for a whole lease) takes it over
+with a write conditional on the version it read (``If-Match: <ETag>``), so of two drivers racing for the take-over exactly one wins, and a
+renewal that finds the object replaced knows it lost the lock (the build then ends with an error rather
+than a silent second writer). Every rewrite is conditional on the version the holder wrote last. On a
+remote store without conditional writes (not ``s3://``) the lease is recorded and
+renewed, but an expired lock is not taken over: the message says why and to delete it.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ import time
 import uuid
 from pathlib import Path
 
-from reelforge import storage
+from reelforge import conditional, storage
 
 STATE_FILE = "build.json"
 LOCK_FILE = ".lock"
@@ -81,7 +84,7 @@ class OutputLock:
         self.lost: str | None = None   # why a remote lease was lost while held
         self._fd: int | None = None
         self._held = False
-        self._tag: str | None = None   # ETag of the lock object this holder wrote last
+        self._tag: str | None = None   # version (ETag) of the lock object this holder wrote last
         self._token = uuid.uuid4().hex
         self._started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         self._stop = threading.Event()
@@ -121,7 +124,7 @@ class OutputLock:
         self._held = False
         if self.lost is None:
             if self._tag is not None:
-                storage.remove_if(self.path, self._tag)  # never another holder's lock
+                conditional.remove_if(self.path, self._tag)  # never another holder's lock
             else:
                 storage.remove(self.path)
         elif exc[0] is None:
@@ -137,37 +140,33 @@ class OutputLock:
 
     # ---- the remote lease ----------------------------------------------------------------------------
 
-    def _record(self) -> tuple[bytes, float]:
-        expires = time.time() + self.lease_s
-        return json.dumps({"holder": self._holder(), "token": self._token, "lease_s": self.lease_s,
-                           "expires": expires}).encode(), expires
+    def _record(self) -> bytes:
+        # no expiry in the holder's clock: a reader times the lease from the store's stamp on this object
+        return json.dumps({"holder": self._holder(), "token": self._token, "lease_s": self.lease_s}).encode()
 
     def _acquire_remote(self) -> None:
-        conditional = storage.conditional_writes(self.path)
+        versioned = conditional.supports(self.path)   # the store compares versions: take-over is safe
         for _ in range(3):  # each round ends in the lock, a refusal, or a race lost to a change we then re-read
-            data, _ = self._record()
-            if conditional:
-                self._tag = storage.put_if(self.path, data)
+            sent = time.monotonic()
+            if versioned:
+                self._tag = self._put(None)
                 created = self._tag is not None
             else:
-                created = storage.create_exclusive(self.path, data)
+                created = storage.create_exclusive(self.path, self._record())
             if created:
                 break
             try:
-                if conditional:
-                    current, tag = storage.read_versioned(self.path)
-                else:
-                    current, tag = storage.read_bytes(self.path), None
+                current, version = conditional.read_versioned(self.path)
             except FileNotFoundError:
                 continue  # released just now: create it again
-            holder, expires = _parse_lock(current)
-            left = None if expires is None else expires - time.time()
-            if left is not None and left <= 0 and conditional:
-                data, _ = self._record()
-                self._tag = storage.put_if(self.path, data, tag)
+            holder, lease_s = _parse_lock(current)
+            left = self._lease_left(version, lease_s)
+            if left is not None and left <= 0 and versioned:
+                sent = time.monotonic()
+                self._tag = self._put(version.tag)
                 if self._tag is not None:
-                    print(f"lock          took over {self.path}: its lease ran out {-left:.0f} s ago ({holder})",
-                          file=sys.stderr)
+                    print(f"lock          took over {self.path}: its lease ran out {-left:.0f} s ago by the "
+                          f"store's clock ({holder})", file=sys.stderr)
                     break
                 continue  # another driver took it over (or its holder renewed it) first: look again
             raise BuildStateError(self._refusal(holder, left))
@@ -176,12 +175,32 @@ class OutputLock:
                                   f"attempt to take it; another build is starting there")
         self._held = True
         self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew_loop, name="reelforge-lock-lease", daemon=True)
+        self._renewer = threading.Thread(target=self._renew_loop, args=(sent + self.lease_s,),
+                                         name="reelforge-lock-lease", daemon=True)
         self._renewer.start()
+
+    def _put(self, tag: str | None) -> str | None:
+        """The lock record written only over version ``tag`` (None: only where there is none)."""
+        try:
+            return conditional.put_if(self.path, self._record(), tag)
+        except storage.StorageError as exc:  # the backend cannot write conditionally after all
+            raise BuildStateError(f"{storage.parent(self.path)}: cannot lock it safely: {exc}") from None
+
+    def _lease_left(self, version: conditional.Version, lease_s: float | None) -> float | None:
+        """Seconds the lease of a lock object of this ``version`` has left by the store's clock (<= 0:
+        expired), with the store's stamp resolution to spare; None when no lease is recorded or the store
+        stamps no time."""
+        if lease_s is None or version.modified is None:
+            return None
+        try:
+            now = conditional.store_time(self.path)
+        except OSError:
+            return None
+        return version.modified + lease_s + conditional.CLOCK_SLACK_S - now
 
     def _refusal(self, holder: str, left: float | None) -> str:
         where = storage.parent(self.path)
-        if left is None:  # no lease recorded (a lock from an older reelforge): only a person can tell
+        if left is None:  # no lease recorded (a lock from an older reelforge) or no time: only a person can tell
             return (f"{where} is in use by another build ({holder}); wait for it to finish or choose another "
                     f"--output. If no build is running (its driver was killed), delete {self.path}")
         if left > 0:
@@ -190,25 +209,27 @@ class OutputLock:
                     f"choose another --output; if its driver was killed, the lock expires by itself and the "
                     f"next build after that takes it over")
         return (f"{where}: the lock of a build that stopped renewing it ({holder}) expired {-left:.0f} s ago, "
-                f"but {storage.protocol(where)}:// has no conditional writes to take it over safely: "
-                f"delete {self.path} once no build is running")
+                f"but {storage.protocol(where)}:// has no conditional writes to take it over safely "
+                f"(s3:// has): delete {self.path} once no build is running")
 
-    def _renew_loop(self) -> None:
-        expires = time.time() + self.lease_s
+    def _renew_loop(self, valid_until: float) -> None:
+        """Rewrite the lock every ``lease_s / 3``. ``valid_until`` is on this process's monotonic clock,
+        counted from before the write that started the lease: the store stamped it later, so the holder
+        gives up no later than any other driver may take over."""
         while not self._stop.wait(self.lease_s / 3):
-            data, new_expires = self._record()
+            sent = time.monotonic()
             try:
                 if self._tag is not None:
-                    tag = storage.put_if(self.path, data, self._tag)
+                    tag = conditional.put_if(self.path, self._record(), self._tag)
                     if tag is None:
                         self._lose("another build replaced the lock object after this build's lease ran out")
                         return
                     self._tag = tag
                 else:
-                    storage.write_bytes_atomic(self.path, data)
-                expires = new_expires
+                    storage.write_bytes_atomic(self.path, self._record())
+                valid_until = sent + self.lease_s
             except Exception as exc:  # noqa: BLE001 (the store unreachable: retry until the lease runs out)
-                if time.time() >= expires:
+                if time.monotonic() >= valid_until:
                     self._lose(f"could not renew it for a whole lease ({self.lease_s:g} s): "
                                f"{type(exc).__name__}: {exc}")
                     return
@@ -219,7 +240,7 @@ class OutputLock:
 
 
 def _parse_lock(data: bytes) -> tuple[str, float | None]:
-    """(who holds it, when its lease expires or None) from a lock object's bytes."""
+    """(who holds it, its lease length in seconds or None) from a lock object's bytes."""
     text = data.decode("utf-8", "replace").strip()
     try:
         record = json.loads(text)
@@ -227,8 +248,9 @@ def _parse_lock(data: bytes) -> tuple[str, float | None]:
         return text or "unknown process", None
     if not isinstance(record, dict):
         return text, None
-    expires = record.get("expires")
-    return str(record.get("holder") or "unknown process"), float(expires) if isinstance(expires, (int, float)) else None
+    lease_s = record.get("lease_s")
+    ok = isinstance(lease_s, (int, float)) and not isinstance(lease_s, bool) and lease_s > 0
+    return str(record.get("holder") or "unknown process"), float(lease_s) if ok else None
 
 
 # ---- work keys --------------------------------------------------------------------------------------

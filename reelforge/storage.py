@@ -20,9 +20,9 @@ an output on a read-only or per-process protocol (``http``, ``memory``), or a bu
 reached.
 
 Locking (curate/buildstate.py ``OutputLock``): a local output is locked with ``fcntl.flock``; on object
-storage the lock is an object with a lease, built on the server's conditional writes:
-:func:`create_exclusive` / :func:`put_if` (S3 ``If-None-Match: *`` and ``If-Match: <ETag>``), so two
-drivers racing for a lock or for the take-over of an expired one cannot both win.
+storage the lock is an object with a lease, built on the server's conditional writes and its clock
+(``reelforge/conditional.py``: S3 ``If-Match``/``If-None-Match``, GCS ``ifGenerationMatch``, Azure
+``If-Match``), so two drivers racing for a lock or for the take-over of an expired one cannot both win.
 """
 from __future__ import annotations
 
@@ -441,89 +441,6 @@ def write_parquet(table, url: str | os.PathLike) -> None:
         pq.write_table(table, tmp)
 
 
-# stores whose PUT takes If-Match / If-None-Match through s3fs (AWS S3, MinIO, moto, R2, Ceph RGW)
-CONDITIONAL_PROTOCOLS = {"s3", "s3a"}
-
-
-def _precondition_failed(exc: BaseException) -> bool:
-    """s3fs turns S3's 412 PreconditionFailed into OSError(EINVAL, "...pre-conditions you specified did
-    not hold"); a 409 ConditionalRequestConflict (a concurrent conditional write) means the same to us."""
-    text = str(exc).lower().replace("-", "")
-    return "precondition" in text or "conditionalrequestconflict" in text
-
-
-def conditional_writes(url: str | os.PathLike) -> bool:
-    """True where :func:`put_if` works: the server compares versions atomically (S3 and its clones)."""
-    return protocol(url) in CONDITIONAL_PROTOCOLS
-
-
-def read_versioned(url: str | os.PathLike) -> tuple[bytes, str]:
-    """``(bytes, tag)`` of the object at ``url``; ``tag`` (S3: its ETag) is what :func:`put_if` compares.
-
-    The tag is read BEFORE the bytes: if the object changes in between, the tag is the older one, so a
-    ``put_if`` decided on these bytes fails instead of overwriting a version nobody read.
-    FileNotFoundError when there is no object."""
-    url = str(url)
-    if not conditional_writes(url):
-        raise StorageError(f"{url}: {protocol(url)}:// has no conditional writes here (s3:// has)")
-    fs, path = filesystem(url)
-    fs.invalidate_cache(path)
-    tag = fs.info(path)["ETag"]
-    return fs.cat_file(path), tag
-
-
-def put_if(url: str | os.PathLike, data: bytes, tag: str | None = None) -> str | None:
-    """Write ``data`` at ``url`` in one PUT only if the object there is still version ``tag``
-    (``None``: only if there is no object). Returns the new object's tag, or None when the condition
-    failed (another writer got there first, or the object changed or vanished). The server decides
-    atomically: of several callers holding the same ``tag`` exactly one succeeds."""
-    url = str(url)
-    if not conditional_writes(url):
-        raise StorageError(f"{url}: {protocol(url)}:// has no conditional writes here (s3:// has)")
-    fs, path = filesystem(url)
-    try:
-        if tag is None:
-            out = fs.pipe_file(path, data, mode="create")
-        else:
-            out = fs.pipe_file(path, data, IfMatch=tag)
-    except FileNotFoundError:  # If-Match on an object that is gone
-        return None
-    except OSError as exc:
-        if _precondition_failed(exc):
-            return None
-        raise
-    finally:
-        fs.invalidate_cache(path)
-    return out["ETag"]
-
-
-def remove_if(url: str | os.PathLike, tag: str) -> bool:
-    """Delete the object at ``url`` if it is still version ``tag``; False (nothing deleted) otherwise.
-    A DELETE with If-Match where the server takes it; a server that refuses the header gets a
-    look-then-delete (a window of one request between the two)."""
-    url = str(url)
-    fs, path = filesystem(url)
-    bucket, key, _ = fs.split_path(path)
-    try:
-        fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=tag)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        if _precondition_failed(exc):
-            return False
-        fs.invalidate_cache(path)
-        try:
-            if fs.info(path)["ETag"] != tag:
-                return False
-        except FileNotFoundError:
-            return False
-        fs.rm(path)
-        return True
-    finally:
-        fs.invalidate_cache(path)
-
-
 def create_exclusive(url: str | os.PathLike, data: bytes) -> bool:
     """Create ``url`` holding ``data`` only if nothing is there yet: True if this call created it, False
     if it existed. Local: ``O_CREAT|O_EXCL``; S3: a conditional PUT (``If-None-Match: *``), atomic on the
@@ -545,6 +462,8 @@ def create_exclusive(url: str | os.PathLike, data: bytes) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
+        from reelforge.conditional import _precondition_failed  # (that module imports this one)
+
         # s3fs reports a failed precondition (the object exists) as EINVAL; anything else is a real error
         if _precondition_failed(exc) or (exc.errno == errno.EINVAL and exists(url)):
             return False

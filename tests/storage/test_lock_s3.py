@@ -1,5 +1,6 @@
 """The output lock and the work record on object storage: a lease that its holder renews, that a new
-build refuses while it is live and takes over once it has expired (exactly one of two racers)."""
+build refuses while it is live and takes over once it has expired (exactly one of two racers), timed by
+the store's clock, so a driver whose clock is hours off neither steals a live lease nor waits on a dead one."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from reelforge import storage
+from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock, load_state, save_state
 
 LEASE = 2.5  # seconds: short, so that expiry and renewal happen within the test (a loaded 2-core box needs this much)
@@ -20,11 +21,34 @@ def _lease(url: str) -> dict:
     return json.loads(storage.read_bytes(url))
 
 
+def _wait_until_expired(url: str, timeout: float = 30) -> None:
+    """Until the lock at ``url`` has outlived its recorded lease by the store's clock (what a taker sees)."""
+    data, version = conditional.read_versioned(url)
+    lease_s = json.loads(data)["lease_s"]
+    deadline = time.monotonic() + timeout
+    while conditional.store_time(url) - version.modified <= lease_s + conditional.CLOCK_SLACK_S:
+        assert time.monotonic() < deadline, "the store's clock did not move"
+        time.sleep(0.2)
+
+
+def _take_over(out: str, lease_s: float, timeout: float) -> OutputLock:
+    """The entered lock of ``out``, retrying while it is refused as in use (a dead holder's lease running out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return OutputLock(out, lease_s=lease_s).__enter__()
+        except BuildStateError as exc:
+            if "is in use by another build" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def test_one_build_per_remote_output(s3, bucket):
     out = f"s3://{bucket}/ds"
     with OutputLock(out):
         record = _lease(f"{out}/.lock")
-        assert record["holder"].startswith("pid ") and record["expires"] > time.time() + 30
+        # no expiry in the holder's clock: the lease runs from the store's stamp on the object
+        assert record["holder"].startswith("pid ") and record["lease_s"] == 60 and "expires" not in record
         with pytest.raises(BuildStateError, match=r"is in use by another build \(pid \d+ on .*\); its lease has "
                                                   r"\d+ s left and is renewed every 20 s"):
             with OutputLock(out):
@@ -37,19 +61,22 @@ def test_one_build_per_remote_output(s3, bucket):
 def test_renewal_keeps_a_held_lease_live(s3, bucket):
     out = f"s3://{bucket}/ds"
     with OutputLock(out, lease_s=LEASE):
-        first = _lease(f"{out}/.lock")["expires"]
-        time.sleep(1.5 * LEASE)  # without renewal the lease would have run out
+        first = conditional.read_versioned(f"{out}/.lock")[1].modified
+        time.sleep(1.5 * LEASE + conditional.CLOCK_SLACK_S)  # without renewal the lease would have run out
         with pytest.raises(BuildStateError, match="is in use by another build"):
             with OutputLock(out, lease_s=LEASE):
                 pass
-        assert _lease(f"{out}/.lock")["expires"] > first + LEASE
+        assert conditional.read_versioned(f"{out}/.lock")[1].modified >= first + LEASE
     assert not storage.exists(f"{out}/.lock")
 
 
 def test_a_killed_drivers_lock_expires_and_is_taken_over(s3, bucket, capsys):
+    """The killed driver's clock ran 5 h ahead: compared with the taker's clock its lease would have had
+    5 h left; by the store's clock it ends a lease after its last renewal."""
     out = f"s3://{bucket}/ds"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom reelforge.curate.buildstate import OutputLock\n"
+        [sys.executable, "-c", "import sys, time\n_real = time.time\ntime.time = lambda: _real() + 5 * 3600\n"
+         "from reelforge.curate.buildstate import OutputLock\n"
          f"OutputLock(sys.argv[1], lease_s={LEASE}).__enter__()\nprint('locked', flush=True)\ntime.sleep(120)\n", out],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -58,17 +85,44 @@ def test_a_killed_drivers_lock_expires_and_is_taken_over(s3, bucket, capsys):
         holder.kill()  # SIGKILL: no cleanup, the lock object stays behind
         holder.wait()
     assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {holder.pid} ")
-    time.sleep(LEASE + 0.3)
-    with OutputLock(out, lease_s=LEASE):
-        assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {__import__('os').getpid()} ")
+    lock = _take_over(out, LEASE, timeout=LEASE + 10)
+    assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {__import__('os').getpid()} ")
+    lock.__exit__(None, None, None)
     assert f"took over {out}/.lock" in capsys.readouterr().err
     assert not storage.exists(f"{out}/.lock")
 
 
+def test_a_driver_whose_clock_runs_hours_ahead_does_not_steal_a_live_lease(s3, bucket, monkeypatch):
+    out = f"s3://{bucket}/ds"
+    with OutputLock(out, lease_s=30):
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 6 * 3600)
+        with pytest.raises(BuildStateError, match=r"is in use by another build .*its lease has (2\d|3[01]) s left"):
+            with OutputLock(out, lease_s=30):
+                pass
+        monkeypatch.setattr(time, "time", real)
+        assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {__import__('os').getpid()} ")
+
+
+def test_a_driver_whose_clock_runs_hours_behind_takes_over_a_dead_lease(s3, bucket, monkeypatch, capsys):
+    out = f"s3://{bucket}/ds"
+    # what a holder killed right after writing its lock leaves (the record of an older reelforge included
+    # its expiry in the holder's clock, which this driver, 6 h behind, would have waited for)
+    stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5, "expires": time.time() + 0.5}
+    storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
+    _wait_until_expired(f"{out}/.lock")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 6 * 3600)
+    with OutputLock(out, lease_s=30):
+        assert _lease(f"{out}/.lock")["holder"].startswith(f"pid {__import__('os').getpid()} ")
+    assert f"took over {out}/.lock" in capsys.readouterr().err
+
+
 def test_two_drivers_racing_for_an_expired_lock_one_wins(s3, bucket):
     out = f"s3://{bucket}/ds"
-    stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 1.0, "expires": time.time() - 5}
+    stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
+    _wait_until_expired(f"{out}/.lock")
     go, results = threading.Barrier(4), []
     locks = [OutputLock(out, lease_s=30) for _ in range(4)]
 
@@ -96,7 +150,7 @@ def test_a_lease_lost_to_another_build_ends_with_an_error(s3, bucket):
     out = f"s3://{bucket}/ds"
     lock = OutputLock(out, lease_s=LEASE).__enter__()
     # what a take-over does after this driver stalled past its lease: the object is replaced
-    storage.write_bytes_atomic(f"{out}/.lock", json.dumps({"holder": "pid 2 on other", "expires": time.time() + 60}).encode())
+    storage.write_bytes_atomic(f"{out}/.lock", json.dumps({"holder": "pid 2 on other", "lease_s": 60}).encode())
     deadline = time.monotonic() + 5 * LEASE
     while lock.lost is None and time.monotonic() < deadline:
         time.sleep(0.1)
