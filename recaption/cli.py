@@ -4,6 +4,7 @@ nothing heavy is imported until a command runs."""
 from __future__ import annotations
 
 import json
+import sys
 
 from reelforge.configs import CONFIG_DIR
 
@@ -25,14 +26,29 @@ def _config(args):
     return load_config(CaptionJobConfig, args.config, args.set)
 
 
+def _check_dataset(dataset: str) -> None:
+    """A URL that cannot work or a folder that is no dataset: one line (``--list`` printed no versions)."""
+    from reelforge import storage
+    storage.check_input_url(dataset)
+    if not storage.exists(storage.join(dataset, "index.parquet")):
+        raise FileNotFoundError(f"{dataset} is not a dataset (no index.parquet): a `reelforge build` output, "
+                                f"or shards indexed with `reelforge shards index`")
+
+
 def cmd_caption(args) -> int:
     from reelforge.shards import captions as store
+    if args.list or args.make_default:
+        _check_dataset(args.dataset)
     if args.list:
         print(json.dumps({"default": store.default_version(args.dataset), "versions": store.versions(args.dataset)},
                          indent=2))
         return 0
     if args.make_default:
-        store.set_default_version(args.dataset, args.make_default)
+        try:
+            store.set_default_version(args.dataset, args.make_default)
+        except KeyError as exc:
+            print(f"reelforge: {exc.args[0]}", file=sys.stderr)
+            return 2
         print(f"default caption version of {args.dataset}: {args.make_default}")
         return 0
     cfg = _config(args)

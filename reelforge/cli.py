@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `reelforge shards stats DIR | head`: the reader left, which is no error of ours
+        # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as exc:
         print(f"reelforge: config error: {exc}", file=sys.stderr)
         return 2

@@ -194,8 +194,8 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     if per_group < 0:
         raise ValueError(f"per_group must be >= 0, got {per_group}")
     dataset = storage.as_path_or_url(dataset_dir)
-    if out_path:
-        storage.check_output_url(out_path)
+    storage.check_input_url(dataset_dir)  # a bucket without credentials: one line, not the SDK's traceback
+    storage.check_output_url(out_path or dataset_dir)
     if not storage.isdir(dataset):
         raise FileNotFoundError(f"dataset directory {dataset} does not exist")
     out = storage.as_path_or_url(out_path) if out_path else storage.join(dataset, "report.html")
@@ -282,8 +282,14 @@ def write_report(dataset_dir: str | Path, out_path: str | Path | None = None, pe
     return out
 
 
-
 def run(args) -> int:
+    """The command. Unlike ``write_report`` (which reports on whatever tables it finds), a folder holding none
+    of a build's tables is refused: a mistyped path made an empty report and said it had."""
+    storage.check_input_url(args.dataset)
+    if storage.isdir(args.dataset) and not any(storage.exists(storage.join(args.dataset, n))
+                                               for n in ("clips.parquet", "videos.parquet", "summary.json")):
+        raise FileNotFoundError(f"{args.dataset} is not a build output (no clips.parquet, videos.parquet or "
+                                f"summary.json): run `reelforge build … --output {args.dataset}` first")
     path = write_report(args.dataset, args.out, per_group=args.per_group)
     print(f"report written to {path} (numbers in {_json_beside(path)})")
     return 0

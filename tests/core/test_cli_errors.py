@@ -1,0 +1,71 @@
+"""Mistakes a user makes with the ``reelforge`` command: each ends in one line that says what is wrong (exit
+2), never a traceback, and writes nothing where it should not."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reelforge.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shards"))
+from shard_fixtures import write_captioned_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_captioned_dataset(tmp_path_factory.mktemp("ds") / "d", 2, 1, [3])
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """No credential source botocore could find (env, files, instance metadata): it fails at signing, offline."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # an earlier test's filesystem would carry its credentials
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.mark.parametrize("argv", [["report", "s3://reelforge-test-no-creds/ds"],
+                                  ["caption", "s3://reelforge-test-no-creds/ds", "--list"]])
+def test_a_bucket_without_credentials_is_one_line(no_aws_credentials, argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach bucket 'reelforge-test-no-creds'" in err and "Credentials" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_report_of_a_folder_that_is_no_build_output(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a build output" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()  # it wrote an empty report and said it had
+
+
+def test_caption_list_and_make_default_on_a_wrong_path_or_version(dataset, tmp_path, capsys):
+    assert main(["caption", str(tmp_path / "missing"), "--list"]) == 2  # printed an empty version list
+    assert "is not a dataset (no index.parquet)" in capsys.readouterr().err
+    assert main(["caption", str(dataset), "--make-default", "v2"]) == 2  # a KeyError traceback
+    assert capsys.readouterr().err.strip() == f"reelforge: no caption version 'v2' in {dataset} (have ['v1'])"
+    assert main(["caption", str(dataset), "--make-default", "v1"]) == 0
+
+
+def test_output_piped_into_a_reader_that_leaves_is_no_traceback(dataset):
+    # `reelforge shards stats DIR | head -3`: head exits, the next write gets EPIPE
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from reelforge.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", "shards", "stats", str(dataset)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command has imported enough to print
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
