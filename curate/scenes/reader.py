@@ -60,10 +60,18 @@ _MIN_RUN_GAP = 2
 _MIN_TAIL = 12  # packets after a chunk's last spike worth leaving undecoded (paused) for now
 # thumbnails moved into the final array between two returns of freed heap memory (below)
 _TRIM_ROWS = 2048
-# decoders that read skip_frame once, when they open (libdav1d sets dav1d's decode_frame_type from
-# it): a pass cannot decode one packet and skip the next, so a refinement on a decoder that skipped
-# non-reference frames once comes back without them. AV1 is read whole (BENCHMARKS.md, issue 17)
-_SKIP_FIXED_AT_OPEN = {"libdav1d"}
+# codecs (FFmpeg decoder names) the fast reader reads: their decoders skip non-reference pictures
+# packet by packet (skip_frame), which is what the passes are made of; fast = exact is tested on each
+# (tests/curate/test_scenes_matrix.py, test_scenes_codecs.py). Everything else is read whole, decided
+# from the stream before anything is decoded (BENCHMARKS.md, issue 17):
+# - VP8/VP9 (libvpx): every inter frame refreshes a reference buffer, so nothing is skipped: the fast
+#   passes decoded 100% of the frames for up to 2x the CPU of one plain decode;
+# - AV1 (libdav1d): skip_frame is read once, when the decoder opens (dav1d's decode_frame_type), so a
+#   pass cannot decode one packet and skip the next: refinements came back without their frames;
+# - intra-only (ProRes, MJPEG, DNxHD) and FFV1: no frame is cheaper to skip than another; the passes
+#   decoded 1-27% more than one plain decode;
+# - codecs nobody tested here (VVC, Theora, ...): exact is never wrong.
+_FAST_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"}
 
 
 def read_features(path: str, cfg: SceneConfig) -> Features:
@@ -291,9 +299,7 @@ class FastReader:
         rate = stream_rate(stream)
         tb = stream.time_base
         self.codec = stream.codec_context.name
-        if self.codec in _SKIP_FIXED_AT_OPEN or stream.codec_context.codec.intra_only:
-            # all-intra codecs (ProRes, MJPEG, DNxHD): no frame is cheaper to skip than another, and
-            # the GOP-wise passes decoded 13-27% more than reading every frame once
+        if self.codec not in _FAST_CODECS:
             container.close()
             raise FastPathUnsupported
         self.nal_len = pk.nal_length_size(stream)

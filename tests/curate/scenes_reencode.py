@@ -102,7 +102,8 @@ class Recipe:
     options: tuple[tuple[str, str], ...] = ()
     # "cfr": frame n at n / rate; "vfr": irregular steps (_VFR_STEPS_MS) on a 1/90000 (mp4, ts) or
     # 1/1000 (mkv) clock; "start10": the first frame at 10 s; "trim": an mp4 whose edit list starts 13
-    # frames into the first GOP (a stream-copy trim), those frames demuxed but flagged discard
+    # frames into the first GOP (a stream-copy trim), those frames demuxed but flagged discard; "wrap":
+    # an MPEG-TS clock that passes 2**33 (26.5 h) 5 s in, as a long broadcast capture's does
     timing: str = "cfr"
 
     # source frames a reader never shows (the trim's): GROUND_TRUTH frame f is frame f - first here
@@ -122,6 +123,9 @@ class Recipe:
             tb = Fraction(1, 1000) if self.ext == "mkv" else Fraction(1, 90000)
             ms = sum(_VFR_STEPS_MS[i % len(_VFR_STEPS_MS)] for i in range(n))
             return int(ms * Fraction(1, 1000) / tb), tb
+        if self.timing == "wrap":
+            tb = Fraction(1, 90000)
+            return 2**33 - 5 * 90000 + int(n / rate / tb), tb
         offset = {"start10": int(10 * rate), "trim": -self.first}.get(self.timing, 0)
         return n + offset, 1 / rate
 
@@ -177,6 +181,7 @@ RECIPES = {r.name: r for r in [
     Recipe("h264-start10", "libx264", "mkv", options=_X264, timing="start10"),
     Recipe("h264-start10-ts", "libx264", "ts", options=_X264, timing="start10"),
     Recipe("h264-trim", "libx264", "mp4", options=_X264, timing="trim"),
+    Recipe("h264-wrap-ts", "libx264", "ts", options=_X264, timing="wrap"),
     Recipe("h264-raw", "libx264", "h264", options=_X264),  # an elementary stream: packets without pts
     Recipe("hevc-opengop-mkv", "libx265", "mkv", options=(
         ("crf", "28"), ("preset", "veryfast"), ("x265-params", "keyint=50:open-gop=1:log-level=error"))),
