@@ -63,13 +63,15 @@ _TRIM_ROWS = 2048
 # codecs (FFmpeg decoder names) the fast reader reads: their decoders skip non-reference pictures
 # packet by packet (skip_frame), which is what the passes are made of; fast = exact is tested on each
 # (tests/curate/test_scenes_matrix.py, test_scenes_codecs.py). Everything else is read whole, decided
-# from the stream before anything is decoded (BENCHMARKS.md, issue 17):
-# - VP8/VP9 (libvpx): every inter frame refreshes a reference buffer, so nothing is skipped: the fast
-#   passes decoded 100% of the frames for up to 2x the CPU of one plain decode;
+# from the stream before anything is decoded (BENCHMARKS.md, "Shot detection on codecs we did not
+# choose"):
+# - VP8/VP9: every inter frame libvpx writes refreshes a reference buffer, so the decoder skips none:
+#   the passes decoded 100% of the frames for 1.1-2.1x the CPU of one plain decode;
 # - AV1 (libdav1d): skip_frame is read once, when the decoder opens (dav1d's decode_frame_type), so a
 #   pass cannot decode one packet and skip the next: refinements came back without their frames;
-# - intra-only (ProRes, MJPEG, DNxHD) and FFV1: no frame is cheaper to skip than another; the passes
-#   decoded 1-27% more than one plain decode;
+# - intra-only (ProRes, MJPEG, DNxHD): every frame is a keyframe and the passes decoded 13-27% more
+#   than one plain decode; FFV1: its decoder skips nothing either, what the passes saved came from
+#   still stretches alone (0.67-1.05 of the frames decoded);
 # - codecs nobody tested here (VVC, Theora, ...): exact is never wrong.
 _FAST_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"}
 
@@ -309,7 +311,7 @@ class FastReader:
         # decoding skips only non-references. Not HEVC: FFmpeg's decoder skips under BIDIR every
         # picture with a B slice, and x265 codes its P-frames as B slices (generalised P/B), so the
         # coarse pass lost its P chain and every refinement came back short (x265 with B-frames was
-        # read whole after a wasted fast pass; BENCHMARKS.md, issue 17)
+        # read whole after a wasted fast pass; BENCHMARKS.md, "Shot detection on codecs ...")
         self.coarse_skip = "BIDIR" if self.codec == "h264" and self.nal_len and self.cfg.fast_decode else "NONREF"
         self.pixels = stream.codec_context.width * stream.codec_context.height
         self.workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)

@@ -85,7 +85,7 @@ class SourceFrames:
         return out
 
 
-# --- codecs, containers and timings the matrix above does not choose (issue 17): what users bring.
+# --- codecs, containers and timings the matrix above does not choose: what users bring.
 # Each recipe is one encoder + container (+ pixel format, + timing) from SourceFrames; an encoder this
 # PyAV build lacks is a skip (``Recipe.missing``), not a failure.
 

@@ -1,4 +1,4 @@
-"""Fast = exact on codecs, containers and timings we did not choose (issue 17): VP9/VP8 in webm
+"""Fast = exact on codecs, containers and timings we did not choose: VP9/VP8 in webm
 (hidden alt-ref frames), AV1 in mp4/mkv/webm, H.264 in MPEG-TS (Annex B) and as a raw elementary
 stream (no pts), MPEG-2 and MPEG-4 Part 2 (open GOPs), ProRes/MJPEG/FFV1 and all-intra H.264,
 x264/x265 open GOPs, 10-bit, variable frame rate, a stream starting at 10 s, an mp4 whose edit list
@@ -39,7 +39,7 @@ EXACT = {"vp9", "vp9-altref", "vp8-altref", "av1", "av1-mkv", "av1-webm", "prore
          "h264-intra", "h264-raw"}
 # cuts the detector itself misses (the full decode too: fast = exact holds), not judged against the
 # ground truth: all-intra x264 at 160x90 flickers ~1.5 a frame, and sintel's quiet cuts (16-17) fall
-# just under the quiet-cut rule's 3 x cut_ratio x level (BENCHMARKS.md, issue 17)
+# just under the quiet-cut rule's 3 x cut_ratio x level (BENCHMARKS.md, "Shot detection on codecs ...")
 DETECTOR_MISSES = {("sintel_trailer_30s.mp4", (160, 90), "h264-intra"): [286],
                    ("sintel_trailer_10s.mp4", (160, 90), "h264-intra"): [214]}
 
