@@ -26,13 +26,14 @@ rewrites it every ``lease_s / 3``. The lease runs from the store's own stamp on 
 stamp with "now" read off the same store (``reelforge/conditional.py`` ``store_time``), never with its
 own wall clock, so drivers whose clocks disagree by hours neither steal a live lease nor wait on a dead
 one; the holder times its own lease on its monotonic clock. It is created with a conditional write
-(``If-None-Match: *``): of two builds starting together exactly one gets it.
+(``If-None-Match: *``; GCS ``ifGenerationMatch=0``): of two builds starting together exactly one gets it.
 A build that finds a live lock stops at once, naming the holder and the time its lease has left; one
 that finds an expired lock (its driver was killed, or lost the store for a whole lease) takes it over
-with a write conditional on the version it read (``If-Match: <ETag>``), so of two drivers racing for the take-over exactly one wins, and a
+with a write conditional on the version it read (S3 and Azure ``If-Match: <ETag>``, GCS
+``ifGenerationMatch: <generation>``), so of two drivers racing for the take-over exactly one wins, and a
 renewal that finds the object replaced knows it lost the lock (the build then ends with an error rather
 than a silent second writer). Every rewrite is conditional on the version the holder wrote last. On a
-remote store without conditional writes (not ``s3://``) the lease is recorded and
+remote store without conditional writes (not ``s3://``, ``gs://`` or ``az://``) the lease is recorded and
 renewed, but an expired lock is not taken over: the message says why and to delete it.
 """
 from __future__ import annotations
@@ -84,7 +85,7 @@ class OutputLock:
         self.lost: str | None = None   # why a remote lease was lost while held
         self._fd: int | None = None
         self._held = False
-        self._tag: str | None = None   # version (ETag) of the lock object this holder wrote last
+        self._tag: str | None = None   # version (ETag, GCS generation) of the lock object this holder wrote last
         self._token = uuid.uuid4().hex
         self._started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         self._stop = threading.Event()
@@ -210,7 +211,7 @@ class OutputLock:
                     f"next build after that takes it over")
         return (f"{where}: the lock of a build that stopped renewing it ({holder}) expired {-left:.0f} s ago, "
                 f"but {storage.protocol(where)}:// has no conditional writes to take it over safely "
-                f"(s3:// has): delete {self.path} once no build is running")
+                f"(s3://, gs:// and az:// have): delete {self.path} once no build is running")
 
     def _renew_loop(self, valid_until: float) -> None:
         """Rewrite the lock every ``lease_s / 3``. ``valid_until`` is on this process's monotonic clock,

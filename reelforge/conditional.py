@@ -1,10 +1,18 @@
 """Conditional writes on object storage, and the store's clock: what a lease on a remote output is made of.
 
-A store that compares versions on the server lets two writers race and exactly one win:
+A store that compares versions on the server lets two writers race and exactly one win. Three do, each
+through the fsspec backend the project already opens it with:
 
 - **S3** and its clones (s3fs): the version is the ETag; ``PUT`` with ``If-None-Match: *`` (create) or
   ``If-Match: <ETag>``, ``DELETE`` with ``If-Match``; a failed condition is a 412 (or a 409 when two
   conditional writes meet).
+- **GCS** (gcsfs): the version is the object's generation; upload and delete with ``ifGenerationMatch``
+  (``0``: only if there is no object). gcsfs's ``pipe_file`` knows only ``ifGenerationMatch=0``, so the
+  upload is sent through its authenticated ``call`` to the JSON API's media upload; gcsfs turns the 412
+  of a failed condition into ``FileExistsError``.
+- **Azure Blob** (adlfs): the version is the ETag; ``upload_blob`` / ``delete_blob`` with ``etag`` and
+  ``MatchConditions.IfNotModified`` (``If-Match``), ``overwrite=False`` for a create (``If-None-Match: *``);
+  adlfs passes the keywords through to the SDK.
 
 Any other protocol has no conditional write here: :func:`supports` is False and :func:`put_if` /
 :func:`remove_if` raise :class:`StorageError` saying so, never a silent unconditional write.
@@ -20,12 +28,16 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote
 
-from reelforge.storage import StorageError, filesystem, protocol
+from reelforge import storage
+from reelforge.storage import StorageError, protocol
 
 CLOCK_SLACK_S = 1.0   # the resolution of S3's and Azure's Last-Modified (an HTTP date): whole seconds
 
 S3_PROTOCOLS = {"s3", "s3a"}
+GCS_PROTOCOLS = {"gs", "gcs"}
+AZURE_PROTOCOLS = {"az", "abfs", "abfss"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class Version:
 
 
 def supports(url: str | os.PathLike) -> bool:
-    """True where :func:`put_if` works: the server compares versions atomically (S3 and its clones)."""
+    """True where :func:`put_if` works: the server compares versions atomically (S3, GCS, Azure Blob)."""
     return _backend(str(url)) is not None
 
 
@@ -48,7 +60,7 @@ def read_versioned(url: str | os.PathLike) -> tuple[bytes, Version]:
     a ``put_if`` decided on these bytes fails instead of overwriting a version nobody read.
     FileNotFoundError when there is no object."""
     url = str(url)
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     fs.invalidate_cache(path)
     info = fs.info(path)
     backend = _backend(url)
@@ -63,7 +75,7 @@ def put_if(url: str | os.PathLike, data: bytes, tag: str | None = None) -> str |
     atomically: of several callers holding the same ``tag`` exactly one succeeds."""
     url = str(url)
     backend = _require(url)
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     try:
         return backend.put(fs, path, data, tag)
     finally:
@@ -74,7 +86,7 @@ def remove_if(url: str | os.PathLike, tag: str) -> bool:
     """Delete the object at ``url`` if it is still version ``tag``; False (nothing deleted) otherwise."""
     url = str(url)
     backend = _require(url)
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     try:
         return backend.remove(fs, path, tag)
     finally:
@@ -85,7 +97,7 @@ def store_time(near: str | os.PathLike) -> float:
     """Now by the store's clock, epoch seconds: a scratch object is written beside ``near`` (an object
     URL), its stamp read back, and it is deleted. Three requests; OSError if the store gives no time."""
     url = f"{str(near).rstrip('/')}.now-{uuid.uuid4().hex}"
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     fs.pipe_file(path, b"")
     try:
         fs.invalidate_cache(path)
@@ -172,15 +184,112 @@ class _S3:
             return True
 
 
+class _GCS:
+    """The JSON API through gcsfs's own session (its credentials, retries and error mapping)."""
+
+    @staticmethod
+    def tag(info: dict) -> str:
+        return str(info["generation"])
+
+    @staticmethod
+    def _split(fs, path: str) -> tuple[str, str]:
+        bucket, key, generation = fs.split_path(path)
+        if generation:
+            raise StorageError(f"gs://{path}: a conditional write names an object, not one of its generations")
+        return bucket, key
+
+    @staticmethod
+    def put(fs, path: str, data: bytes, tag: str | None) -> str | None:
+        bucket, key = _GCS._split(fs, path)
+        _need(fs, ("call", "_location"), "gs", "gcsfs's authenticated call to the JSON API")
+        try:
+            out = fs.call("POST", f"{fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o",
+                          uploadType="media", name=key, ifGenerationMatch="0" if tag is None else tag,
+                          headers={"Content-Type": "application/octet-stream"}, data=data, json_out=True)
+        except (FileExistsError, FileNotFoundError):  # gcsfs: 412 (the generation differs), 404
+            return None
+        return str(out["generation"])
+
+    @staticmethod
+    def remove(fs, path: str, tag: str) -> bool:
+        bucket, key = _GCS._split(fs, path)
+        _need(fs, ("call",), "gs", "gcsfs's authenticated call to the JSON API")
+        try:
+            fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=tag)
+        except (FileExistsError, FileNotFoundError):
+            return False
+        return True
+
+
+class _Azure:
+    """adlfs passes ``etag``/``match_condition`` through to azure-storage-blob's ``upload_blob``; the
+    conditional delete goes to the SDK's blob client on adlfs's own loop."""
+
+    @staticmethod
+    def tag(info: dict) -> str:
+        return info["etag"]
+
+    @staticmethod
+    def put(fs, path: str, data: bytes, tag: str | None) -> str | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            if tag is None:
+                out = fs.pipe_file(path, data, mode="create")
+            else:
+                out = fs.pipe_file(path, data, overwrite=True, etag=tag,
+                                   match_condition=MatchConditions.IfNotModified)
+        except (FileExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+        except TypeError as exc:  # an adlfs that does not pass the keywords on: no conditional overwrite
+            raise StorageError(f"az://{path}: this adlfs cannot write conditionally ({exc}); "
+                               f"an adlfs whose pipe_file passes etag/match_condition on to upload_blob can") from None
+        if not isinstance(out, dict) or not out.get("etag"):  # a success whose version we cannot hold on to
+            raise StorageError(f"az://{path}: this adlfs returns no ETag for an upload, so a lock on it cannot "
+                               f"be renewed conditionally")
+        return out["etag"]
+
+    @staticmethod
+    def remove(fs, path: str, tag: str) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from fsspec.asyn import sync
+
+        _need(fs, ("service_client", "loop"), "az", "adlfs's Azure SDK client")
+        container, blob, _ = fs.split_path(path)
+
+        async def delete():
+            async with fs.service_client.get_blob_client(container, blob) as client:
+                await client.delete_blob(etag=tag, match_condition=MatchConditions.IfNotModified)
+        try:
+            sync(fs.loop, delete)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+
+def _need(fs, attrs: tuple[str, ...], proto: str, what: str) -> None:
+    """Refuse, saying why, a backend that lacks what its conditional write is sent through."""
+    missing = [a for a in attrs if not hasattr(fs, a)]
+    if missing:
+        raise StorageError(f"{proto}://: the installed {type(fs).__module__.split('.')[0]} lacks "
+                           f"{', '.join(missing)} ({what}), so it cannot write conditionally")
+
+
 def _backend(url: str):
     proto = protocol(url)
     if proto in S3_PROTOCOLS:
         return _S3
+    if proto in GCS_PROTOCOLS:
+        return _GCS
+    if proto in AZURE_PROTOCOLS:
+        return _Azure
     return None
 
 
 def _require(url: str):
     backend = _backend(url)
     if backend is None:
-        raise StorageError(f"{url}: {protocol(url)}:// has no conditional writes here (s3:// has)")
+        raise StorageError(f"{url}: {protocol(url)}:// has no conditional writes here (s3://, gs:// and az:// have)")
     return backend

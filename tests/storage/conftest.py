@@ -4,12 +4,18 @@
 variables at it (fake credentials, ``AWS_ENDPOINT_URL``), and stops only the process it started. Its
 request log (werkzeug's access log: one line per HTTP request, ``"GET /bucket/key …"``) is kept so a
 test can count what the server really served. ``bucket`` gives each test a fresh bucket; ``ray_s3`` a Ray whose workers see the server.
+
+``azurite`` (session) does the same for Azure Blob with Microsoft's emulator (``npm install azurite``;
+found as ``$AZURITE_BLOB`` or ``azurite-blob`` on PATH, skipped when absent, as when adlfs is not
+installed), with the emulator's well-known account in ``AZURE_STORAGE_CONNECTION_STRING``;
+``container`` gives each test a fresh container.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,3 +123,63 @@ def ray_s3(s3):
     quiet_ray_data()
     yield
     shutdown_ray()
+
+
+# the emulator's fixed development account (documented by Microsoft; it opens nothing real)
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    pytest.importorskip("adlfs", reason="adlfs is not installed (pip install adlfs): az:// URLs cannot be opened")
+    exe = os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
+    if not exe:
+        pytest.skip("the Azure Blob emulator is not installed (npm install azurite; put azurite-blob on PATH "
+                    "or its path in AZURITE_BLOB)")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    log = open(log_path, "wb")
+    # (--inMemoryPersistence never came up here: the blobs go to the test's temp dir instead)
+    proc = subprocess.Popen([exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--disableTelemetry",
+                             "--skipApiVersionCheck", "--loose", "--location", str(log_path.parent)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
+    try:
+        deadline = time.monotonic() + 60   # node starts it in 3 s on an idle box, 17 s at load 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"azurite did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+        saved = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={endpoint};")
+        try:
+            yield endpoint
+        finally:
+            if saved is None:
+                os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
+            else:
+                os.environ["AZURE_STORAGE_CONNECTION_STRING"] = saved
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def container(azurite) -> str:
+    """A new empty container on the emulator; returns its name (3-63 lowercase letters, digits, dashes)."""
+    import adlfs
+
+    name = f"reelforge-test-{os.getpid()}-{next(_names)}"
+    adlfs.AzureBlobFileSystem(skip_instance_cache=True).mkdir(name)
+    return name
