@@ -183,6 +183,8 @@ RECIPES = {r.name: r for r in [
     Recipe("h264-trim", "libx264", "mp4", options=_X264, timing="trim"),
     Recipe("h264-wrap-ts", "libx264", "ts", options=_X264, timing="wrap"),
     Recipe("h264-raw", "libx264", "h264", options=_X264),  # an elementary stream: packets without pts
+    Recipe("hevc-ts", "libx265", "ts", options=(  # Annex B HEVC, as broadcast and some cameras write it
+        ("crf", "28"), ("preset", "veryfast"), ("x265-params", "keyint=50:log-level=error"))),
     Recipe("hevc-opengop-mkv", "libx265", "mkv", options=(
         ("crf", "28"), ("preset", "veryfast"), ("x265-params", "keyint=50:open-gop=1:log-level=error"))),
 ]}
