@@ -6,6 +6,7 @@ returning an exit code. Modules load only when their command runs (``reelforge -
 from __future__ import annotations
 
 import importlib
+import sys
 
 # name -> "module:function(config_path, overrides) -> int"
 TRAINERS = {
@@ -27,6 +28,11 @@ def cmd_encode(args) -> int:
                        bucket_config=args.buckets or "")
     summary = encode_dataset(args.dataset, args.out, cfg)
     print(" ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
+    if summary["unbucketed"]:
+        print(f"reelforge encode: {summary['unbucketed']} selected sample(s) fit no bucket of "
+              f"{args.buckets or 'the index’s bucket table'} (too short or too small for every bucket; "
+              f"`reelforge shards stats {args.dataset}` lists the buckets): pass --buckets with a table that fits them",
+              file=sys.stderr)
     return 0 if summary["encoded"] else 1
 
 

@@ -167,7 +167,8 @@ def encode_dataset(dataset: str | Path, out: str | Path, cfg: EncodeConfig) -> d
     if encoded:
         build_index(out, buckets)
     counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "failed", "skipped")}
-    return {"encoded": encoded, "failed": counts["failed"], "skipped": counts["skipped"],
+    # rows the bucket table has no shape for never reach the loop: counted, or "encoded=1" of 10 says nothing
+    return {"encoded": encoded, "failed": counts["failed"], "skipped": counts["skipped"], "unbucketed": ds.unbucketed,
             "seconds": round(time.time() - t0, 2), "out": str(out), "shapes": shapes}
 
 

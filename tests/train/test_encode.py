@@ -117,3 +117,15 @@ def test_encode_with_a_tiny_diffusers_wan_vae(dataset, tmp_path):
 def test_reader_refuses_latents_on_a_dataset_without_them(dataset):
     with pytest.raises(ValueError, match="reelforge encode"):
         VideoShardDataset(dataset, ReaderConfig(latents=True))
+
+
+def test_encode_counts_and_names_the_samples_no_bucket_fits(own_vae, tmp_path, capsys):
+    # the demo's clips are shorter than every 17-frame bucket of the default table: "encoded=1" of 10 said nothing
+    from reelforge.cli import main
+    clips = [clip_row("fits", 40, 40, 12, 8), clip_row("short", 40, 40, 3, 8), clip_row("tiny", 8, 8, 12, 8)]
+    root = write_dataset(tmp_path / "ds", clips)
+    build_index(root, BUCKETS)
+    assert main(["encode", str(root), "--vae", str(own_vae), "--out", str(tmp_path / "lat"), "--num-workers", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert "encoded=1 " in out and "unbucketed=2 " in out
+    assert "2 selected sample(s) fit no bucket" in err and "--buckets" in err
