@@ -168,6 +168,7 @@ RECIPES = {r.name: r for r in [
     Recipe("h264-ts", "libx264", "ts", options=_X264),
     Recipe("mpeg2-ts", "mpeg2video", "ts", options=(("g", "15"), ("bf", "2"), ("b", "1M"))),  # open GOPs
     Recipe("mpeg2-mpg", "mpeg2video", "mpg", options=(("g", "15"), ("bf", "2"), ("b", "1M"))),
+    Recipe("mpeg1-mpg", "mpeg1video", "mpg", options=(("g", "15"), ("bf", "2"), ("b", "1M"))),
     Recipe("mpeg4-avi", "mpeg4", "avi", options=(("g", "50"), ("bf", "2"), ("b", "800k"))),
     Recipe("mpeg4-mp4", "mpeg4", "mp4", options=(("g", "50"), ("bf", "2"), ("b", "800k"))),
     Recipe("prores", "prores", "mov", pix_fmt="yuv422p10le"),  # all-intra
