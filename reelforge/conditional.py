@@ -104,7 +104,7 @@ def store_time(near: str | os.PathLike) -> float:
         stamp = modified_time(fs.info(path))
     finally:
         try:
-            fs.rm(path)
+            fs.rm_file(path)   # one DELETE (rm would list the path first)
         except OSError:
             pass  # a stray empty scratch object costs nothing; the time is what was asked
     if stamp is None:

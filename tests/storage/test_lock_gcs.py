@@ -2,7 +2,7 @@
 
 There is no GCS emulator here, so the store is a fake gcsfs filesystem: the calls reelforge makes
 (``call`` to the JSON API's media upload and object DELETE, ``info``, ``cat_file``, ``pipe_file``,
-``rm``) with GCS's semantics as gcsfs reports them (a failed precondition, HTTP 412, raises
+``rm_file``) with GCS's semantics as gcsfs reports them (a failed precondition, HTTP 412, raises
 FileExistsError; 404 FileNotFoundError), its own clock (3 h behind the drivers' here) and a log of the
 requests it saw. Anything else it is asked raises, so a call the real gcsfs would not take fails here too.
 """
@@ -99,7 +99,7 @@ class FakeGCS:
         bucket, key, _ = self.split_path(path)
         return self._write(bucket, key, data, "0" if mode == "create" else None)
 
-    def rm(self, path: str, recursive: bool = False) -> None:
+    def rm_file(self, path: str) -> None:
         bucket, key, _ = self.split_path(path)
         if self.objects.pop((bucket, key), None) is None:
             raise FileNotFoundError(path)
