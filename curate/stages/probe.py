@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import av
 
+from reelforge.curate.colour import source_colour
 from reelforge.curate.media import local_copy, read_sidecar_caption, sha256_file
 from reelforge.curate.stage import Resources, Stage
 
@@ -71,6 +72,7 @@ def probe_file(path: str) -> dict:
             "container": container.format.name,
             "codec": cc.name,
             "pix_fmt": cc.pix_fmt or "",
+            "color": source_colour(first).describe(),  # how the clips read it: bt709/tv, bt601/pc (guessed), ...
             "width": width,
             "height": height,
             "display_width": disp_w,
@@ -88,7 +90,7 @@ def probe_file(path: str) -> dict:
 
 
 PROBE_DEFAULTS = {
-    "size_bytes": 0, "sha256": "", "container": "", "codec": "", "pix_fmt": "", "width": 0, "height": 0,
+    "size_bytes": 0, "sha256": "", "container": "", "codec": "", "pix_fmt": "", "color": "", "width": 0, "height": 0,
     "display_width": 0, "display_height": 0, "sar": 1.0, "rotation": 0, "fps": 0.0, "frame_count": 0,
     "duration_s": 0.0, "start_time": 0.0, "bit_rate": 0, "has_audio": False, "audio_codec": "",
     "sidecar_caption": "",

@@ -23,6 +23,7 @@ import av
 import cv2
 import numpy as np
 
+from reelforge.curate.colour import ColourConverter, SourceColour, source_colour
 from reelforge.curate.media import local_copy
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 
@@ -202,11 +203,13 @@ class _ClipEncoder:
     A frame that needs no pixel work beyond scaling (upright, square pixels, no crop: the rule) goes from
     the decoder's YUV to the encoder's yuv420p at the output size in one swscale call, as a bare
     transcode does; only the few sampled frames are turned into RGB. Others take the RGB path (rotate,
-    stretch, crop, scale). The frame signature (``signature.py``) is taken from the frames as they go in,
+    stretch, crop, scale). Either way the source's colour is read from its first frame's tags, and frames
+    are written in limited range, HDR tone-mapped, with the clip's colour tagged (``curate/colour.py``). The frame signature (``signature.py``) is taken from the frames as they go in,
     so the near-duplicate stage does not decode the clip again.
     """
 
-    def __init__(self, cfg: TranscodeConfig, row: dict, crop: list[int] | None):
+    def __init__(self, cfg: TranscodeConfig, row: dict, crop: list[int] | None,
+                 converters: dict[SourceColour, ColourConverter] | None = None):
         from reelforge.curate.stages.signature import Ticks
 
         self.cfg, self.row, self.crop = cfg, row, crop
@@ -220,6 +223,8 @@ class _ClipEncoder:
         self.sar = float(row.get("sar") or 1.0)
         self.direct = not crop and self.rotation % 360 == 0 and abs(self.sar - 1.0) <= 1e-3
         self.ticks = Ticks()
+        self.colour: ColourConverter | None = None  # from the first frame's tags
+        self.converters = {} if converters is None else converters  # shared by the clips of a Transcode
         self.sampled: list[tuple[int, np.ndarray]] = []
         self.src_idx = self.n = self.w = self.h = self.sw = self.sh = 0
         # faststart rewrites the file to put the index first (players start at once); FFmpeg does that
@@ -233,13 +238,18 @@ class _ClipEncoder:
         idx, self.src_idx = self.src_idx, self.src_idx + 1
         if idx not in self.keep:
             return
+        if self.colour is None:
+            src = source_colour(frame)
+            if src not in self.converters:
+                self.converters[src] = ColourConverter(src)
+            self.colour = self.converters[src]
         if self.direct:
             if self.stream is None:
                 self._open(frame.width, frame.height)
-            yuv = frame.reformat(width=self.w, height=self.h, format="yuv420p")
-            rgb = yuv.to_ndarray(format="rgb24") if self.n in self.pick else None
+            yuv = self.colour.to_output(frame, self.w, self.h)
+            rgb = yuv.to_ndarray(format="rgb24") if self.n in self.pick else None  # read by its BT.709 tags
         else:
-            img = upright(frame.to_ndarray(format="rgb24"), self.rotation)
+            img = upright(self.colour.to_rgb(frame), self.rotation)
             if abs(self.sar - 1.0) > 1e-3:  # non-square pixels: stretch to display aspect
                 h, w = img.shape[:2]
                 img = cv2.resize(img, (max(2, int(round(w * self.sar))), h), interpolation=cv2.INTER_AREA)
@@ -250,7 +260,7 @@ class _ClipEncoder:
             if img.shape[1] != self.w or img.shape[0] != self.h:
                 img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
             rgb = np.ascontiguousarray(img)
-            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            yuv = self.colour.rgb_to_output(rgb)
         if rgb is not None:
             small = cv2.resize(rgb, (self.sw, self.sh), interpolation=cv2.INTER_AREA) \
                 if (self.sw, self.sh) != (self.w, self.h) else rgb
@@ -269,6 +279,7 @@ class _ClipEncoder:
         self.out = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
         self.stream = self.out.add_stream("libx264", rate=self.rate)
         self.stream.width, self.stream.height, self.stream.pix_fmt = self.w, self.h, "yuv420p"
+        self.colour.tag_stream(self.stream)  # untagged, a reader guesses the matrix (by size, or BT.601)
         self.stream.options = {"crf": str(cfg.crf), "preset": cfg.preset, "threads": str(cfg.threads)}
 
     def finish(self) -> dict:
@@ -327,6 +338,9 @@ class Transcode(Stage):
 
     def __init__(self, cfg: TranscodeConfig | None = None):
         self.cfg = cfg or TranscodeConfig()
+        # one colour converter per source colour for the stage's life: an HDR source's tone-mapping tables
+        # take ~2.5 s of CPU to build, once per worker rather than once per clip
+        self.converters: dict[SourceColour, ColourConverter] = {}
 
     @classmethod
     def resources(cls, cfg: TranscodeConfig | None = None) -> Resources:
@@ -391,11 +405,11 @@ class Transcode(Stage):
             for k, t, frame in decode_spans(local, spans):
                 i = todo[k]
                 if frame is None:
-                    enc = encoders.pop(k, None) or _ClipEncoder(self.cfg, rows[i], crops[i])
+                    enc = encoders.pop(k, None) or _ClipEncoder(self.cfg, rows[i], crops[i], self.converters)
                     results[i] = enc.finish()
                     continue
                 if k not in encoders:
-                    encoders[k] = _ClipEncoder(self.cfg, rows[i], crops[i])
+                    encoders[k] = _ClipEncoder(self.cfg, rows[i], crops[i], self.converters)
                 encoders[k].add(frame)
         except _SpanError:
             return [i for i in todo if results[i] is None]
@@ -405,7 +419,7 @@ class Transcode(Stage):
         return []
 
     def _encode_one(self, local: str, row: dict, crop) -> dict:
-        enc = _ClipEncoder(self.cfg, row, crop)
+        enc = _ClipEncoder(self.cfg, row, crop, self.converters)
         try:
             for _, frame in decode_span(local, float(row["start_pts"]), float(row["end_pts"]), as_frames=True):
                 enc.add(frame)
