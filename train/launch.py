@@ -12,6 +12,7 @@ newest reported checkpoint (``max_failures``); ``trainer.resume`` resumes a stop
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ def launch(make_task: Callable[[Any], TrainTask], task_cfg: Any, trainer_cfg: Tr
     from ray.train.torch import TorchConfig, TorchTrainer
 
     init_ray(ray_cfg)
+    # Ray Train moves each worker into its run folder: a relative path in the config (the README's
+    # `--set data.dataset=out/demo/dataset`) then named nothing. Off, a worker keeps the driver's directory
+    # (a `ray job submit --working-dir` job's, on every node), so paths mean what they mean on the command line.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     loop_cfg = {"make_task": make_task, "task_cfg": task_cfg, "trainer_cfg": trainer_cfg, "out_dir": str(out_dir),
                 "config_yaml": config_yaml}
     trainer = TorchTrainer(
