@@ -2,7 +2,7 @@
 upright and at the display aspect, and the colours of the source.
 
 Colours are judged with our own YUV -> RGB (numpy, the matrix and range the clip is tagged with; an
-untagged clip as FFmpeg and decord read it: BT.601 limited), not with swscale, which the transcoder
+untagged one as mpv and VLC guess: BT.709 from 1280x577 up, else BT.601), not with swscale, which the transcoder
 itself uses: a mistake there must not be repeated by the judge.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import av
 import cv2
 import numpy as np
 
-# (Kr, Kb) of each AVColorSpace the judge knows; 2 (unspecified) reads as BT.601, as FFmpeg does
-_KRKB = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114), 2: (0.299, 0.114), 9: (0.2627, 0.0593)}
+# (Kr, Kb) of each AVColorSpace the judge knows
+_KRKB = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114), 9: (0.2627, 0.0593)}
 
 
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -33,7 +33,10 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
         y, u, v = y / 255.0, u / 255.0, v / 255.0
     else:
         y, u, v = (y - 16.0) / 219.0, u / 224.0, v / 224.0
-    kr, kb = _KRKB.get(int(frame.colorspace), _KRKB[2])
+    spc = int(frame.colorspace)
+    if spc not in _KRKB or spc == 2:  # untagged: as players guess, BT.709 for HD sizes
+        spc = 1 if frame.width >= 1280 or frame.height > 576 else 6
+    kr, kb = _KRKB[spc]
     kg = 1.0 - kr - kb
     r = y + 2 * (1 - kr) * v
     b = y + 2 * (1 - kb) * u
