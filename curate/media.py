@@ -51,6 +51,18 @@ def read_sidecar_caption(path: str) -> str:
         return ""
 
 
+def main_video_stream(container):
+    """The container's video: its first video stream that is not cover art. Cover art (a song's or a
+    podcast's picture, an mkv image attachment) is a video stream of one picture with the
+    ``attached_pic`` disposition; None when the file has no other video stream."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 @dataclass
 class Cut:
     """Where the video stream of a file breaks off (a truncated download)."""
@@ -74,7 +86,9 @@ def find_cut(path: str) -> Cut | None:
     n = 0
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = main_video_stream(container)
+            if stream is None:
+                return None
             expected = int(stream.frames or 0)
             for pkt in container.demux(stream):
                 if pkt.size == 0 and pkt.dts is None:  # the demuxer's end-of-stream marker
@@ -107,7 +121,7 @@ def complete_prefix(path: str) -> Iterator[tuple[str, Cut] | None]:
     try:
         out_path = os.path.join(tmpdir, "prefix.mp4")
         with av.open(path) as container, av.open(out_path, "w", format="mp4") as out:
-            stream = container.streams.video[0]
+            stream = main_video_stream(container)
             ostream = out.add_stream_from_template(stream)
             for i, pkt in enumerate(container.demux(stream)):
                 if i >= cut.packets:

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 
 from reelforge.curate.colour import source_colour
-from reelforge.curate.media import local_copy, read_sidecar_caption, sha256_file
+from reelforge.curate.media import local_copy, main_video_stream, read_sidecar_caption, sha256_file
 from reelforge.curate.stage import Resources, Stage
 
 
@@ -33,9 +33,11 @@ def probe_file(path: str) -> dict:
     except av.error.FFmpegError as exc:
         raise ValueError(f"not a readable media file ({exc.__class__.__name__}: {exc})") from exc
     with container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        vs = container.streams.video[0]
+        vs = main_video_stream(container)
+        if vs is None:
+            covers = len(container.streams.video)
+            raise ValueError("no video stream" + (f" (only cover art: {covers} attached picture"
+                                                  f"{'s' if covers > 1 else ''})" if covers else ""))
         cc = vs.codec_context
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         fps = float(rate) if rate else 0.0

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from reelforge.curate.colour import ColourConverter, SourceColour, source_colour
-from reelforge.curate.media import local_copy
+from reelforge.curate.media import local_copy, main_video_stream
 from reelforge.curate.stage import Batch, Resources, Stage, batch_len, error_reason, row_at, rows_to_batch
 
 # a frame "matches" a planned pts if it lies within this many seconds (pts are exact floats from PyAV)
@@ -103,14 +103,44 @@ def _decoded(container, stream, size: int):
         yield from packet.decode()
 
 
+def _frames_from(container, stream, start: float, size: int):
+    """Frames in decode order from a seek to ``start`` (s), the first of them at or before it.
+
+    Demuxers without an index (MPEG-TS, MPEG-PS) seek by searching timestamps and can land on the
+    keyframe after the target: a 1 s GOP in .ts lost the first 23 of 60 frames of a span, and a clip
+    from an interlaced .ts decoded no frame at all. Such a seek is repeated from further back (1, 2,
+    4, ... s before ``start``), and at last from the first byte of the file."""
+    tb = stream.time_base
+    first_t = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    back = 0.0
+    while True:
+        target = start - back
+        from_top = back > 0 and target <= first_t
+        if from_top:
+            container.seek(0, unsupported_byte_offset=True)  # byte 0 (AVSEEK_FLAG_BYTE): no search
+        else:
+            container.seek(int(math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
+        frames = _decoded(container, stream, size)
+        head = []
+        for frame in frames:
+            head.append(frame)
+            if frame.time is not None:
+                break
+        t = head[-1].time if head else None
+        # nothing decoded after the seek counts as landing too late (the interlaced .ts case)
+        if from_top or (t is not None and t <= start + PTS_EPS):
+            yield from head
+            yield from frames
+            return
+        back = max(1.0, 2 * back)
+
+
 def _decode_span(path: str, start_pts: float, end_pts: float, as_frames: bool = False):
     with av.open(path) as container:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         stream.thread_type = "AUTO"
-        tb = stream.time_base
-        container.seek(int(math.floor(start_pts / tb)), stream=stream, backward=True, any_frame=False)
         pending = []
-        for frame in _decoded(container, stream, os.path.getsize(path)):
+        for frame in _frames_from(container, stream, start_pts, os.path.getsize(path)):
             t = frame.time
             if t is None or t < start_pts - PTS_EPS:
                 continue
@@ -152,9 +182,9 @@ def decode_spans(path: str, spans: list[tuple[float, float]]):
     """
     order = sorted(range(len(spans)), key=lambda i: spans[i])
     with av.open(path) as container:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         stream.thread_type = "AUTO"
-        tb, size = stream.time_base, os.path.getsize(path)
+        size = os.path.getsize(path)
         frames, last, rising, seek_check = None, None, True, True
         j = 0                       # spans order[:j] are closed
         past: dict[int, int] = {}   # span -> frames decoded past its end
@@ -164,8 +194,7 @@ def decode_spans(path: str, spans: list[tuple[float, float]]):
                 seek_check = False
                 start = spans[order[j]][0]
                 if frames is None or last is None or start - last > SEEK_GAP_S:
-                    container.seek(int(math.floor(start / tb)), stream=stream, backward=True, any_frame=False)
-                    frames, last, rising = _decoded(container, stream, size), None, True
+                    frames, last, rising = _frames_from(container, stream, start, size), None, True
             try:
                 frame = next(frames, None)
             except (av.error.FFmpegError, _CutOff) as exc:

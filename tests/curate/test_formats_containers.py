@@ -1,0 +1,104 @@
+"""Containers from tools we did not choose: MPEG-TS (no index: its seeks land late), cover art (a video
+stream that is one picture), interlaced H.264."""
+from __future__ import annotations
+
+import io
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import formats_check as fc  # noqa: E402
+import formats_inputs as fi  # noqa: E402
+from test_formats_colour import bars  # noqa: E402
+
+from reelforge.curate.stages.probe import Probe, probe_file  # noqa: E402
+from reelforge.curate.stages.transcode import Transcode, TranscodeConfig  # noqa: E402
+
+RATE = Fraction(24)
+
+
+def moving(n: int = 48, w: int = 96, h: int = 64) -> list[np.ndarray]:
+    """Bars that move 2 px a frame: every frame differs, so a clip that starts late shows it."""
+    base = bars(w + 2 * n, h, 1)[0]
+    return [np.ascontiguousarray(base[:, 2 * i:2 * i + w]) for i in range(n)]
+
+
+def _span(path: Path, a: int, b: int) -> dict:
+    """The transcode stage's output for source frames [a, b) of ``path``."""
+    p = probe_file(str(path))
+    with av.open(str(path)) as c:
+        ts = [f.time for f in c.decode(video=0)]
+    row = {"video_path": str(path), "start_frame": a, "end_frame": b, "start_pts": ts[a], "end_pts": ts[b - 1],
+           "rotation": p["rotation"], "sar": p["sar"], "src_fps": p["fps"], "status": "ok", "reason": "",
+           "start_s": ts[a]}
+    out = Transcode(TranscodeConfig())({k: [v] for k, v in row.items()})
+    return row | {k: v[0] for k, v in out.items()}
+
+
+@pytest.mark.parametrize("opts,name", [
+    ({"preset": "veryfast", "crf": "18", "bf": "3", "g": "12"}, "bframes_gop12"),
+    ({"preset": "veryfast", "crf": "18", "g": "12", "x264-params": "interlaced=1:tff=1"}, "interlaced"),
+])
+def test_ts_spans_start_where_planned(tmp_path, opts, name):
+    """A .ts seek lands on the keyframe after its target: the span from the first frame lost a GOP (37 of
+    60 frames in a 1 s GOP; the rest of the clip shifted), the interlaced one decoded nothing."""
+    src = fi.encode(tmp_path / f"{name}.ts", moving(), RATE, "libx264", "yuv420p", options=opts, tags=fi.BT709,
+                    rng=fi.LIMITED)
+    ref = fc.display_frames(src)
+    for a, b in ((0, 48), (17, 40)):
+        out = _span(src, a, b)
+        assert out["status"] == "ok", out["reason"]
+        assert out["num_frames"] == b - a
+        j = fc.judge_clip(out, out["mp4"], ref, mean_tol=3.0, grid_tol=3.5)  # frame i is source frame a + i
+        assert not j["problems"], (a, b, j)
+
+
+def _with_cover(path: Path, video: bool) -> Path:
+    """An mp4/m4a with cover art (an ``attached_pic`` MJPEG stream) and AAC, with or without a video."""
+    import PIL.Image
+
+    frames = moving(24)
+    buf = io.BytesIO()
+    PIL.Image.fromarray(frames[0]).save(buf, "JPEG")
+    with av.open(str(path), "w", format="mp4") as c:
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 96, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        st = None
+        if video:
+            st = c.add_stream("libx264", rate=RATE)
+            st.width, st.height, st.pix_fmt, st.options = 96, 64, "yuv420p", fi.X264
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        pkt = av.Packet(buf.getvalue())
+        pkt.stream, pkt.pts, pkt.dts, pkt.time_base = cover, 0, 0, Fraction(1)
+        c.mux(pkt)
+        fi._audio(c, a, 1.0)
+        for n, rgb in enumerate(frames if video else []):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = n, 1 / RATE
+            for p in st.encode(f):
+                c.mux(p)
+        if st is not None:
+            for p in st.encode():
+                c.mux(p)
+    return path
+
+
+def test_audio_with_cover_art_is_not_a_video(tmp_path):
+    """A song or podcast (.m4a) with cover art: the cover is a video stream of one picture. It was probed
+    as the video (mjpeg, 90000 fps, 90000 'frames') and the file kept as ok."""
+    path = _with_cover(tmp_path / "song.m4a", video=False)
+    out = Probe().process_row({"path": str(path)})
+    assert out["status"] == "failed" and "cover" in out["reason"] and "no video stream" in out["reason"], out
+
+
+def test_cover_art_beside_a_video_is_skipped(tmp_path):
+    path = _with_cover(tmp_path / "clip.mp4", video=True)
+    p = probe_file(str(path))
+    assert (p["codec"], p["frame_count"], p["fps"]) == ("h264", 24, 24.0)
