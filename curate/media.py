@@ -63,6 +63,30 @@ def main_video_stream(container):
     return None
 
 
+def mp4_without_index(path: str) -> bool:
+    """True for an ISO media file (mp4, mov, m4a: it starts with an ``ftyp`` box) with no ``moov`` box:
+    the index most writers put last, so a download or recording cut short has none and nothing in it can
+    be read (FFmpeg says only "Invalid data found"). Reads the top-level box headers alone."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if f.read(8)[4:8] != b"ftyp":
+            return False
+        pos, found = 0, set()
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            n, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if n == 1 and len(head) == 16:
+                n = int.from_bytes(head[8:16], "big")
+            elif n == 0:
+                n = size - pos
+            if n < 8:
+                break
+            found.add(kind)
+            pos += n
+    return b"moov" not in found
+
+
 @dataclass
 class Cut:
     """Where the video stream of a file breaks off (a truncated download)."""

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 
 from reelforge.curate.colour import source_colour
-from reelforge.curate.media import local_copy, main_video_stream, read_sidecar_caption, sha256_file
+from reelforge.curate.media import local_copy, main_video_stream, mp4_without_index, read_sidecar_caption, sha256_file
 from reelforge.curate.stage import Resources, Stage
 
 
@@ -31,6 +31,9 @@ def probe_file(path: str) -> dict:
     try:
         container = av.open(path)
     except av.error.FFmpegError as exc:
+        if mp4_without_index(path):
+            raise ValueError("mp4 without its index (no moov box): the file was cut short before its end, "
+                             "where the index is written (an interrupted download or recording)") from exc
         raise ValueError(f"not a readable media file ({exc.__class__.__name__}: {exc})") from exc
     with container:
         vs = main_video_stream(container)

@@ -122,6 +122,9 @@ def judge_clip(clip: dict, mp4: bytes, reference: list[np.ndarray], mean_tol: fl
     n = int(clip.get("num_frames") or 0)
     if len(frames) != n:
         problems.append(f"{len(frames)} frames decoded, the table says {n}")
+    planned = int(clip["end_frame"]) - int(clip["start_frame"])
+    if info["rate"] and abs(info["rate"] - float(clip.get("src_fps") or 0)) < 1e-3 and n != planned:
+        problems.append(f"{n} frames for the {planned} source frames planned (no frame-rate cap)")
     dur = float(clip.get("duration_s") or 0)
     if info["rate"] and abs(len(frames) / info["rate"] - dur) > 1.5 / info["rate"]:
         problems.append(f"{len(frames)} frames at {info['rate']:.3f} fps != duration_s {dur:.3f}")

@@ -293,6 +293,37 @@ def _case_table():
                       fmt="mp4", container_options={"movflags": "frag_keyframe+empty_moov"})
         return Made(path, fr, _times(len(fr), rate))
 
+    def gap(out, fr, rate):
+        # 30 fps with a 0.8 s hole (a phone dropping frames): times as the file has them
+        tb = Fraction(1, 90000)
+        pts, t = [], 0
+        for i in range(len(fr)):
+            pts.append(t)
+            t += 3000 + (72000 if i == len(fr) // 2 else 0)
+        path = encode(out, fr, Fraction(30), "libx264", "yuv420p", options=X264, pts=pts, time_base=tb, tags=BT709,
+                      rng=LIMITED)
+        return Made(path, fr, [p * float(tb) for p in pts])
+
+    def cover_only(out, fr, rate):
+        # a song with its cover art: the only video stream is one attached picture
+        import io
+
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.fromarray(fr[0]).save(buf, "JPEG")
+        with av.open(str(out), "w", format="mp4") as c:
+            cov = c.add_stream("mjpeg", rate=1)
+            cov.width, cov.height, cov.pix_fmt = fr[0].shape[1], fr[0].shape[0], "yuvj420p"
+            cov.disposition = av.stream.Disposition.attached_pic
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "mono"
+            pkt = av.Packet(buf.getvalue())
+            pkt.stream, pkt.pts, pkt.dts, pkt.time_base = cov, 0, 0, Fraction(1)
+            c.mux(pkt)
+            _audio(c, a, 2.0)
+        return Made(out, expect="failed")
+
+    GOP = {"preset": "veryfast", "crf": "18", "bf": "3", "g": "24"}  # B-frames and a 1 s GOP, as broadcast
     return {
         # codecs and containers (8-bit, BT.709 limited unless named)
         "h264_mp4_bt709": ("h264_bt709.mp4", std("libx264", "yuv420p", options=X264, tags=BT709, rng=LIMITED)),
@@ -313,6 +344,11 @@ def _case_table():
         "mjpeg_avi": ("mjpeg.avi", std("mjpeg", "yuvj420p", options={"qscale": "2"})),
         "mjpeg422_avi": ("mjpeg422.avi", std("mjpeg", "yuvj422p", options={"qscale": "2"})),
         "ffv1_mkv": ("ffv1.mkv", std("ffv1", "yuv420p", tags=BT709, rng=LIMITED)),
+        "h264_bframes_ts": ("h264_gop24.ts", std("libx264", "yuv420p", options=GOP, tags=BT709, rng=LIMITED)),
+        "h264_bframes_mp4": ("h264_gop24.mp4", std("libx264", "yuv420p", options=GOP, tags=BT709, rng=LIMITED)),
+        "mpeg2_bframes_ts": ("mpeg2_gop12.ts", std("mpeg2video", "yuv420p", options={"qscale": "2", "bf": "2", "g": "12"})),
+        "h264_interlaced_ts": ("h264_interlaced.ts", std("libx264", "yuv420p", options=GOP | {"x264-params": "interlaced=1:tff=1"},
+                                                         tags=BT601, rng=LIMITED)),
         # pixel formats and colour
         "h264_high10": ("h264_high10.mp4", std("libx264", "yuv420p10le", options=X264, tags=BT709, rng=LIMITED)),
         "hevc_main10": ("hevc_main10.mp4", std("libx265", "yuv420p10le", options=X265, tags=BT709, rng=LIMITED, codec_tag="hvc1")),
@@ -343,10 +379,12 @@ def _case_table():
         "start_1_5s": ("start15.mp4", shifted),
         "audio_first": ("audio_first.mp4", audio_first),
         "fragmented": ("frag.mp4", fragmented),
+        "vfr_gap": ("vfr_gap.mp4", gap),
         # degenerate
         "one_frame": ("one_frame.mp4", few(1)),
         "five_frames": ("five_frames.mp4", few(5)),
         "audio_only": ("audio_only.m4a", audio_only),
+        "audio_with_cover": ("song_cover.m4a", cover_only),
         "zero_bytes": ("zero.mp4", empty),
         "text_as_mp4": ("text.mp4", text),
         "no_decodable_frame": ("no_frame.mp4", no_frame),

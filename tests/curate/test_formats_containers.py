@@ -102,3 +102,18 @@ def test_cover_art_beside_a_video_is_skipped(tmp_path):
     path = _with_cover(tmp_path / "clip.mp4", video=True)
     p = probe_file(str(path))
     assert (p["codec"], p["frame_count"], p["fps"]) == ("h264", 24, 24.0)
+
+
+def test_mp4_cut_before_its_index_says_so(tmp_path):
+    """Most writers put the mp4 index (moov) last: a download or recording cut short has none, and FFmpeg
+    says only "Invalid data found when processing input"."""
+    full = fi.encode(tmp_path / "full.mp4", moving(24), RATE, "libx264", "yuv420p", options=fi.X264)
+    data = full.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")  # the index is at the end
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    out = Probe().process_row({"path": str(cut)})
+    assert out["status"] == "failed" and "no moov box" in out["reason"], out
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 200)
+    assert "not a readable media file" in Probe().process_row({"path": str(text)})["reason"]
