@@ -273,7 +273,7 @@ def _table(media, out, sources: list[str], size: tuple[int, int], names: list[st
               f"| {c1 - c0:.2f} s | {c2 - c1:.2f} s | {'yes' if same else 'NO'} | {rec} | {prec} |", flush=True)
 
 
-if __name__ == "__main__":  # .venv/bin/python tests/curate/test_scenes_codecs.py [WxH [source...]]
+if __name__ == "__main__":  # .venv/bin/python tests/curate/test_scenes_codecs.py [WxH [source|recipe ...]]
     import os
     import tempfile
     from pathlib import Path
@@ -281,5 +281,6 @@ if __name__ == "__main__":  # .venv/bin/python tests/curate/test_scenes_codecs.p
     SHARED = Path(os.environ.get("REELFORGE_SHARED", Path(__file__).resolve().parents[3] / "shared"))
     wh = tuple(int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "640x360").split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        _table(SHARED / "media", Path(tmp), sys.argv[2:] or ["sintel_trailer_30s.mp4", "psd_testvideo.mp4"],
-               wh, list(RECIPES))
+        names = [a for a in sys.argv[2:] if a in RECIPES] or list(RECIPES)
+        sources = [a for a in sys.argv[2:] if a not in RECIPES] or ["sintel_trailer_30s.mp4", "psd_testvideo.mp4"]
+        _table(SHARED / "media", Path(tmp), sources, wh, names)
