@@ -282,7 +282,9 @@ class FastReader:
                     default=0)
         self._decode(packets[start:last + 1], wanted, self.coarse_skip)
         if any(p not in self.thumbs for p in wanted):
-            raise FastPathUnsupported  # e.g. open-GOP leading frames that need the previous chunk
+            # e.g. leading pictures of the stream's first keyframe (a cut by stream copy inside an
+            # open GOP): no chunk before holds what they predict from (packets.demux_chunks)
+            raise FastPathUnsupported
 
     def order(self, packets) -> list[int]:
         """pts of the frames ``packets`` show, in presentation order (discarded packets show none;
@@ -312,7 +314,8 @@ class FastReader:
         # picture with a B slice, and x265 codes its P-frames as B slices (generalised P/B), so the
         # coarse pass lost its P chain and every refinement came back short (x265 with B-frames was
         # read whole after a wasted fast pass; BENCHMARKS.md, "Shot detection on codecs ...")
-        self.coarse_skip = "BIDIR" if self.codec == "h264" and self.nal_len and self.cfg.fast_decode else "NONREF"
+        bidir = self.codec == "h264" and self.nal_len and self.cfg.fast_decode
+        self.coarse_skip = "BIDIR" if bidir else "NONREF"
         self.pixels = stream.codec_context.width * stream.codec_context.height
         self.workers = self.cfg.decode_workers or min(2, os.cpu_count() or 1)
         self.decoders = DecoderPool(self.path, stream, self.workers, self.cfg.decode_threads,
