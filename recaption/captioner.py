@@ -94,6 +94,34 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+def check_model_source(model: str, revision: str = "", key: str = "recaption.captioner.model") -> None:
+    """Raise ``ConfigError`` (one line, naming ``key``) when ``model`` is neither a local folder, nor in the hub
+    cache, nor fetchable from the hub. Without it a machine with no hub access (the README's default model on
+    an offline box) had every caption actor retry the hub for minutes, then die in a traceback. Call it
+    where the model will load: a cluster's workers may see folders and caches the driver does not."""
+    import os
+
+    from reelforge.config import ConfigError
+
+    if model.startswith("random:") or os.path.isdir(os.path.expanduser(model)):
+        return
+    hint = f"download it where the captioning runs and set {key}=/path/to/model"
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise ConfigError(f"{key}: {model} is not a folder; {hint}")
+    import huggingface_hub as hub
+
+    if isinstance(hub.try_to_load_from_cache(model, "config.json", revision=revision or None), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(f"{key}: {model} is not a local folder nor in the hub cache, and HF_HUB_OFFLINE is set; {hint}")
+    try:
+        hub.model_info(model, revision=revision or None, timeout=15)  # one request, no retries
+    except Exception as exc:  # noqa: BLE001 (offline, unknown repo, gated: the hub's own words)
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(f"{key}: {model} is not a local folder nor in the hub cache, and the hub cannot give it "
+                         f"({type(exc).__name__}: {msg}); {hint}") from None
+
+
 class Captioner:
     """Loads the model and processor once (``__init__``); ``generate`` captions a batch of clips."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,12 @@ def caption_dataset(dataset: str | Path, cfg: RecaptionConfig, ray_cfg: RayConfi
     pending: list[dict] = []
     t_start = None
     if todo:
-        init_ray(ray_cfg or RayConfig())
+        ray_cfg = ray_cfg or RayConfig()
+        if cfg.backend == "transformers" and not (ray_cfg.address or os.environ.get("RAY_ADDRESS")):
+            # a local Ray loads the model on this machine: say now if it cannot (on a cluster the workers do)
+            from reelforge.recaption.captioner import check_model_source
+            check_model_source(cfg.captioner.model, cfg.captioner.revision)
+        init_ray(ray_cfg)
         info: dict = {}
         t_start = time.time()
         bar = progress.bar(total=len(todo), desc="captions", unit="clip")  # one line per phase in a job log

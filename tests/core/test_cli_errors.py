@@ -69,3 +69,17 @@ def test_output_piped_into_a_reader_that_leaves_is_no_traceback(dataset):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("model, says", [("nobody-here/no-such-vlm", "HF_HUB_OFFLINE is set"),
+                                         ("/models/no-such-vlm", "is not a folder")])
+def test_caption_with_a_model_this_machine_cannot_load_stops_before_ray(dataset, model, says, monkeypatch, capsys):
+    # the README's default model on a box without the hub: every caption actor retried for minutes, then a traceback
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["caption", str(dataset), "--set", f"recaption.captioner.model={model}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"reelforge: config error: recaption.captioner.model: {model} ") and says in err
+    assert len(err.splitlines()) == 1
+    import ray
+    assert not ray.is_initialized()
