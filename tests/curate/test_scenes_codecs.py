@@ -1,8 +1,8 @@
 """Fast = exact on codecs, containers and timings we did not choose: VP9/VP8 in webm
-(hidden alt-ref frames), AV1 in mp4/mkv/webm, H.264 in MPEG-TS (Annex B) and as a raw elementary
-stream (no pts), MPEG-2 and MPEG-4 Part 2 (open GOPs), ProRes/MJPEG/FFV1 and all-intra H.264,
-x264/x265 open GOPs, 10-bit, variable frame rate, a stream starting at 10 s, an mp4 whose edit list
-trims into the first GOP.
+(hidden alt-ref frames), AV1 in mp4/mkv/webm, H.264 and HEVC in MPEG-TS (Annex B), H.264 as a raw
+elementary stream (no pts), MPEG-1, MPEG-2 and MPEG-4 Part 2 (open GOPs), ProRes/MJPEG/FFV1 and
+all-intra H.264, x264/x265 open GOPs, 10-bit, variable frame rate, a stream starting at 10 s, an
+MPEG-TS clock passing 2**33, an mp4 whose edit list trims into the first GOP.
 
 Each case is re-encoded from real footage with PyAV (``scenes_reencode.RECIPES``); the fast reader
 must give the frames, timestamps and cuts (within a frame) a full decode gives, take the path
