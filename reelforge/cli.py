@@ -165,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: the commands clean up on the way out (a build kills its tasks, drops
+        # uncommitted work); what the user needs is how to go on, not the stack of wherever the signal landed
+        print("reelforge: interrupted. What was committed is kept: the same command resumes a build or a caption "
+              "run (a training run with --set trainer.resume=latest)", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `reelforge shards stats DIR | head`: the reader left, which is no error of ours
         # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first
         import os

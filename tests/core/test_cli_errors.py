@@ -83,3 +83,15 @@ def test_caption_with_a_model_this_machine_cannot_load_stops_before_ray(dataset,
     assert len(err.splitlines()) == 1
     import ray
     assert not ray.is_initialized()
+
+
+def test_ctrl_c_ends_in_one_line_saying_how_to_resume():
+    # a build interrupted with Ctrl-C printed a KeyboardInterrupt traceback from inside ray.wait
+    code = ("import sys, reelforge.cli as cli\n"
+            "def interrupted(args): raise KeyboardInterrupt\n"
+            "cli.cmd_samples = interrupted\n"
+            "sys.exit(cli.main(['samples', 'unused']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr.startswith("reelforge: interrupted.") and "same command resumes" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
