@@ -85,8 +85,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_caption)
 
     s = sub.add_parser("caption-serve", help="serve the local captioner as an OpenAI-compatible endpoint")
-    s.add_argument("--config", default=str(DEFAULT_CONFIG))
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--config", default=str(DEFAULT_CONFIG), help="caption job YAML: the captioner and template served")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. recaption.captioner.model=/models/qwen")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.set_defaults(func=cmd_serve)

@@ -99,10 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("demo", help="generate sample videos and build a dataset from them")
-    d.add_argument("--output", "-o", default="out/demo")
-    d.add_argument("--config", default=str(CONFIG_DIR / "build" / "demo.yaml"))
-    d.add_argument("--preset", default="demo", choices=["demo", "test"])
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--output", "-o", default="out/demo",
+                   help="folder for raw/ (the sample videos), dataset/, t2v/ and index.html (default out/demo)")
+    d.add_argument("--config", default=str(CONFIG_DIR / "build" / "demo.yaml"),
+                   help="build config YAML (default configs/build/demo.yaml)")
+    d.add_argument("--preset", default="demo", choices=["demo", "test"],
+                   help="sample set: demo (8 videos, 3-6 s) or test (4 tiny videos of 2-3 s, for the tests)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a build config key")
     d.add_argument("--train-minutes", type=float, default=1.5, dest="train_minutes",
                    help="CPU minutes for the text-to-video DiT (0: dataset only; 30: a better-trained run)")
     d.add_argument("--vae-minutes", type=float, default=0.0, dest="vae_minutes",
@@ -111,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("samples", help="write the deterministic sample videos with ground truth")
-    s.add_argument("out_dir")
-    s.add_argument("--preset", default="demo", choices=["demo", "test"])
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out_dir", help="folder for the videos and their JSON sidecars (true cuts, description)")
+    s.add_argument("--preset", default="demo", choices=["demo", "test"],
+                   help="demo (8 videos, 3-6 s) or test (4 tiny videos of 2-3 s, for the tests)")
+    s.add_argument("--seed", type=int, default=0, help="noise and texture seed (same seed, same bytes)")
     s.set_defaults(func=cmd_samples)
 
     from reelforge.curate.report_cli import add_parser as add_report

@@ -57,7 +57,7 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="shards_cmd", required=True)
 
     q = sub.add_parser("index", help="scan DIR/shards/*.tar (+ DIR/clips.parquet) -> DIR/index.parquet")
-    q.add_argument("dataset")
+    q.add_argument("dataset", help="dataset dir (with shards/)")
     q.add_argument("--buckets", help="bucket table YAML (default: the built-in table)")
     q.set_defaults(func=_cmd_index)
 
@@ -68,24 +68,24 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=_cmd_verify)
 
     q = sub.add_parser("stats", help="counts, buckets, hours, captions and numeric-column summaries from the index")
-    q.add_argument("dataset")
+    q.add_argument("dataset", help="dataset dir or URL (with index.parquet)")
     q.add_argument("--buckets", help="preview another bucket table YAML")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="JSON instead of YAML")
     q.set_defaults(func=_cmd_stats)
 
     q = sub.add_parser("import", help="index shards made by video2dataset or img2dataset into a dataset dir")
     q.add_argument("source", nargs="+", help="tar files or folders holding them")
     q.add_argument("--out", required=True, help="dataset dir to create (shards are symlinked unless --copy)")
-    q.add_argument("--copy", action="store_true")
+    q.add_argument("--copy", action="store_true", help="copy the tars instead of linking them")
     q.add_argument("--buckets", help="bucket table YAML")
     q.set_defaults(func=_cmd_import)
 
     q = sub.add_parser("export", help="write a bucket-grouped training shard set from an index query")
-    q.add_argument("dataset")
-    q.add_argument("--out", required=True)
+    q.add_argument("dataset", help="dataset dir or URL (with index.parquet)")
+    q.add_argument("--out", required=True, help="new dataset dir or URL for the exported shards")
     q.add_argument("--where", help="filter, e.g. \"aesthetic >= 5 AND duration_s BETWEEN 2 AND 8\"")
     q.add_argument("--buckets", help="bucket table YAML (default: the table the index was built with)")
-    q.add_argument("--target-mb", type=int, default=256)
+    q.add_argument("--target-mb", type=int, default=256, help="shard size in MiB (default 256)")
     q.add_argument("--caption-version", help="caption version written as <key>.txt (default: the dataset's default; "
                                              "every version goes into the JSON 'captions' object)")
     q.set_defaults(func=_cmd_export)

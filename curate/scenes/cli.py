@@ -18,10 +18,12 @@ from .config import SceneConfig  # a dataclass: the detector itself is imported 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("scenes", help="detect shot boundaries in videos (like `scenedetect`)")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
-    p.add_argument("--detector", choices=["content", "transnetv2"], default="content")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (an unreadable one is reported, not fatal)")
+    p.add_argument("--detector", choices=["content", "transnetv2"], default="content",
+                   help="content: the build's detector (default); transnetv2: the learned one, real weights")
     p.add_argument("--device", default="auto", help="transnetv2: auto | cpu | cuda")
-    p.add_argument("--min-shot-frames", type=int, default=SceneConfig.min_shot_frames)
+    p.add_argument("--min-shot-frames", type=int, default=SceneConfig.min_shot_frames,
+                   help=f"no cut closer than this to the previous one (default {SceneConfig.min_shot_frames})")
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     p.set_defaults(func=run)
     return p

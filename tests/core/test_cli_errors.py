@@ -95,3 +95,21 @@ def test_ctrl_c_ends_in_one_line_saying_how_to_resume():
     assert out.returncode == 130, out.stderr
     assert out.stderr.startswith("reelforge: interrupted.") and "same command resumes" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def _subparsers(parser, path=()):
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subparsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    # `reelforge demo --help` listed --output, --config, --preset and --set with no word about them
+    from reelforge.cli import build_parser
+    bare = [f"reelforge {' '.join(path)} {a.option_strings[0] if a.option_strings else a.dest}"
+            for path, sub in _subparsers(build_parser()) for a in sub._actions
+            if a.dest != "help" and not a.help and type(a).__name__ != "_SubParsersAction"]
+    assert bare == []

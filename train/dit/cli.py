@@ -11,8 +11,9 @@ def add_parser(sub) -> None:
     g.add_argument("--out", required=True, help="folder for video_NNN.mp4 and prompts.json")
     g.add_argument("--seed", type=int, default=0, help="prompt i uses noise seed SEED + i")
     g.add_argument("--steps", type=int, default=0, help="sampler steps (0: the exported default)")
-    g.add_argument("--method", choices=["euler", "heun"], default=None)
-    g.add_argument("--cfg-scale", type=float, default=None, dest="cfg_scale")
+    g.add_argument("--method", choices=["euler", "heun"], default=None, help="sampler (default: the exported one)")
+    g.add_argument("--cfg-scale", type=float, default=None, dest="cfg_scale",
+                   help="classifier-free guidance scale (default: the exported one)")
     g.add_argument("--frames", type=int, default=0, help="latent frames (0: the training bucket's)")
     g.add_argument("--size", default="", help="HxW in pixels (default: the training bucket's)")
     from reelforge.recaption.cli import add_upsample_arguments  # light: no numpy, no torch
