@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 
@@ -71,6 +72,8 @@ def init_ray(cfg: RayConfig | None = None) -> str:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.object_store_gb:
             kwargs["object_store_memory"] = int(cfg.object_store_gb * (1 << 30))
+        # 5-40 s (a loaded machine) with nothing on the screen but Ray's token warning looked like a hang
+        print("reelforge: starting a local Ray (RAY_ADDRESS joins a cluster instead) …", file=sys.stderr, flush=True)
         ray.init(**kwargs, **common)
         mode = "local"
     from ray.data import DataContext

@@ -113,3 +113,23 @@ def test_every_option_of_every_command_says_what_it_is():
             for path, sub in _subparsers(build_parser()) for a in sub._actions
             if a.dest != "help" and not a.help and type(a).__name__ != "_SubParsersAction"]
     assert bare == []
+
+
+def test_starting_a_local_ray_says_so_before_the_wait(monkeypatch, capsys):
+    # the first line of a build came after Ray had started: 30-40 s of silence on a loaded machine
+    import ray
+
+    from reelforge import cluster
+
+    class Started(Exception):
+        pass
+
+    def init(**kwargs):
+        assert "starting a local Ray" in capsys.readouterr().err
+        raise Started
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(Started):
+        cluster.init_ray(cluster.RayConfig())
