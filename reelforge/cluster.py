@@ -32,7 +32,9 @@ class RayConfig:
 # no GPU, so a CPU actor on a GPU node would still see (and use, with `device: auto`) every GPU there,
 # unreserved. With this, such a worker gets CUDA_VISIBLE_DEVICES="" and `auto`, resolved on the worker,
 # means exactly "the GPUs this actor reserved" (num_gpus in its stage's config).
-WORKER_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
+# Ray Train turns print() on its workers into a log record and, where the worker's stdout is not the
+# original one (it never is under Ray), prints it as well: every trainer line came twice in the log.
+WORKER_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 
 # Internal settings of a local Ray this program starts (never sent to a cluster it joins: a cluster's own
 # `ray start` decides them). Every Ray process exports metrics for Prometheus and reports task events and

@@ -24,7 +24,7 @@ def _task_reading(relative: str):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_ray_train_workers_resolve_relative_paths_like_the_driver(tmp_path, monkeypatch):
+def test_ray_train_workers_resolve_relative_paths_like_the_driver(tmp_path, monkeypatch, capfd):
     import toy_task
     from ray import cloudpickle
 
@@ -44,3 +44,7 @@ def test_ray_train_workers_resolve_relative_paths_like_the_driver(tmp_path, monk
     finally:
         shutdown_ray()
     assert (tmp_path / "run" / "export").is_dir()
+    # and each line rank 0 prints reaches the log once (Ray Train's print patch doubled every one)
+    out = capfd.readouterr()
+    started = [line for line in (out.out + out.err).splitlines() if "training toy:" in line]
+    assert len(started) == 1, started
