@@ -32,8 +32,25 @@ def _load_build_config(path, overrides):
     return load_config(BuildConfig, path, overrides)
 
 
+def _refilter_config(args):
+    """``--refilter`` with no CONFIG re-decides with the output's own settings (its ``config.yaml``): the
+    shipped default differs from what a demo or a tuned build used, and was refused as "settings that
+    change the clips"."""
+    from reelforge import storage
+
+    path = storage.join(args.output, "config.yaml")
+    if not storage.exists(path):
+        return _load_build_config(str(DEFAULT_BUILD_CONFIG), args.set)
+    print(f"reelforge build --refilter: settings from {path}", file=sys.stderr)
+    with storage.local_source(path) as local:
+        return _load_build_config(local, args.set)
+
+
 def cmd_build(args) -> int:
-    cfg = _load_build_config(args.config, args.set)
+    if args.refilter and args.config is None:
+        cfg = _refilter_config(args)
+    else:
+        cfg = _load_build_config(args.config or str(DEFAULT_BUILD_CONFIG), args.set)
     if args.refilter:
         if args.input or args.rebuild:
             raise ConfigError("--refilter re-decides an existing dataset: it takes no --input and no --rebuild")
@@ -87,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="curate raw videos into WebDataset shards")
-    b.add_argument("config", nargs="?", default=str(DEFAULT_BUILD_CONFIG), help="build config YAML")
+    b.add_argument("config", nargs="?", default=None,
+                   help="build config YAML (default: the shipped default.yaml; with --refilter, the output's config.yaml)")
     b.add_argument("--input", "-i", action="append", help="folder, glob, @list.txt or URL (repeatable)")
     b.add_argument("--output", "-o", required=True, help="dataset directory")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")

@@ -133,3 +133,26 @@ def test_starting_a_local_ray_says_so_before_the_wait(monkeypatch, capsys):
     monkeypatch.setattr(ray, "init", init)
     with pytest.raises(Started):
         cluster.init_ray(cluster.RayConfig())
+
+
+def test_refilter_without_a_config_takes_the_outputs_own(tmp_path, monkeypatch, capsys):
+    # a demo-built output refiltered as the README shows it was refused: the shipped default.yaml's split
+    # and transcode differ from the demo's ("settings that change the clips")
+    from reelforge.config import dump_config
+    from reelforge.configs import CONFIG_DIR
+    from reelforge.curate import pipeline
+    from reelforge.curate.pipeline import BuildConfig
+
+    cfg = BuildConfig()
+    cfg.curate.split.min_seconds, cfg.curate.transcode.max_side = 0.8, 640
+    dump_config(cfg, tmp_path / "config.yaml")
+    seen = []
+    monkeypatch.setattr(pipeline, "run_refilter", lambda out, c: seen.append(c))
+    assert main(["build", "--output", str(tmp_path), "--refilter", "--set", "curate.filters.motion.min_motion=0.001"]) == 0
+    (got,) = seen
+    assert (got.curate.split.min_seconds, got.curate.transcode.max_side) == (0.8, 640)
+    assert got.curate.filters.motion.min_motion == 0.001
+    assert f"settings from {tmp_path / 'config.yaml'}" in capsys.readouterr().err
+    # a CONFIG given is used as given
+    assert main(["build", str(CONFIG_DIR / "build" / "default.yaml"), "--output", str(tmp_path), "--refilter"]) == 0
+    assert seen[1].curate.split.min_seconds == 1.0
