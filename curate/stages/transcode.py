@@ -238,14 +238,22 @@ class _ClipEncoder:
     """
 
     def __init__(self, cfg: TranscodeConfig, row: dict, crop: list[int] | None,
-                 converters: dict[SourceColour, ColourConverter] | None = None):
+                 converters: dict[SourceColour, ColourConverter] | None = None, variable_rate: bool = False):
         from reelforge.curate.stages.signature import Ticks
 
         self.cfg, self.row, self.crop = cfg, row, crop
         expected = max(1, int(row["end_frame"]) - int(row["start_frame"]))
         src_fps = float(row.get("src_fps") or 0.0) or 25.0
+        self.expected = expected  # the planned source frames: the span's pts can reach past them (a cut file)
         self.keep = set(_decimate(expected, src_fps, cfg.max_fps))
         self.rate = _out_rate(src_fps, cfg.max_fps)
+        # a variable-frame-rate source (a phone dropping frames in low light) under the cap keeps each
+        # frame at its own time: placed by its index a frame plays early or late, and motion around a
+        # drop-out runs fast (a 0.8 s hole: 0.4 s off at mid-clip, BENCHMARKS.md). A constant-rate one
+        # keeps frame i at i / rate, as planned, also where frames are missing (a file cut short)
+        self.retime = variable_rate and src_fps <= cfg.max_fps + 1e-3
+        self.t0 = 0.0                            # the time of the clip's first frame
+        self.prev: av.VideoFrame | None = None   # the last frame encoded: repeated over a hole
         self.pick = set(np.linspace(0, len(self.keep) - 1, min(cfg.sample_frames, len(self.keep))).round()
                         .astype(int).tolist())
         self.rotation = int(row.get("rotation") or 0)
@@ -265,7 +273,18 @@ class _ClipEncoder:
 
     def add(self, frame: av.VideoFrame) -> None:
         idx, self.src_idx = self.src_idx, self.src_idx + 1
-        if idx not in self.keep:
+        slot = self.n
+        if idx >= self.expected:
+            return
+        if self.retime and frame.time is not None:
+            if self.n == 0:
+                self.t0 = frame.time
+            else:
+                # its output slot at the clip's constant rate; a constant-rate source's frame i is slot i
+                slot = int(round((frame.time - self.t0) * float(self.rate)))
+                if slot < self.n:
+                    return  # a second frame within one output interval (faster than the average rate)
+        elif idx not in self.keep:
             return
         if self.colour is None:
             src = source_colour(frame)
@@ -276,7 +295,7 @@ class _ClipEncoder:
             if self.stream is None:
                 self._open(frame.width, frame.height)
             yuv = self.colour.to_output(frame, self.w, self.h)
-            rgb = yuv.to_ndarray(format="rgb24") if self.n in self.pick else None  # read by its BT.709 tags
+            rgb = None  # the sampled ones are read back from the yuv, by its tags (``_emit``)
         else:
             img = upright(self.colour.to_rgb(frame), self.rotation)
             if abs(self.sar - 1.0) > 1e-3:  # non-square pixels: stretch to display aspect
@@ -290,7 +309,16 @@ class _ClipEncoder:
                 img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
             rgb = np.ascontiguousarray(img)
             yuv = self.colour.rgb_to_output(rgb)
-        if rgb is not None:
+        while self.n < slot:  # a hole in the source's frame times: the last frame stays on screen
+            self._emit(self.prev, None)
+        self._emit(yuv, rgb)
+
+    def _emit(self, yuv: av.VideoFrame, rgb: np.ndarray | None) -> None:
+        """Encode output frame ``self.n``; keep it small for the scorers when it is one of the K picked
+        (``rgb``: its RGB when the caller has it)."""
+        if self.n in self.pick:
+            if rgb is None:
+                rgb = yuv.to_ndarray(format="rgb24")
             small = cv2.resize(rgb, (self.sw, self.sh), interpolation=cv2.INTER_AREA) \
                 if (self.sw, self.sh) != (self.w, self.h) else rgb
             self.sampled.append((self.n, small))
@@ -298,6 +326,7 @@ class _ClipEncoder:
         yuv.pts, yuv.time_base = self.n, 1 / self.rate  # constant frame rate output
         for packet in self.stream.encode(yuv):
             self.out.mux(packet)
+        self.prev = yuv
         self.n += 1
 
     def _open(self, width: int, height: int) -> None:
@@ -340,6 +369,19 @@ class _ClipEncoder:
             self.out = None
         if os.path.exists(self.path):
             os.unlink(self.path)
+
+
+def variable_rate(path: str) -> bool:
+    """Whether the local file's video has a variable frame rate: its average rate differs from the rate
+    FFmpeg guesses from its timestamps (equal, to the digit, for every constant-rate file in ../shared and
+    the formats matrix; 21.4 vs 30 for 30 fps with a hole)."""
+    try:
+        with av.open(path) as container:
+            stream = main_video_stream(container)
+            avg, real = (stream.average_rate, stream.guessed_rate) if stream is not None else (None, None)
+    except av.error.FFmpegError:
+        return False
+    return bool(avg and real) and abs(float(avg) - float(real)) > 0.01 * float(real)
 
 
 def _decimate(n: int, src_fps: float, max_fps: float) -> list[int]:
@@ -414,17 +456,19 @@ class Transcode(Stage):
                     except Exception as exc:  # noqa: BLE001 - the row's own error, judged by the caller
                         results[i], crops = exc, crops + [None]
                 todo = [i for i in range(len(rows)) if results[i] is None]
-                rest = self._encode_spans(local, rows, crops, todo, results)
+                vfr = variable_rate(local)
+                rest = self._encode_spans(local, rows, crops, todo, results, vfr)
                 for i in rest:  # after a decoding error: each on its own, as a single-span decode says why
                     try:
-                        results[i] = self._encode_one(local, rows[i], crops[i])
+                        results[i] = self._encode_one(local, rows[i], crops[i], vfr)
                     except Exception as exc:  # noqa: BLE001
                         results[i] = exc
         except Exception as exc:  # noqa: BLE001 - fetching the source failed: every row says so
             results = [r if r is not None else exc for r in results]
         return results
 
-    def _encode_spans(self, local: str, rows: list[dict], crops: list, todo: list[int], results: list) -> list[int]:
+    def _encode_spans(self, local: str, rows: list[dict], crops: list, todo: list[int], results: list,
+                      vfr: bool = False) -> list[int]:
         """Encode the rows ``todo`` from one decode pass; returns the rows left when decoding stopped."""
         if not todo:
             return []
@@ -434,11 +478,11 @@ class Transcode(Stage):
             for k, t, frame in decode_spans(local, spans):
                 i = todo[k]
                 if frame is None:
-                    enc = encoders.pop(k, None) or _ClipEncoder(self.cfg, rows[i], crops[i], self.converters)
+                    enc = encoders.pop(k, None) or _ClipEncoder(self.cfg, rows[i], crops[i], self.converters, vfr)
                     results[i] = enc.finish()
                     continue
                 if k not in encoders:
-                    encoders[k] = _ClipEncoder(self.cfg, rows[i], crops[i], self.converters)
+                    encoders[k] = _ClipEncoder(self.cfg, rows[i], crops[i], self.converters, vfr)
                 encoders[k].add(frame)
         except _SpanError:
             return [i for i in todo if results[i] is None]
@@ -447,8 +491,8 @@ class Transcode(Stage):
                 enc.close()
         return []
 
-    def _encode_one(self, local: str, row: dict, crop) -> dict:
-        enc = _ClipEncoder(self.cfg, row, crop, self.converters)
+    def _encode_one(self, local: str, row: dict, crop, vfr: bool = False) -> dict:
+        enc = _ClipEncoder(self.cfg, row, crop, self.converters, vfr)
         try:
             for _, frame in decode_span(local, float(row["start_pts"]), float(row["end_pts"]), as_frames=True):
                 enc.add(frame)

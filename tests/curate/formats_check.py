@@ -87,6 +87,12 @@ def work_mp4s(out: Path) -> dict[str, bytes]:
     return mp4s
 
 
+def source_times(path: Path) -> list[float]:
+    """Presentation time of every frame of a source, s."""
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(c.streams.video[0]) if f.time is not None]
+
+
 def display_frames(path: Path) -> list[np.ndarray]:
     """Every frame of a source as a player shows it: RGB by its tags (numpy), turned upright by its
     display matrix and stretched to square pixels by its sample aspect ratio."""
@@ -105,10 +111,12 @@ def display_frames(path: Path) -> list[np.ndarray]:
 
 
 def judge_clip(clip: dict, mp4: bytes, reference: list[np.ndarray], mean_tol: float = 2.0,
-               grid_tol: float = 3.0) -> dict:
+               grid_tol: float = 3.0, times: list[float] | None = None) -> dict:
     """What is wrong with one clip (an empty ``problems`` list when nothing is) and its measurements.
     ``reference``: the source's frames as a player shows them (``display_frames``), or for HDR the SDR
-    picture it was made from."""
+    picture it was made from; ``times``: the source's frame times (``source_times``): clip frame i is
+    then judged against the source frame on screen ``i / rate`` after the clip's first, and the clip must
+    last as long as its span of the source (a variable-rate source is retimed, not counted)."""
     problems = []
     frames, info = clip_frames(mp4)
     if info["codec"] != "h264" or info["pix_fmt"] != "yuv420p":
@@ -122,9 +130,14 @@ def judge_clip(clip: dict, mp4: bytes, reference: list[np.ndarray], mean_tol: fl
     n = int(clip.get("num_frames") or 0)
     if len(frames) != n:
         problems.append(f"{len(frames)} frames decoded, the table says {n}")
-    planned = int(clip["end_frame"]) - int(clip["start_frame"])
-    if info["rate"] and abs(info["rate"] - float(clip.get("src_fps") or 0)) < 1e-3 and n != planned:
-        problems.append(f"{n} frames for the {planned} source frames planned (no frame-rate cap)")
+    a, b = int(clip["start_frame"]), int(clip["end_frame"])
+    capped = info["rate"] and float(clip.get("src_fps") or 0) > info["rate"] + 1e-3
+    if times and info["rate"] and not capped:
+        span = times[min(b, len(times)) - 1] - times[a] + 1 / info["rate"]
+        if abs(n / info["rate"] - span) > 1.01 / info["rate"]:
+            problems.append(f"{n} frames at {info['rate']:.3f} fps for {span:.3f} s of source")
+    elif info["rate"] and not capped and n != b - a:
+        problems.append(f"{n} frames for the {b - a} source frames planned")
     dur = float(clip.get("duration_s") or 0)
     if info["rate"] and abs(len(frames) / info["rate"] - dur) > 1.5 / info["rate"]:
         problems.append(f"{len(frames)} frames at {info['rate']:.3f} fps != duration_s {dur:.3f}")
@@ -144,7 +157,13 @@ def judge_clip(clip: dict, mp4: bytes, reference: list[np.ndarray], mean_tol: fl
         # clip frame i is source frame start_frame + i (decimated: i * the rate ratio)
         step = max(1.0, float(clip.get("src_fps") or info["rate"]) / info["rate"]) if info["rate"] else 1.0
         for i in sorted({0, len(frames) // 2, len(frames) - 1}):
-            j = min(len(reference) - 1, int(clip["start_frame"]) + int(round(i * step)))
+            j = min(len(reference) - 1, a + int(round(i * step)))
+            if times and not capped:
+                # the source frame on screen at clip time i / rate: the first in that output interval, or
+                # over a hole in the source's times the last one before it
+                slots = np.round((np.asarray(times[a:b]) - times[a]) * info["rate"]).astype(int)
+                shown = i if (slots == i).any() else int(slots[slots < i].max())
+                j = a + int(np.argmax(slots == shown))
             m, g = colour_error(to_rgb(frames[i]), reference[j])
             worst, grid = max(worst, m), max(grid, g)
         if worst > mean_tol or grid > grid_tol:
@@ -180,7 +199,7 @@ def judge_build(out: Path, made: dict) -> list[dict]:
             continue
         rec.update(status=row["status"], reason=row.get("reason") or "")
         mine = [c for c in clips if Path(c["video_path"]).name == m.path.name]
-        ref = None
+        ref = times = None
         rec["clips"] = {s: sum(c["status"] == s for c in mine) for s in ("ok", "filtered", "failed")}
         rec["reasons"] = sorted({(c.get("reason") or "")[:90] for c in mine if c["status"] != "ok"})
         if m.expect == "failed":
@@ -202,7 +221,8 @@ def judge_build(out: Path, made: dict) -> list[dict]:
             if mp4:
                 if ref is None:  # HDR: the SDR picture it was made from, tone mapping judged loosely
                     ref = m.truth if m.hdr else display_frames(m.path)
-                j = judge_clip(c, mp4, ref, *tolerance(m, c))
+                    times = source_times(m.path)
+                j = judge_clip(c, mp4, ref, *tolerance(m, c), times=times)
                 rec.setdefault("judged", []).append({"clip": c["clip_id"], "status": c["status"], **{
                     k: j[k] for k in ("mean_err", "grid_err", "width", "height")}})
                 rec["problems"] += j["problems"]

@@ -109,7 +109,7 @@ def test_index_at_the_end_cut_off_still_fails_with_a_reason(sample, tmp_path):
     part = tmp_path / "no_index.mp4"
     part.write_bytes(data[: len(data) // 2])
     video = _video_row(part)
-    assert video["status"] == "failed" and video["reason"].startswith("probe: not a readable media file")
+    assert video["status"] == "failed" and video["reason"].startswith("probe: mp4 without its index (no moov box)")
 
 
 @pytest.mark.parametrize("frac,frames,stop", [(0.5, 90, 3.7), (0.9, 214, 8.9)])
