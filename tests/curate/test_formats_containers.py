@@ -117,3 +117,20 @@ def test_mp4_cut_before_its_index_says_so(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 200)
     assert "not a readable media file" in Probe().process_row({"path": str(text)})["reason"]
+
+
+def test_rotated_phone_video_is_upright_and_sampled_like_any_other(tmp_path):
+    """Phone footage stores landscape pixels and a display rotation. Its clip is upright (portrait) and
+    gives the scorers K sampled frames: the rotation path used to hand them every frame of the clip."""
+    frames = moving(24, 96, 64)
+    stored = [np.ascontiguousarray(np.rot90(f, k=1)) for f in frames]  # turned back: a player turns it on
+    src = fi.encode(tmp_path / "phone.mp4", stored, RATE, "libx264", "yuv420p", options=fi.X264, rotation=90,
+                    tags=fi.BT709, rng=fi.LIMITED)
+    assert probe_file(str(src))["rotation"] in (90, 270)
+    out = _span(src, 0, 24)
+    assert out["status"] == "ok", out["reason"]
+    shown = fc.display_frames(src)
+    assert shown[0].shape[:2] == (out["height"], out["width"])
+    j = fc.judge_clip(out, out["mp4"], shown, mean_tol=3.0, grid_tol=3.5)
+    assert not j["problems"], j
+    assert len(out["frames"]) == len(out["frame_times"]) == TranscodeConfig().sample_frames
