@@ -47,10 +47,10 @@ def _refilter_config(args):
 
 
 def cmd_build(args) -> int:
-    if args.refilter and args.config is None:
+    if args.refilter and args.config == str(DEFAULT_BUILD_CONFIG):  # no CONFIG given
         cfg = _refilter_config(args)
     else:
-        cfg = _load_build_config(args.config or str(DEFAULT_BUILD_CONFIG), args.set)
+        cfg = _load_build_config(args.config, args.set)
     if args.refilter:
         if args.input or args.rebuild:
             raise ConfigError("--refilter re-decides an existing dataset: it takes no --input and no --rebuild")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="curate raw videos into WebDataset shards")
-    b.add_argument("config", nargs="?", default=None,
+    b.add_argument("config", nargs="?", default=str(DEFAULT_BUILD_CONFIG),
                    help="build config YAML (default: the shipped default.yaml; with --refilter, the output's config.yaml)")
     b.add_argument("--input", "-i", action="append", help="folder, glob, @list.txt or URL (repeatable)")
     b.add_argument("--output", "-o", required=True, help="dataset directory")

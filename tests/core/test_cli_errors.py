@@ -154,5 +154,7 @@ def test_refilter_without_a_config_takes_the_outputs_own(tmp_path, monkeypatch, 
     assert got.curate.filters.motion.min_motion == 0.001
     assert f"settings from {tmp_path / 'config.yaml'}" in capsys.readouterr().err
     # a CONFIG given is used as given
-    assert main(["build", str(CONFIG_DIR / "build" / "default.yaml"), "--output", str(tmp_path), "--refilter"]) == 0
+    given = tmp_path / "given.yaml"
+    given.write_text((CONFIG_DIR / "build" / "default.yaml").read_text())
+    assert main(["build", str(given), "--output", str(tmp_path), "--refilter"]) == 0
     assert seen[1].curate.split.min_seconds == 1.0
