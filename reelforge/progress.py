@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Iterable, Iterator, TextIO
 
 INTERVAL_ENV = "REELFORGE_PROGRESS_SECONDS"
@@ -60,7 +61,7 @@ class LineProgress:
         self._lock = threading.Lock()  # the heartbeat thread prints too
         self._stop = threading.Event()
         if self.interval > 0:
-            _heartbeat(self._stop, lambda: self.interval, self._beat)
+            _heartbeat(self._stop, self.interval, weakref.WeakMethod(self._beat))
 
     def line(self, now: float | None = None) -> str:
         """``desc: n/total unit, rate unit/s, elapsed, ETA`` (ETA only while a total is known and unmet)."""
@@ -70,8 +71,8 @@ class LineProgress:
         parts = [f"{self.desc}: {done} {self.unit}", f"{rate:.2f} {self.unit}/s", _duration(elapsed)]
         if self.total is not None and self.n < self.total and rate > 0 and not self.closed:
             parts.append(f"ETA {_duration((self.total - self.n) / rate)}")
-        elif self.closed:
-            parts.append("done")
+        elif self.closed:  # closed short of its total: a phase left by an error or Ctrl-C
+            parts.append("done" if self.total is None or self.n >= self.total else "stopped")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]
         return ", ".join(parts)
 
@@ -121,11 +122,16 @@ class LineProgress:
         self.close()
 
 
-def _heartbeat(stop: threading.Event, seconds, beat) -> None:
-    """Call ``beat()`` every ``seconds()`` until ``stop`` is set (a daemon thread: never holds up exit)."""
+def _heartbeat(stop: threading.Event, seconds: float, beat) -> None:
+    """Call ``beat()()`` every ``seconds`` until ``stop`` is set or the bar is gone (``beat`` is a weak
+    reference: a bar its caller dropped without closing, after an error, stops ticking; a daemon thread)."""
     def loop():
-        while not stop.wait(max(seconds(), 0.05)):
-            beat()
+        while not stop.wait(max(seconds, 0.05)):
+            fn = beat()
+            if fn is None:
+                return
+            fn()
+            del fn
 
     threading.Thread(target=loop, name="progress-heartbeat", daemon=True).start()
 
@@ -141,6 +147,14 @@ def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = 
         t = tqdm(iterable, total=total, desc=desc, unit=unit, file=out, dynamic_ncols=True)
         # tqdm redraws only on update: between items its elapsed time would stand still
         stop = threading.Event()
-        _heartbeat(stop, lambda: 1.0, lambda: stop.set() if t.disable else t.refresh())
+        bar_ref = weakref.ref(t)
+
+        def redraw():
+            bar = bar_ref()
+            if bar is not None and not bar.disable:  # disable: closed
+                bar.refresh()
+            else:
+                stop.set()
+        _heartbeat(stop, 1.0, lambda: redraw)
         return t
     return LineProgress(iterable, total=total, desc=desc, unit=unit, file=out)

@@ -54,7 +54,7 @@ def test_a_phase_with_no_item_done_still_prints_a_line_every_interval():
     time.sleep(0.15)
     lines = out.getvalue().splitlines()
     assert len(ticking) >= 3 and all(line.startswith("videos: 0/3 video") for line in ticking)
-    assert lines[-1].startswith("videos: 0/3 video") and lines[-1].endswith("done")
+    assert lines[-1].startswith("videos: 0/3 video") and lines[-1].endswith("stopped")
     assert len(lines) == len(ticking) + 1  # closed: the heartbeat stops
 
 
@@ -65,3 +65,22 @@ def test_terminal_bar_redraws_while_waiting():
     time.sleep(2.3)  # the heartbeat redraws once a second
     t.close()
     assert out.getvalue().count("0/2") > before.count("0/2") + 1
+
+
+def test_a_bar_dropped_after_an_error_stops_ticking_and_a_short_close_says_stopped():
+    import gc
+
+    out = io.StringIO()
+    b = progress.LineProgress(total=3, desc="videos", unit="video", file=out, interval=0.05)
+    b.update(1)
+    del b  # the caller's frame went away with an exception, the bar never closed
+    gc.collect()
+    time.sleep(0.1)
+    n = len(out.getvalue().splitlines())
+    time.sleep(0.3)
+    assert len(out.getvalue().splitlines()) == n  # a thread would otherwise print into whatever runs next
+
+    out = io.StringIO()
+    with progress.bar(total=3, desc="videos", unit="video", file=out) as b:
+        b.update(1)
+    assert out.getvalue().splitlines()[-1].endswith("stopped")  # not "done": 1 of 3
