@@ -117,7 +117,10 @@ def _frames_from(container, stream, start: float, size: int):
         target = start - back
         from_top = back > 0 and target <= first_t
         if from_top:
-            container.seek(0, unsupported_byte_offset=True)  # byte 0 (AVSEEK_FLAG_BYTE): no search
+            try:
+                container.seek(0, unsupported_byte_offset=True)  # byte 0 (AVSEEK_FLAG_BYTE): no search
+            except av.error.FFmpegError:  # a demuxer without byte seeks: its first timestamp
+                container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
         else:
             container.seek(int(math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
         frames = _decoded(container, stream, size)

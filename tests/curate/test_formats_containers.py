@@ -134,3 +134,19 @@ def test_rotated_phone_video_is_upright_and_sampled_like_any_other(tmp_path):
     j = fc.judge_clip(out, out["mp4"], shown, mean_tol=3.0, grid_tol=3.5)
     assert not j["problems"], j
     assert len(out["frames"]) == len(out["frame_times"]) == TranscodeConfig().sample_frames
+
+
+def test_tiny_source_scores_without_warnings(shared_media, tmp_path):
+    """An 8x8 source (the `basic` filter removes it, but it is scored first): motion compared an empty
+    border-less middle ("Mean of empty slice" in the build's log for every such clip)."""
+    import warnings
+
+    from reelforge.curate.stages.motion import MotionStage
+
+    frames, rate = fi.source_rgb(shared_media, size=(8, 8))
+    src = fi.encode(tmp_path / "tiny.mp4", frames, rate, "libx264", "yuv420p", options=fi.X264)
+    out = _span(src, 0, len(frames))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = MotionStage().process_row(out)
+    assert all(np.isfinite(v) for v in scores.values())
