@@ -64,3 +64,12 @@ def test_text_embeddings_added_to_latent_shards_once(encoder, tmp_path):
     assert torch.allclose(batch["text"][1, :4], expected[1, :4], atol=1e-2)           # stored as float16
     v2 = LatentShardDataset(tmp_path, 5, caption_version="v2")
     assert v2.has_text and v2.load(v2.samples[:1])["caption"] == ["blue"]
+
+
+def test_the_toy_encoder_is_saved_without_a_progress_bar(tmp_path, capfd):
+    # the demo printed "Writing model shards: 100%|…" right after "dataset written to … shards/"
+    from transformers.utils import logging as hf_logging
+
+    make_tiny_t5(tmp_path / "t5", ["a red circle"])
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the user's setting is left as it was

@@ -99,5 +99,15 @@ def make_tiny_t5(out_dir: str | Path, corpus: list[str], d_model: int = 64, laye
     torch.manual_seed(seed)
     conf = T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model,
                     num_layers=layers, num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    T5EncoderModel(conf).save_pretrained(out)
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Writing model shards" bar even for this one-file toy; in the demo's log it came
+    # right after "dataset written to … shards/" and read as being about the dataset
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        T5EncoderModel(conf).save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return out
