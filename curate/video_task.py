@@ -54,15 +54,31 @@ def spans_of(video: dict) -> list[dict]:
     return spans
 
 
+def sidecar_caption_for_clips(video: dict, spans: list[dict]) -> str:
+    """The input's sidecar caption where it describes each clip: only a video with one shot that makes
+    clips (its clips are that shot, or even pieces of it; a fade-in's few black frames plan no clip).
+    A sidecar describes the whole file ("a 5-second video ... in 3 shots"); given to each clip of a
+    multi-shot video it would be wrong training text, so those clips get none (the recaptioner writes
+    theirs) and the text stays on the video's row (``sidecar_caption``)."""
+    shot, shots_with_clips = 0, set()
+    for i, span in enumerate(spans):
+        if i and span.get("cut_before") in ("cut", "transition"):
+            shot += 1
+        if span.get("status", "ok") == "ok":
+            shots_with_clips.add(shot)
+    return (video.get("sidecar_caption") or "") if len(shots_with_clips) <= 1 else ""
+
+
 def plan_clip_rows(video: dict) -> list[dict]:
     """Clip rows (work items and dropped spans) for one scene-split video row."""
     rows = []
-    for i, span in enumerate(spans_of(video)):
+    spans = spans_of(video)
+    caption = sidecar_caption_for_clips(video, spans)
+    for i, span in enumerate(spans):
         span = dict(span)
         row = {dst: video.get(src) for src, dst in _VIDEO_TO_CLIP.items()}
         row.update(clip_id=clip_id_for(video["sha256"], span["start_frame"], span["end_frame"]), clip_index=i,
-                   caption=video.get("sidecar_caption") or "",
-                   caption_source="sidecar" if video.get("sidecar_caption") else "")
+                   caption=caption, caption_source="sidecar" if caption else "")
         row.update(span)
         # the transcoder matches decoded frames by pts: first frame's pts, last frame's pts
         row["start_pts"] = span["start_s"]

@@ -81,3 +81,23 @@ def test_a_resumed_task_skips_the_clips_its_content_committed(video, tmp_path):
     again = task(dict(first, **{STATS: None}))
     assert again[STATS]["clips"] == 0 and again[STATS]["written"] == 0  # nothing redone, nothing twice
     assert len(Manifest(out).committed_clips()) == 2 and Manifest(out).is_complete(first["sha256"])
+
+
+def _span(a, b, before, after, status="ok"):
+    return {"start_frame": a, "end_frame": b, "start_s": a / 10, "end_s": b / 10, "status": status, "reason": "",
+            "cut_before": before, "cut_after": after, "transition_before": ""}
+
+
+@pytest.mark.parametrize("spans, captioned", [
+    ([_span(0, 100, "start", "split"), _span(100, 200, "split", "end")], True),        # one shot in two pieces
+    ([_span(0, 5, "start", "transition", "filtered"), _span(20, 200, "transition", "end")], True),  # fade-in
+    ([_span(0, 100, "start", "cut"), _span(102, 200, "cut", "end")], False),           # two shots
+    ([_span(0, 100, "start", "transition"), _span(130, 200, "transition", "end")], False),  # a dissolve
+])
+def test_a_sidecar_caption_goes_to_clips_only_of_a_one_shot_video(spans, captioned):
+    from reelforge.curate.video_task import plan_clip_rows
+    video = {"sha256": "ab" * 32, "path": "v.mp4", "fps": 10.0, "clip_spans": spans,
+             "sidecar_caption": "A dog runs on a beach."}
+    rows = plan_clip_rows(video)
+    assert [r["caption"] for r in rows] == (["A dog runs on a beach."] if captioned else [""]) * len(spans)
+    assert [r["caption_source"] for r in rows] == (["sidecar"] if captioned else [""]) * len(spans)
