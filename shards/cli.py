@@ -15,7 +15,9 @@ def _buckets(path: str | None):
 
 
 def _cmd_index(args) -> int:
+    from reelforge import storage
     from reelforge.shards.index import build_index
+    storage.check_input_url(args.dataset)  # a bucket without credentials: one line, not the SDK's traceback
     print(build_index(args.dataset, _buckets(args.buckets)))
     return 0
 
@@ -31,7 +33,9 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_stats(args) -> int:
+    from reelforge import storage
     from reelforge.shards.stats import dataset_stats
+    storage.check_input_url(args.dataset)
     stats = dataset_stats(args.dataset, _buckets(args.buckets))
     print(json.dumps(stats, indent=2) if args.json else yaml.safe_dump(stats, sort_keys=False))
     return 0

@@ -37,7 +37,9 @@ def no_aws_credentials(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["report", "s3://reelforge-test-no-creds/ds"],
-                                  ["caption", "s3://reelforge-test-no-creds/ds", "--list"]])
+                                  ["caption", "s3://reelforge-test-no-creds/ds", "--list"],
+                                  ["shards", "stats", "s3://reelforge-test-no-creds/ds"],
+                                  ["shards", "index", "s3://reelforge-test-no-creds/ds"]])
 def test_a_bucket_without_credentials_is_one_line(no_aws_credentials, argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
