@@ -40,8 +40,11 @@ def cmd_caption(args) -> int:
     if args.list or args.make_default:
         _check_dataset(args.dataset)
     if args.list:
-        print(json.dumps({"default": store.default_version(args.dataset), "versions": store.versions(args.dataset)},
-                         indent=2))
+        listing = {"default": store.default_version(args.dataset), "versions": store.versions(args.dataset)}
+        pending = store.not_imported_counts(args.dataset)
+        if pending:  # a fresh build's sidecar captions: versions once a caption run imports them
+            listing["in_shards_not_imported"] = pending
+        print(json.dumps(listing, indent=2))
         return 0
     if args.make_default:
         try:

@@ -172,6 +172,25 @@ def captions_by_clip(dataset: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def not_imported_counts(dataset: str | Path) -> dict[str, int]:
+    """{version: clips} of the captions the shards carry that the store does not hold yet (imported as
+    versions by the next caption run, :func:`import_shard_captions`): read from the index alone, so
+    listing a fresh build's versions neither opens a tar nor writes to the dataset."""
+    from reelforge.shards.index import read_index
+
+    have = {(r["clip_id"], r["version"]) for r in all_rows(dataset)}
+    out: dict[str, int] = {}
+    for row in read_index(storage.as_path_or_url(dataset)).to_pylist():
+        if row.get("status") == "failed":
+            continue
+        names = [row.get("caption_source") or "txt"] if row.get("txt_size") is not None else []
+        names += [v for v in (row.get("caption_versions") or "").split(",") if v]
+        for name in dict.fromkeys(names):
+            if (row["clip_id"], name) not in have:
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
 def import_shard_captions(dataset: str | Path, index_rows: list[dict] | None = None) -> dict[str, int]:
     """Add the captions the shards carry as versions: ``<key>.txt`` under its ``caption_source``
     (``sidecar`` for build sidecars, ``import`` for other tools' alt-text, else ``txt``) and every entry

@@ -113,6 +113,9 @@ def test_readers_take_the_version_from_the_store(tmp_path):
 def test_caption_command_lists_and_sets_the_default(tmp_path, capsys):
     from reelforge.cli import main
     root = make_dataset(tmp_path / "d", n=2)
+    assert main(["caption", str(root), "--list"]) == 0  # a fresh build: its sidecars are in the shards only
+    assert json.loads(capsys.readouterr().out) == {"default": None, "versions": {},
+                                                   "in_shards_not_imported": {"sidecar": 2}}
     store.import_shard_captions(root)
     _add(root, "dense", {"c00": "dense zero"})
     store.merge(root)
