@@ -84,6 +84,7 @@ class OutputLock:
         self.lease_s = float(lease_s)
         self.lost: str | None = None   # why a remote lease was lost while held
         self._fd: int | None = None
+        self._made_dir = False   # local: this lock made the output folder (removed again if nothing was written)
         self._held = False
         self._tag: str | None = None   # version (ETag, GCS generation) of the lock object this holder wrote last
         self._token = uuid.uuid4().hex
@@ -98,6 +99,7 @@ class OutputLock:
         if self.remote:
             self._acquire_remote()
             return self
+        self._made_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -115,6 +117,8 @@ class OutputLock:
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
+            if exc[0] is not None and self._made_dir:
+                self._remove_untouched_dir()
             os.close(self._fd)  # closing releases the flock
             self._fd = None
         if not self._held:
@@ -132,6 +136,17 @@ class OutputLock:
             raise BuildStateError(f"the lock on {storage.parent(self.path)} was lost while this build ran "
                                   f"({self.lost}): another build may have written to it at the same time; "
                                   f"check it with `reelforge shards verify`")
+
+    def _remove_untouched_dir(self) -> None:
+        """A build that failed before writing anything (its input not found, say) leaves no output folder
+        it created. Unlinked while the flock is held: a build that opened the file before waits on it
+        and is refused, one that opens it after makes a new file, so the rmdir fails and the folder stays."""
+        try:
+            if os.listdir(self.path.parent) == [LOCK_FILE]:
+                os.unlink(self.path)
+                os.rmdir(self.path.parent)
+        except OSError:
+            pass
 
     def check(self) -> None:
         """Raise :class:`BuildStateError` if this holder's remote lease was lost (a long-running caller

@@ -168,3 +168,20 @@ def test_a_slow_build_commits_on_time_not_only_on_size(ray_local, raw, tmp_path)
     assert len({c["work_shard"] for c in with_media}) == len(with_media)
     parts = sorted(p.name for p in (out / "_work" / "clips").rglob("*.parquet"))
     assert [p for p in parts if p.startswith("work-")] == sorted(f"{c['work_shard']}.parquet" for c in with_media)
+
+
+def test_a_build_that_fails_on_its_input_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "new" / "ds"
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        run_build([str(tmp_path / "no_such_input")], out, _cfg())
+    assert not out.exists()          # it held only the lock it made
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(FileNotFoundError):
+        run_build([str(tmp_path / "no_such_input")], existing, _cfg())
+    assert existing.is_dir()         # a folder the user made stays
+    with pytest.raises(RuntimeError):
+        with OutputLock(out):
+            (out / "work.txt").write_text("written")
+            raise RuntimeError("a failure after writing")
+    assert (out / "work.txt").exists()  # what was written stays
