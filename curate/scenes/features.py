@@ -38,10 +38,14 @@ def open_video(path: str, threads: str = "AUTO"):
         container = av.open(path)
     except Exception as exc:  # PyAV raises many different errors for non-video input
         raise SceneDetectionError(f"cannot open {path}: {type(exc).__name__}: {exc}") from exc
-    if not container.streams.video:
+    # the first video stream that is not cover art (as curate/media.main_video_stream, which would
+    # bring fsspec into `reelforge scenes`' start-up): a file may list its cover picture first
+    stream = next((s for s in container.streams.video
+                   if not s.disposition & av.stream.Disposition.attached_pic), None)
+    if stream is None:
+        only_cover = bool(container.streams.video)
         container.close()
-        raise SceneDetectionError(f"{path} has no video stream")
-    stream = container.streams.video[0]
+        raise SceneDetectionError(f"{path} has no video stream" + (" (only cover art)" if only_cover else ""))
     stream.thread_type = threads
     return container, stream
 

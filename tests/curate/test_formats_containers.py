@@ -104,6 +104,16 @@ def test_cover_art_beside_a_video_is_skipped(tmp_path):
     assert (p["codec"], p["frame_count"], p["fps"]) == ("h264", 24, 24.0)
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_shot_reader_never_takes_cover_art_for_the_video(tmp_path, exact):
+    from reelforge.curate.scenes import SceneConfig, SceneDetectionError, detect_scenes
+    path = _with_cover(tmp_path / "clip.mp4", video=True)
+    assert detect_scenes(str(path), SceneConfig(exact=exact)).frames == 24
+    song = _with_cover(tmp_path / "song.m4a", video=False)  # it read the cover as a one-frame video
+    with pytest.raises(SceneDetectionError, match=r"no video stream \(only cover art\)"):
+        detect_scenes(str(song), SceneConfig(exact=exact))
+
+
 def test_mp4_cut_before_its_index_says_so(tmp_path):
     """Most writers put the mp4 index (moov) last: a download or recording cut short has none, and FFmpeg
     says only "Invalid data found when processing input"."""
