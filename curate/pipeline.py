@@ -221,6 +221,9 @@ def _build_phase(manifest: Manifest, paths: list[str], cfg: BuildConfig, refresh
         todo[i] = row
     counts = Counter(videos=len(paths), todo=len(todo), resumed=sum("sha256" in t for t in todo),
                      uncommitted_removed=removed)
+    if len(todo) < len(paths) or counts["resumed"]:  # a re-run: say what is left before the bar starts
+        print(f"reelforge build: {len(paths) - len(todo)} of {len(paths)} inputs already done; "
+              f"{len(todo)} to do ({counts['resumed']} resumed where their clips stopped)")
     # small inputs go several to a task, with one work shard series (curate/video_group.py)
     task = StageSpec(VideoGroupTask, (str(manifest.work), stage_specs(cfg.curate, "video"),
                                       stage_specs(cfg.curate, "clip"), cfg.shards))

@@ -118,11 +118,14 @@ def test_every_score_column_filled_for_ok_clips(built):
     assert sum(summary["funnel"].values()) == sum(c["status"] == "filtered" for c in clips)
 
 
-def test_rerun_is_idempotent(built, raw, tiny_clip_overrides):
+def test_rerun_is_idempotent(built, raw, tiny_clip_overrides, capsys):
     out, summary = built
     before = pq.read_table(out / "clips.parquet").to_pylist()
     tars = sorted(p.name for p in (out / "shards").glob("*.tar"))
+    capsys.readouterr()
     again = run_build([str(raw)], out, _cfg(tiny_clip_overrides))
+    n = summary["build_tasks"]["videos"]
+    assert f"{n} of {n} inputs already done; 0 to do" in capsys.readouterr().out  # a re-run says what is left
     after = pq.read_table(out / "clips.parquet").to_pylist()
     assert sorted(c["clip_id"] for c in after) == sorted(c["clip_id"] for c in before)
     assert sorted(p.name for p in (out / "shards").glob("*.tar")) == tars
