@@ -1,7 +1,7 @@
 """Transcode: cut one clip span out of its source and encode it as H.264 mp4 (plays in any player).
 
-Decodes the span once with PyAV (the clips of one source in a batch share one decode pass), turns frames
-upright (rotation metadata) and to square pixels (sample aspect ratio), optionally crops letterbox bars,
+Decodes the span once with PyAV (the clips of one source in a batch share one decode pass), deinterlaces
+frames the decoder flags interlaced (FFmpeg's bwdif, one frame per frame), turns frames upright (rotation metadata) and to square pixels (sample aspect ratio), optionally crops letterbox bars,
 caps the frame rate and the longest side, and encodes yuv420p H.264 with faststart. While frames stream
 through, it keeps K evenly spaced small frames (``frames``) for the scoring stages and the frame
 signature (``frame_signature``) for near-duplicate search, so no later stage decodes the clip again.
@@ -229,6 +229,69 @@ def decode_spans(path: str, spans: list[tuple[float, float]]):
                 seek_check = True
 
 
+class _Deinterlacer:
+    """FFmpeg's ``bwdif`` over the frames of one clip: one output frame per input frame (``send_frame``),
+    at its time, colour tags kept.
+
+    An interlaced source (broadcast MPEG-2/H.264, camcorders) decodes to frames whose two fields were
+    shot 1/50 or 1/60 s apart; woven into one picture, every moving edge is combed. Only frames the
+    decoder flags interlaced are deinterlaced (``deint=interlaced``): a stream mixing progressive
+    frames passes those through untouched. The filter needs the next frame to deinterlace one, so
+    frames come out one behind; ``flush`` hands back the last.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.graph = self.key = None
+
+    def _build(self, frame: av.VideoFrame) -> None:
+        g = av.filter.Graph()
+        g.threads = self.threads
+        src = g.add("buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=frame.format.name,
+                    time_base=str(frame.time_base), pixel_aspect="1/1",
+                    colorspace=str(int(frame.colorspace)), range=str(int(frame.color_range)))
+        bwdif = g.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        sink = g.add("buffersink")
+        src.link_to(bwdif)
+        bwdif.link_to(sink)
+        g.configure()
+        self.graph, self.key = g, self._key(frame)
+
+    @staticmethod
+    def _key(frame: av.VideoFrame) -> tuple:
+        return frame.width, frame.height, frame.format.name, frame.time_base, int(frame.colorspace), \
+            int(frame.color_range)
+
+    def push(self, frame: av.VideoFrame) -> list[av.VideoFrame]:
+        """The frames ready after ``frame`` went in (none for the first). A change of size or format
+        mid-stream (a broadcast switching programmes) drains the filter and starts a new one: the
+        buffer source cannot change them on the fly."""
+        out = []
+        if self.graph is not None and self._key(frame) != self.key:
+            out = self.flush()
+        if self.graph is None:
+            self._build(frame)
+        self.graph.push(frame)
+        return out + self._pull()
+
+    def flush(self) -> list[av.VideoFrame]:
+        """The frames still held (the last one), at the end of the clip."""
+        if self.graph is None:
+            return []
+        self.graph.push(None)
+        out = self._pull()
+        self.graph = self.key = None
+        return out
+
+    def _pull(self) -> list[av.VideoFrame]:
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
 class _ClipEncoder:
     """One clip's H.264 encoder, fed the source frames of its span one at a time.
 
@@ -273,8 +336,19 @@ class _ClipEncoder:
         tmp.close()
         self.path = tmp.name
         self.out = self.stream = None
+        # made at the first frame flagged interlaced; progressive sources never build a filter graph
+        self.deint: _Deinterlacer | None = None
 
     def add(self, frame: av.VideoFrame) -> None:
+        if self.deint is None and frame.interlaced_frame:
+            self.deint = _Deinterlacer(self.cfg.threads)
+        if self.deint is None:
+            self._add(frame)
+            return
+        for f in self.deint.push(frame):
+            self._add(f)
+
+    def _add(self, frame: av.VideoFrame) -> None:
         idx, self.src_idx = self.src_idx, self.src_idx + 1
         slot = self.n
         if idx >= self.expected:
@@ -346,6 +420,9 @@ class _ClipEncoder:
     def finish(self) -> dict:
         """The row's transcode outputs (or a failed status when no frame of the span decoded)."""
         try:
+            if self.deint is not None:
+                for f in self.deint.flush():
+                    self._add(f)
             if self.out is not None:
                 for packet in self.stream.encode():
                     self.out.mux(packet)
