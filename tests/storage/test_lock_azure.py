@@ -3,13 +3,14 @@ blob's ETag, so an expired lease is taken over by exactly one driver, timed by t
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
 
 from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock
+
+from lock_race import race_for_lock  # noqa: E402  (tests/storage/lock_race.py)
 
 
 def _wait_until_expired(url: str, timeout: float = 30) -> None:
@@ -46,22 +47,7 @@ def test_azure_lock_refuses_a_live_lease_and_one_of_four_drivers_takes_over_a_de
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
     _wait_until_expired(f"{out}/.lock")
-    go, results = threading.Barrier(4), []
-    locks = [OutputLock(out, lease_s=30) for _ in range(4)]
-
-    def race(lock):
-        go.wait()
-        try:
-            lock.__enter__()
-            results.append("won")
-        except BuildStateError as exc:
-            results.append(str(exc))
-
-    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, locks = race_for_lock(out)
     assert results.count("won") == 1, results
     assert all("is in use by another build" in r for r in results if r != "won")
     assert "took over" in capsys.readouterr().err

@@ -19,6 +19,8 @@ import pytest
 from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock
 
+from lock_race import race_for_lock  # noqa: E402  (tests/storage/lock_race.py)
+
 STORE_SKEW_S = -3 * 3600   # the store's clock against this machine's
 
 
@@ -152,22 +154,7 @@ def test_gcs_lock_is_timed_by_the_store_clock_and_one_of_four_drivers_takes_over
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
     gcs.age(f"{out}/.lock", 10)
-    go, results = threading.Barrier(4), []
-    locks = [OutputLock(out, lease_s=30) for _ in range(4)]
-
-    def race(lock):
-        go.wait()
-        try:
-            lock.__enter__()
-            results.append("won")
-        except BuildStateError as exc:
-            results.append(str(exc))
-
-    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, locks = race_for_lock(out)
     assert results.count("won") == 1, results
     assert all("is in use by another build" in r for r in results if r != "won")
     assert "took over gs://b/ds/.lock: its lease ran out" in capsys.readouterr().err

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock, load_state, save_state
+
+from lock_race import race_for_lock  # noqa: E402  (tests/storage/lock_race.py)
 
 LEASE = 2.5  # seconds: short, so that expiry and renewal happen within the test (a loaded 2-core box needs this much)
 
@@ -123,22 +124,7 @@ def test_two_drivers_racing_for_an_expired_lock_one_wins(s3, bucket):
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
     _wait_until_expired(f"{out}/.lock")
-    go, results = threading.Barrier(4), []
-    locks = [OutputLock(out, lease_s=30) for _ in range(4)]
-
-    def race(lock):
-        go.wait()
-        try:
-            lock.__enter__()
-            results.append("won")
-        except BuildStateError as exc:
-            results.append(str(exc))
-
-    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, locks = race_for_lock(out)
     assert results.count("won") == 1, results
     assert all("is in use by another build" in r for r in results if r != "won")
     for lock in locks:
