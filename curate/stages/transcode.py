@@ -1,8 +1,9 @@
 """Transcode: cut one clip span out of its source and encode it as H.264 mp4 (plays in any player).
 
 Decodes the span once with PyAV (the clips of one source in a batch share one decode pass), deinterlaces
-frames the decoder flags interlaced (FFmpeg's bwdif, one frame per frame), turns frames upright (rotation metadata) and to square pixels (sample aspect ratio), optionally crops letterbox bars,
-caps the frame rate and the longest side, and encodes yuv420p H.264 with faststart. While frames stream
+frames the decoder flags interlaced (FFmpeg's bwdif, one frame per frame), turns frames upright (rotation
+metadata) and to square pixels (sample aspect ratio), optionally crops letterbox bars, caps the frame
+rate and the longest side, and encodes yuv420p H.264 with faststart. While frames stream
 through, it keeps K evenly spaced small frames (``frames``) for the scoring stages and the frame
 signature (``frame_signature``) for near-duplicate search, so no later stage decodes the clip again.
 
