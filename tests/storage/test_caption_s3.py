@@ -75,6 +75,7 @@ def test_caption_job_io_on_s3_without_a_model(s3, bucket, tmp_path, monkeypatch)
     monkeypatch.setattr(runner, "caption_on_ray", fake_caption_on_ray)
     monkeypatch.setattr(job, "init_ray", lambda *a, **k: "existing")
     cfg = job.RecaptionConfig(part_clips=2, make_default=True, version="stub-v1")
+    cfg.captioner.model = "random:tiny"  # the stub captions: no model loads (the hub default would be checked)
     summary = job.caption_dataset(url, cfg)
     assert (summary["ok"], summary["failed"], summary["todo"]) == (2, 1, 3) and sorted(seen) == ["c00", "c01", "c02"]
     assert set(store.versions(url)) == {"sidecar", "stub-v1"} and store.default_version(url) == "stub-v1"
