@@ -59,16 +59,20 @@ def real_row(entry: Entry, shared: Path, k: int = 8) -> dict:
 
 
 def real_frames(entry: Entry, shared: Path) -> list[np.ndarray]:
-    """Every frame of a real entry's span at full size, upright, square pixels (RGB uint8)."""
+    """Every frame of a real entry's span at full size, upright, square pixels (RGB uint8), its colours
+    read as a build's transcode reads them (``curate/colour.py``: untagged HD is BT.709, full range and HDR
+    converted), not by PyAV's default (untagged = BT.601)."""
+    from reelforge.curate.colour import ColourConverter, source_colour
     from reelforge.curate.stages.probe import Probe
     from reelforge.curate.stages.transcode import decode_span, upright
 
     path = str(shared / entry.path)
     probe = Probe().process_row({"path": path})
     rot, sar = int(probe.get("rotation") or 0), float(probe.get("sar") or 1.0)
-    frames = []
-    for _, img in decode_span(path, entry.start, entry.end):
-        img = upright(img, rot)
+    frames, conv = [], None
+    for _, frame in decode_span(path, entry.start, entry.end, as_frames=True):
+        conv = conv or ColourConverter(source_colour(frame))
+        img = upright(conv.to_rgb(frame), rot)
         if abs(sar - 1.0) > 1e-3:
             img = cv2.resize(img, (round(img.shape[1] * sar), img.shape[0]), interpolation=cv2.INTER_AREA)
         frames.append(img)
