@@ -82,13 +82,18 @@ def s3(tmp_path_factory):
                 else:
                     os.environ[k] = v
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        _stop(proc, log)
+
+
+def _stop(proc: subprocess.Popen, log) -> None:
+    """End a server this session started (never one it did not), then close its log."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 _names = itertools.count()
@@ -166,13 +171,7 @@ def azurite(tmp_path_factory):
             else:
                 os.environ["AZURE_STORAGE_CONNECTION_STRING"] = saved
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        _stop(proc, log)
 
 
 @pytest.fixture

@@ -1,8 +1,12 @@
-"""Several drivers reaching for one output's lock at the same instant (the lock tests of every store)."""
+"""Helpers of the lock tests of every store: several drivers reaching for one output's lock at the same
+instant, and waiting until a lease has run out by the store's clock."""
 from __future__ import annotations
 
+import json
 import threading
+import time
 
+from reelforge import conditional
 from reelforge.curate.buildstate import BuildStateError, OutputLock
 
 
@@ -25,3 +29,13 @@ def race_for_lock(out: str, drivers: int = 4, lease_s: float = 30) -> tuple[list
     for t in threads:
         t.join()
     return results, locks
+
+
+def wait_until_expired(url: str, timeout: float = 30) -> None:
+    """Until the lock at ``url`` has outlived its recorded lease by the store's clock (what a taker sees)."""
+    data, version = conditional.read_versioned(url)
+    lease_s = json.loads(data)["lease_s"]
+    deadline = time.monotonic() + timeout
+    while conditional.store_time(url) - version.modified <= lease_s + conditional.CLOCK_SLACK_S:
+        assert time.monotonic() < deadline, "the store's clock did not move"
+        time.sleep(0.2)

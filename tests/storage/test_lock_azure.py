@@ -10,16 +10,7 @@ import pytest
 from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock
 
-from lock_race import race_for_lock  # noqa: E402  (tests/storage/lock_race.py)
-
-
-def _wait_until_expired(url: str, timeout: float = 30) -> None:
-    data, version = conditional.read_versioned(url)
-    lease_s = json.loads(data)["lease_s"]
-    deadline = time.monotonic() + timeout
-    while conditional.store_time(url) - version.modified <= lease_s + conditional.CLOCK_SLACK_S:
-        assert time.monotonic() < deadline, "the store's clock did not move"
-        time.sleep(0.2)
+from lock_race import race_for_lock, wait_until_expired  # noqa: E402  (tests/storage/lock_race.py)
 
 
 def test_azure_conditional_writes_compare_etags(container):
@@ -46,7 +37,7 @@ def test_azure_lock_refuses_a_live_lease_and_one_of_four_drivers_takes_over_a_de
     assert not storage.exists(f"{out}/.lock")
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
-    _wait_until_expired(f"{out}/.lock")
+    wait_until_expired(f"{out}/.lock")
     results, locks = race_for_lock(out)
     assert results.count("won") == 1, results
     assert all("is in use by another build" in r for r in results if r != "won")

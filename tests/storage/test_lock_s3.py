@@ -13,23 +13,13 @@ import pytest
 from reelforge import conditional, storage
 from reelforge.curate.buildstate import BuildStateError, OutputLock, load_state, save_state
 
-from lock_race import race_for_lock  # noqa: E402  (tests/storage/lock_race.py)
+from lock_race import race_for_lock, wait_until_expired  # noqa: E402  (tests/storage/lock_race.py)
 
 LEASE = 2.5  # seconds: short, so that expiry and renewal happen within the test (a loaded 2-core box needs this much)
 
 
 def _lease(url: str) -> dict:
     return json.loads(storage.read_bytes(url))
-
-
-def _wait_until_expired(url: str, timeout: float = 30) -> None:
-    """Until the lock at ``url`` has outlived its recorded lease by the store's clock (what a taker sees)."""
-    data, version = conditional.read_versioned(url)
-    lease_s = json.loads(data)["lease_s"]
-    deadline = time.monotonic() + timeout
-    while conditional.store_time(url) - version.modified <= lease_s + conditional.CLOCK_SLACK_S:
-        assert time.monotonic() < deadline, "the store's clock did not move"
-        time.sleep(0.2)
 
 
 def _take_over(out: str, lease_s: float, timeout: float) -> OutputLock:
@@ -111,7 +101,7 @@ def test_a_driver_whose_clock_runs_hours_behind_takes_over_a_dead_lease(s3, buck
     # its expiry in the holder's clock, which this driver, 6 h behind, would have waited for)
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5, "expires": time.time() + 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
-    _wait_until_expired(f"{out}/.lock")
+    wait_until_expired(f"{out}/.lock")
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 6 * 3600)
     with OutputLock(out, lease_s=30):
@@ -123,7 +113,7 @@ def test_two_drivers_racing_for_an_expired_lock_one_wins(s3, bucket):
     out = f"s3://{bucket}/ds"
     stale = {"holder": "pid 1 on gone, started long ago", "token": "x", "lease_s": 0.5}
     storage.write_bytes_atomic(f"{out}/.lock", json.dumps(stale).encode())
-    _wait_until_expired(f"{out}/.lock")
+    wait_until_expired(f"{out}/.lock")
     results, locks = race_for_lock(out)
     assert results.count("won") == 1, results
     assert all("is in use by another build" in r for r in results if r != "won")
