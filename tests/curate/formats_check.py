@@ -65,26 +65,25 @@ def colour_error(clip: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return mean, float(np.abs(gc - gt).mean())
 
 
-def shard_mp4s(out: Path) -> dict[str, bytes]:
-    """clip_id -> mp4 of every published clip."""
+def _mp4s(tars) -> dict[str, bytes]:
+    """clip_id -> mp4 of every clip in ``tars``."""
     mp4s = {}
-    for tar in sorted((out / "shards").glob("*.tar")):
+    for tar in sorted(tars):
         with tarfile.open(tar) as tf:
             for m in tf.getmembers():
                 if m.name.endswith(".mp4"):
                     mp4s[m.name.rsplit("/", 1)[-1][:-4]] = tf.extractfile(m).read()
     return mp4s
+
+
+def shard_mp4s(out: Path) -> dict[str, bytes]:
+    """clip_id -> mp4 of every published clip."""
+    return _mp4s((out / "shards").glob("*.tar"))
 
 
 def work_mp4s(out: Path) -> dict[str, bytes]:
     """clip_id -> mp4 of every transcoded clip, removed ones too (the work shards)."""
-    mp4s = {}
-    for tar in sorted((out / "_work").rglob("*.tar")):
-        with tarfile.open(tar) as tf:
-            for m in tf.getmembers():
-                if m.name.endswith(".mp4"):
-                    mp4s[m.name.rsplit("/", 1)[-1][:-4]] = tf.extractfile(m).read()
-    return mp4s
+    return _mp4s((out / "_work").rglob("*.tar"))
 
 
 def source_times(path: Path) -> list[float]:

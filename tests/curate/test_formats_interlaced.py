@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import formats_check as fc  # noqa: E402
 import formats_inputs as fi  # noqa: E402
 
+from reelforge.curate.deinterlace import Deinterlacer  # noqa: E402
 from reelforge.curate.stages import transcode as tr  # noqa: E402
 from reelforge.curate.stages.probe import probe_file  # noqa: E402
 
@@ -105,8 +106,8 @@ def test_progressive_source_is_unchanged(tmp_path, monkeypatch):
     src = fi.encode(tmp_path / "progressive.ts", fields(12), RATE, "libx264", "yuv420p", tags=fi.BT601,
                     rng=fi.LIMITED, options={"preset": "veryfast", "crf": "16", "g": "10"})
     built = []
-    real = tr._Deinterlacer._build
-    monkeypatch.setattr(tr._Deinterlacer, "_build", lambda self, f: built.append(f) or real(self, f))
+    real = Deinterlacer._build
+    monkeypatch.setattr(Deinterlacer, "_build", lambda self, f: built.append(f) or real(self, f))
     new = transcode(src, 2, 11)
     assert not built  # no filter graph for a progressive source
     old = transcode(src, 2, 11, old=True, monkeypatch=monkeypatch)
@@ -125,7 +126,7 @@ def test_filter_restarts_when_the_frame_size_changes():
         f.pts, f.time_base = pts, Fraction(1, 25)
         return f
 
-    d = tr._Deinterlacer(1)
+    d = Deinterlacer(1)
     sizes = [(64, 48)] * 3 + [(96, 64)] * 3
     out = []
     for i, (w, h) in enumerate(sizes):
